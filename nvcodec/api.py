@@ -1,0 +1,319 @@
+"""The Python API the CLI and the benchmarks call: encode(), decode(), inspect().
+
+Every quality and rate figure ``encode`` reports is measured on what the real decoder
+reconstructs from the file on disk, with bpp = 8 x file size / (W x H x frames).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .bitstream import format as nvc_format
+from .compress.codec import compress_tensors
+from .compress.ratecontrol import (
+    EXPECTED_BITS_PER_PARAM,
+    FILE_OVERHEAD_BYTES,
+    MAX_BITS,
+    MIN_BITS,
+    land_on_target,
+    param_budget,
+)
+from .errors import InputError, RateError, UsageError
+from .fsutil import atomic_write_bytes
+from .io import FrameRange, Video, write_frames
+from .metrics import bpp as bits_per_pixel
+from .metrics import ms_ssim, psnr, y_psnr
+from .models.base import FRAMEWISE, Backbone
+from .models.registry import backbone_class
+from .render import build_backbone, render_frames
+
+PRESET_EPOCHS = {"fast": 40, "medium": 200, "slow": 600}
+MAX_ENCODE_PARAMS = 20_000_000
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    model: str = "nerv"
+    bpp: float = 0.1
+    preset: str = "medium"
+    epochs: int | None = None  # overrides the preset
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
+    prune: float = 0.10
+    quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
+    resume: bool = True  # keep a checkpoint beside the output and resume from it
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """Measured on the decoder's reconstruction of the written file."""
+
+    path: str
+    model: str
+    num_params: int
+    width: int
+    height: int
+    num_frames: int
+    file_bytes: int
+    bpp: float
+    target_bpp: float
+    quant_bits: float
+    psnr: float
+    y_psnr: float
+    ms_ssim: float
+    train_seconds: float
+    encode_seconds: float
+    decode_seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: use cpu, cuda or auto")
+    return torch.device(name)
+
+
+def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
+    cls = backbone_class(settings.model)
+    if FRAMEWISE not in cls.capabilities:
+        raise UsageError(f"--model {settings.model}: encoding is not implemented for this backbone yet")
+    if settings.preset not in PRESET_EPOCHS:
+        raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESET_EPOCHS)}")
+    if not settings.bpp > 0:
+        raise UsageError("--bpp must be positive")
+    if settings.epochs is not None and settings.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    if not 0 <= settings.prune < 1:
+        raise UsageError("--prune must be in [0, 1)")
+    if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
+        raise UsageError(f"--bits must be between {MIN_BITS:g} and {MAX_BITS:g}")
+    if video.num_frames < 1:
+        raise InputError("the input has zero frames")
+    return cls
+
+
+def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
+    """Size the backbone for the target, or say why the target cannot be met."""
+    target_bytes = target_bpp * video.num_pixels / 8
+    smallest = cls.config_for_budget(video.height, video.width, video.num_frames, 0)
+    smallest_bpp = bits_per_pixel(nvc_format_size_estimate(cls.count_params(smallest)), video.width, video.height, video.num_frames)
+    budget = param_budget(target_bytes)
+    if budget < cls.count_params(smallest):
+        raise RateError(
+            f"--bpp {target_bpp:g} cannot be met: the smallest {cls.name} model costs about {smallest_bpp:.3g} bpp "
+            f"on {video.num_frames} frames of {video.width}x{video.height}; raise --bpp or encode more frames "
+            "(an INR's weights are paid once for all frames)"
+        )
+    if budget > MAX_ENCODE_PARAMS:
+        raise RateError(
+            f"--bpp {target_bpp:g} asks for about {budget / 1e6:.0f}M parameters, above the {MAX_ENCODE_PARAMS / 1e6:.0f}M "
+            "this encoder trains; lower --bpp"
+        )
+    return cls.config_for_budget(video.height, video.width, video.num_frames, budget)
+
+
+def nvc_format_size_estimate(params: int) -> int:
+    """Expected file bytes for a model of ``params`` parameters (before any training)."""
+    return int(FILE_OVERHEAD_BYTES + params * EXPECTED_BITS_PER_PARAM / 8)
+
+
+def _header(video: Video) -> nvc_format.VideoHeader:
+    fps = Fraction(video.fps).limit_denominator(65535)
+    return nvc_format.VideoHeader(video.width, video.height, video.num_frames, fps.numerator, fps.denominator)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of nvcodec and the native libraries it runs on (for --version and mETA)."""
+    from importlib.metadata import version
+
+    import av
+
+    return {
+        "nvcodec": __version__,
+        "torch": torch.__version__,
+        "constriction": version("constriction"),
+        "av": av.__version__,
+        "ffmpeg": getattr(av, "ffmpeg_version_info", "unknown"),
+    }
+
+
+def choose_amp(model: Backbone, video: Video, device: torch.device, requested: bool | None) -> bool:
+    """Use bf16 autocast if asked, or (None) if it trains measurably faster here.
+
+    Small models with few channels can be slower in bf16 on CPU (oneDNN picks generic
+    kernels), so it is measured rather than assumed: a few steps each way.
+    """
+    if requested is not None:
+        return requested
+    import copy
+
+    from .train.fit import autocast_for
+    from .train.losses import fusion_loss
+
+    gt = torch.from_numpy(video.frames[:1]).to(device).permute(0, 3, 1, 2).float() / 255
+    timings = {}
+    for amp in (False, True):
+        trial = copy.deepcopy(model).to(device)
+        if device.type == "cpu":
+            trial.to(memory_format=torch.channels_last)
+        t = trial.frame_times(torch.zeros(1, device=device))
+        start = 0.0
+        for step in range(6):
+            if step == 2:
+                start = time.perf_counter()
+            with autocast_for(device, amp):
+                pred = trial.render_frames(t)
+            fusion_loss(pred.float(), gt).backward()
+        timings[amp] = time.perf_counter() - start
+    return timings[True] < 0.9 * timings[False]
+
+
+def encode(
+    video: Video,
+    output: str | Path,
+    settings: EncodeSettings = EncodeSettings(),
+    progress: Callable | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EncodeReport:
+    """Fit, compress and write ``output``; then decode it and report what the decoder gives."""
+    from .train.fit import TrainConfig, fit  # the decoder path never imports training
+
+    say = log or (lambda _msg: None)
+    cls = _check_settings(settings, video)
+    device = resolve_device(settings.device)
+    output = Path(output)
+    started = time.monotonic()
+    torch.manual_seed(settings.seed)
+    config = plan_model(cls, video, settings.bpp)
+    model = cls(config)
+    num_params = cls.count_params(config)
+    amp = choose_amp(model, video, device, settings.amp)
+    epochs = settings.epochs or PRESET_EPOCHS[settings.preset]
+    train_cfg = TrainConfig(epochs=epochs, finetune_epochs=max(1, epochs // 5), prune_amount=settings.prune,
+                            amp=amp, seed=settings.seed)
+    say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {epochs}+{train_cfg.finetune_epochs} epochs "
+        f"on {device.type}{' (bf16 autocast)' if amp else ''}")
+    checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
+    model = fit(model, video.frames, train_cfg, device, progress, checkpoint)
+    train_seconds = time.monotonic() - started
+
+    tensors = [t.detach().cpu().float().numpy() for t in model.coded_tensors().values()]
+    arch = nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), tuple(t.shape for t in tensors))
+    header = _header(video)
+
+    def build(bits: float, metadata: dict) -> bytes:
+        records, digest = compress_tensors(tensors, bits)
+        return nvc_format.write(nvc_format.NvcFile(header, arch, records, digest, metadata))
+
+    metadata = {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()}
+    target_bytes = settings.bpp * video.num_pixels / 8
+    bits = settings.quant_bits or land_on_target(lambda b: len(build(b, metadata)), target_bytes)
+    atomic_write_bytes(output, build(bits, metadata))
+    first = decode(output, device=device)
+    measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
+    # Rewrite with the measured quality in mETA (ancillary: it cannot change the decode) ...
+    atomic_write_bytes(output, build(bits, {**metadata, "measured": measured, "quant_bits": bits}))
+    encode_seconds = time.monotonic() - started
+    # ... and report what the decoder makes of the final file.
+    decode_start = time.monotonic()
+    final = decode(output, device=device)
+    decode_seconds = time.monotonic() - decode_start
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    size = output.stat().st_size
+    return EncodeReport(
+        path=str(output), model=cls.name, num_params=num_params, width=video.width, height=video.height,
+        num_frames=video.num_frames, file_bytes=size, bpp=bits_per_pixel(size, video.width, video.height, video.num_frames),
+        target_bpp=settings.bpp, quant_bits=round(bits, 3), psnr=psnr(video.frames, final.frames),
+        y_psnr=y_psnr(video.frames, final.frames), ms_ssim=ms_ssim(video.frames, final.frames),
+        train_seconds=train_seconds, encode_seconds=encode_seconds, decode_seconds=decode_seconds,
+    )
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_nvc(path: str | Path) -> nvc_format.NvcFile:
+    """Read and validate a file (size checked before reading it into memory)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > nvc_format.DEFAULT_LIMITS.max_file_bytes:
+        raise nvc_format.LimitError(f"{path}: {size} bytes is above the decoder's limit")
+    return nvc_format.read(path.read_bytes())
+
+
+def _frame_indices(nvc: nvc_format.NvcFile, frames: FrameRange | None) -> list[int]:
+    total = nvc.header.num_frames
+    start, stop = frames if frames is not None else (0, total)
+    if start >= total:
+        raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
+    return list(range(start, min(stop, total)))
+
+
+def _fps(nvc: nvc_format.NvcFile) -> Fraction:
+    return Fraction(nvc.header.fps_num, nvc.header.fps_den)
+
+
+def decode(path: str | Path, frames: FrameRange | None = None, device: str | torch.device = "cpu") -> Video:
+    """Decode a file (or a frame range of it) into memory."""
+    nvc = read_nvc(path)
+    model = build_backbone(nvc)
+    device = resolve_device(device) if isinstance(device, str) else device
+    batches = list(render_frames(model, _frame_indices(nvc, frames), device))
+    return Video(np.concatenate(batches), _fps(nvc))
+
+
+def decode_to_file(
+    path: str | Path, output: str | Path, frames: FrameRange | None = None, device: str = "cpu", lossless: bool = False
+) -> int:
+    """Decode straight to a video file in bounded-memory batches; return the frame count."""
+    nvc = read_nvc(path)
+    model = build_backbone(nvc)
+    indices = _frame_indices(nvc, frames)
+    write_frames(output, render_frames(model, indices, resolve_device(device)), nvc.header.width, nvc.header.height,
+                 _fps(nvc), lossless)
+    return len(indices)
+
+
+def inspect(path: str | Path) -> dict:
+    """Header, architecture, per-tensor bits and totals of a file, as plain data."""
+    nvc = read_nvc(path)
+    size = Path(path).stat().st_size
+    h = nvc.header
+    tensors = []
+    for record, shape in zip(nvc.tensors, nvc.arch.shapes):
+        c = record.coded
+        tensors.append({
+            "index": record.index, "shape": list(shape), "axis": record.axis.name.lower(),
+            "model": c.model_id.name.lower(), "symbols": [c.sym_min, c.sym_max],
+            "table_bytes": c.table_bytes, "payload_bytes": c.payload_bytes, "step_bytes": 2 * len(record.steps),
+            "bits_per_weight": round(8 * (c.payload_bytes + c.table_bytes + 2 * len(record.steps)) / int(np.prod(shape)), 3),
+        })
+    return {
+        "file": str(path), "bytes": size, "format_version": f"{nvc_format.VERSION_MAJOR}.{nvc_format.VERSION_MINOR}",
+        "video": {"width": h.width, "height": h.height, "frames": h.num_frames, "fps": f"{h.fps_num}/{h.fps_den}"},
+        "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
+        "model": {"family": nvc.arch.family, "arch_version": nvc.arch.arch_version, "config": nvc.arch.config,
+                  "params": int(sum(np.prod(s) for s in nvc.arch.shapes))},
+        "tensors": tensors,
+        "payload_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors),
+        "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
+        "metadata": nvc.metadata,
+        "skipped_chunks": list(nvc.skipped_chunks),
+    }

@@ -1,0 +1,94 @@
+"""Command line for the RD benchmark: used by ``benchmarks/rd_curve.py``, ready to become ``nvc bench``.
+
+Why a separate module: ``rd.run_benchmark`` stays click-free; this file only turns options into
+a ``BenchConfig`` and errors into exit codes. To wire it into the ``nvc`` group::
+
+    from nvcodec.bench.command import bench
+    cli.add_command(bench)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import NvcError, UsageError
+from ..io import parse_frame_range, parse_size
+from .anchors import ANCHORS, PIX_FMTS
+from .clips import ClipSpec
+from .rd import DEFAULT_CRFS, BenchConfig, run_benchmark
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _numbers(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in _split(text))
+    except ValueError:
+        raise UsageError(f"{what} {text!r}: expected comma-separated numbers, e.g. 23,28,33") from None
+
+
+@click.command("bench")
+@click.option("--clip", "clips", multiple=True, metavar="PATH", help="Video file or PNG folder (repeatable). Default: the Big Buck Bunny sample.")
+@click.option("--frames", default="0:32", show_default=True, help="Frame range A:B (B excluded); 'all' for every frame.")
+@click.option("--resize", default="320x180", show_default=True, help="Scale to WxH; 'none' keeps the size.")
+@click.option("-o", "--out", "out_dir", default="rd_out", show_default=True, help="Output folder (also holds the point cache).")
+@click.option("--anchors", default="x264,x265", show_default=True, help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.")
+@click.option("--presets", default="medium", show_default=True, help="x264/x265 presets, comma-separated.")
+@click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="Anchor CRFs.")
+@click.option("--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Anchor encoder/decoder threads.")
+@click.option("--models", default="nerv", show_default=True, help="nvcodec backbones, comma-separated.")
+@click.option("--bpp", "bpps", default="0.05,0.1,0.2", show_default=True, help="nvcodec bpp targets.")
+@click.option("--anchors-only", is_flag=True, help="Run no nvcodec points.")
+@click.option("--nvc-preset", default="medium", show_default=True, help="nvcodec preset.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Override the preset's training epochs.")
+@click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
+@click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
+def bench(**opts: object) -> None:
+    """Rate-distortion benchmark of nvcodec against x264/x265 (CSV, JSON, markdown, PNG)."""
+    try:
+        config = _config(opts)
+        results = run_benchmark(config)
+    except NvcError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    for kind, path in results.outputs.items():
+        click.echo(f"{kind}: {path}")
+    if results.failed:
+        click.echo(f"error: {len(results.failed)} point(s) failed; see the markdown summary", err=True)
+        sys.exit(1)
+
+
+def _config(opts: dict[str, object]) -> BenchConfig:
+    frames_text, resize_text = str(opts["frames"]), str(opts["resize"])
+    frames = None if frames_text.lower() == "all" else parse_frame_range(frames_text)
+    resize = None if resize_text.lower() in ("none", "") else parse_size(resize_text)
+    paths = list(opts["clips"]) or [None]  # type: ignore[call-overload]
+    return BenchConfig(
+        out_dir=str(opts["out_dir"]),
+        clips=tuple(ClipSpec(p, frames, resize) for p in paths),
+        anchors=tuple(_split(str(opts["anchors"]))),
+        anchor_presets=tuple(_split(str(opts["presets"]))),
+        crfs=_numbers(str(opts["crfs"]), "--crf"),
+        pix_fmt=str(opts["pix_fmt"]),
+        threads=int(opts["threads"]),  # type: ignore[call-overload]
+        models=() if opts["anchors_only"] else tuple(_split(str(opts["models"]))),
+        bpps=() if opts["anchors_only"] else _numbers(str(opts["bpps"]), "--bpp"),
+        nvc_preset=str(opts["nvc_preset"]),
+        seed=int(opts["seed"]),  # type: ignore[call-overload]
+        device=str(opts["device"]),
+        epochs=opts["epochs"],  # type: ignore[arg-type]
+        resume=not opts["fresh"],
+        plot=not opts["no_plot"],
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point taking an argument list (for scripts and tests)."""
+    bench.main(args=argv, prog_name="rd_curve.py")

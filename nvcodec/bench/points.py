@@ -1,0 +1,237 @@
+"""Measuring one rate-distortion point: encode, decode the real bytes, score the reconstruction.
+
+Why one place for both kinds of codec: the rate rule, the metrics and the timing must be the
+same for the anchors and for nvcodec, or the curves are not comparable.
+
+* Anchors: rate = the Annex-B elementary stream (every packet, including in-band parameter sets
+  and the encoder's version/options SEI); quality measured here on FFmpeg's decode of those bytes;
+  encode time includes the RGB to Y'CbCr conversion, decode time the conversion back.
+* nvcodec: rate = the whole .nvc file; quality measured here on ``nvcodec.api.decode`` of that
+  file (the same scoring code as the anchors), decode time measured around that call; encode time
+  as ``nvcodec.api.encode`` reports it (training, compression, writing, its own verification).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from ..fsutil import atomic_write_bytes
+from ..metrics import bpp, ms_ssim_torch, psnr, y_psnr
+from .anchors import COLOUR_NOTE, Anchor, AnchorError
+from .clips import Clip
+
+# Bump when a metric's definition changes: every cached point then becomes a miss.
+METRICS_VERSION = 1
+
+RATE_ANCHOR = (
+    "raw Annex-B elementary stream: sum of packet sizes, no container; includes in-band parameter sets "
+    "and the user-data SEI holding the encoder's version and option string (see version_sei_bytes)"
+)
+RATE_NVCODEC = "the whole .nvc file as written"
+
+
+@dataclass(frozen=True)
+class RDPoint:
+    """One measured operating point of one codec on one clip."""
+
+    clip: str
+    codec: str  # "x264", "x265", "nvcodec"
+    curve: str  # the curve this point belongs to, e.g. "x265 medium", "nvcodec nerv medium"
+    knob: str  # what was swept: "crf" or "bpp_target"
+    knob_value: float
+    file_bytes: int
+    bpp: float
+    psnr: float  # mean per-frame RGB PSNR, dB
+    y_psnr: float  # mean per-frame BT.601 full-range luma PSNR, dB
+    ms_ssim: float
+    encode_seconds: float
+    decode_seconds: float
+    width: int
+    height: int
+    frames: int
+    version: str
+    rate_counted: str
+    version_sei_bytes: int | None  # anchors only
+    stream: str  # stored bitstream, relative to the output folder
+    key: str
+    settings: dict[str, object] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], **changes: object) -> "RDPoint":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in names}, **changes})
+
+
+def ms_ssim_float32(ref: np.ndarray, dist: np.ndarray, batch: int = 8) -> float:
+    """``nvcodec.metrics.ms_ssim`` computed in float32.
+
+    Same formula (``ms_ssim_torch``); float64 grouped convolutions are about 60x slower on CPU
+    (roughly 1.5 s per 320x180 frame) while the result differs by about 1e-7.
+    """
+    import torch
+
+    def tensor(frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+
+    with torch.no_grad():
+        values = [ms_ssim_torch(tensor(ref[i : i + batch]), tensor(dist[i : i + batch])) for i in range(0, len(ref), batch)]
+    return float(torch.cat(values).double().mean())
+
+
+def _score(clip: Clip, decoded: np.ndarray) -> dict[str, float]:
+    ref = clip.video.frames
+    if decoded.shape != ref.shape:
+        raise AnchorError(f"decoder returned frames shaped {decoded.shape}, expected {ref.shape}")
+    return {"psnr": psnr(ref, decoded), "y_psnr": y_psnr(ref, decoded), "ms_ssim": ms_ssim_float32(ref, decoded)}
+
+
+@dataclass(frozen=True)
+class AnchorJob:
+    """One anchor operating point (codec, preset, pixel format, CRF)."""
+
+    anchor: Anchor
+
+    @property
+    def codec(self) -> str:
+        return self.anchor.name
+
+    @property
+    def curve(self) -> str:
+        return self.anchor.curve
+
+    @property
+    def knob(self) -> tuple[str, float]:
+        return "crf", float(self.anchor.crf)
+
+    @property
+    def stream_suffix(self) -> str:
+        return self.anchor.stream_suffix
+
+    def identity(self) -> dict[str, object]:
+        return {
+            "kind": "anchor",
+            **self.anchor.settings(),
+            "version": self.anchor.version,
+            "colour": COLOUR_NOTE,
+            "metrics": METRICS_VERSION,
+        }
+
+    def measure(self, clip: Clip, stream_path: Path, key: str) -> RDPoint:
+        video = clip.video
+        start = time.perf_counter()
+        data = self.anchor.encode(video.frames, video.fps)
+        encoded = time.perf_counter()
+        decoded = self.anchor.decode(data)
+        done = time.perf_counter()
+        scores = _score(clip, decoded)
+        atomic_write_bytes(stream_path, data)
+        return RDPoint(
+            clip=clip.name,
+            codec=self.codec,
+            curve=self.curve,
+            knob="crf",
+            knob_value=float(self.anchor.crf),
+            file_bytes=len(data),
+            bpp=bpp(len(data), video.width, video.height, video.num_frames),
+            **scores,
+            encode_seconds=encoded - start,
+            decode_seconds=done - encoded,
+            width=video.width,
+            height=video.height,
+            frames=video.num_frames,
+            version=f"{self.anchor.name} {type(self.anchor).parse_version(data) or self.anchor.version}",
+            rate_counted=RATE_ANCHOR,
+            version_sei_bytes=self.anchor.version_sei_bytes(data),
+            stream=f"{stream_path.parent.name}/{stream_path.name}",
+            key=key,
+            settings=self.anchor.settings(),
+        )
+
+
+@dataclass(frozen=True)
+class NvcodecJob:
+    """One nvcodec operating point (backbone, bpp target, preset, seed)."""
+
+    model: str
+    bpp: float
+    preset: str = "medium"
+    seed: int = 0
+    device: str = "cpu"
+    epochs: int | None = None
+    nvcodec_version: str = "unknown"  # part of the cache identity: a new codec build recomputes
+
+    codec = "nvcodec"
+    stream_suffix = ".nvc"
+
+    @property
+    def curve(self) -> str:
+        return f"nvcodec {self.model} {self.preset}"
+
+    @property
+    def knob(self) -> tuple[str, float]:
+        return "bpp_target", float(self.bpp)
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "bpp": self.bpp,
+            "preset": self.preset,
+            "seed": self.seed,
+            "device": self.device,
+            "epochs": self.epochs,
+        }
+
+    def identity(self) -> dict[str, object]:
+        return {"kind": "nvcodec", **self.settings(), "version": self.nvcodec_version, "metrics": METRICS_VERSION}
+
+    def measure(self, clip: Clip, stream_path: Path, key: str) -> RDPoint:
+        from .. import api  # the codec is optional for anchor-only runs
+
+        settings = api.EncodeSettings(**self.settings())
+        report = api.encode(clip.video, str(stream_path), settings, progress=None)
+        file_bytes = stream_path.stat().st_size  # the whole file, whatever the report says
+        video = clip.video
+        extras: dict[str, object] = {"model_params": int(getattr(report, "num_params", 0))}
+        if hasattr(api, "decode"):  # score the file with exactly the code that scores the anchors
+            start = time.perf_counter()
+            decoded = api.decode(str(stream_path), device=self.device).frames
+            decode_seconds = time.perf_counter() - start
+            scores = _score(clip, decoded)
+            extras["reported"] = {"psnr": float(report.psnr), "decode_seconds": float(report.decode_seconds)}
+        else:
+            decode_seconds = float(report.decode_seconds)
+            scores = {"psnr": float(report.psnr), "y_psnr": float(report.y_psnr), "ms_ssim": float(report.ms_ssim)}
+        return RDPoint(
+            clip=clip.name,
+            codec=self.codec,
+            curve=self.curve,
+            knob="bpp_target",
+            knob_value=float(self.bpp),
+            file_bytes=file_bytes,
+            bpp=bpp(file_bytes, video.width, video.height, video.num_frames),
+            **scores,
+            encode_seconds=float(report.encode_seconds),
+            decode_seconds=decode_seconds,
+            width=video.width,
+            height=video.height,
+            frames=video.num_frames,
+            version=f"nvcodec {self.nvcodec_version}",
+            rate_counted=RATE_NVCODEC,
+            version_sei_bytes=None,
+            stream=f"{stream_path.parent.name}/{stream_path.name}",
+            key=key,
+            settings={**self.settings(), **extras},
+        )
+
+
+Job = Union[AnchorJob, NvcodecJob]

@@ -1,0 +1,266 @@
+"""The rate-distortion benchmark driver: ``run_benchmark(config) -> BenchResults``.
+
+Click-free on purpose, so the ``nvc bench`` command, ``benchmarks/rd_curve.py`` and tests all
+call the same function. It plans every (clip, codec point) job, reuses cached points, measures
+the rest (one progress line per point on stderr), computes Bjontegaard deltas of every curve
+against every anchor curve and writes CSV, JSON, markdown and PNG into ``config.out_dir``.
+
+A missing anchor codec or an unimportable ``nvcodec.api`` is recorded as skipped, not fatal;
+a point that fails is recorded as failed and the run goes on (``BenchResults.failed`` says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import NvcError, UsageError
+from . import report
+from .anchors import PIX_FMTS, anchor_class
+from .bjontegaard import bd_psnr, bd_rate
+from .cache import PointCache, point_key
+from .clips import Clip, ClipSpec, load_clip
+from .environment import environment
+from .points import AnchorJob, Job, NvcodecJob, RDPoint
+
+DEFAULT_CRFS = (23.0, 28.0, 33.0, 38.0, 43.0)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything a benchmark run depends on."""
+
+    out_dir: str
+    clips: tuple[ClipSpec, ...] = (ClipSpec(),)  # default: the sample clip, 320x180, frames 0:32
+    anchors: tuple[str, ...] = ("x264", "x265")
+    anchor_presets: tuple[str, ...] = ("medium",)
+    crfs: tuple[float, ...] = DEFAULT_CRFS
+    pix_fmt: str = "yuv420p"
+    threads: int = 1  # anchor encoder/decoder threads; 1 keeps the bytes machine-independent
+    models: tuple[str, ...] = ()  # nvcodec backbones; empty = anchors only
+    bpps: tuple[float, ...] = ()  # nvcodec bpp targets
+    nvc_preset: str = "medium"
+    seed: int = 0
+    device: str = "cpu"
+    epochs: int | None = None
+    resume: bool = True  # reuse cached points
+    plot: bool = True
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something that did not produce points, and why."""
+
+    what: str
+    reason: str
+    status: str = "skipped"  # "skipped" (unavailable here) or "failed" (an error while measuring)
+    clip: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BDEntry:
+    """Bjontegaard deltas of one curve (``test``) against one anchor curve on one clip."""
+
+    clip: str
+    test: str
+    anchor: str
+    bd_rate: float  # percent; NaN if undefined
+    bd_psnr: float  # dB; NaN if undefined
+    note: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchResults:
+    config: BenchConfig
+    clips: tuple[dict[str, object], ...]
+    points: tuple[RDPoint, ...]
+    bd: tuple[BDEntry, ...]
+    skipped: tuple[Skipped, ...]
+    environment: dict[str, object]
+    outputs: dict[str, str] = field(default_factory=dict)  # kind -> path of each written file
+
+    @property
+    def computed(self) -> int:
+        """Points measured in this run (0 when everything came from the cache)."""
+        return sum(not p.from_cache for p in self.points)
+
+    @property
+    def cached(self) -> int:
+        return sum(p.from_cache for p in self.points)
+
+    @property
+    def failed(self) -> tuple[Skipped, ...]:
+        return tuple(s for s in self.skipped if s.status == "failed")
+
+    def config_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self.config)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _validate(config: BenchConfig) -> None:
+    if config.pix_fmt not in PIX_FMTS:
+        raise UsageError(f"pixel format {config.pix_fmt!r}: choose {' or '.join(PIX_FMTS)}")
+    if config.anchors and not config.crfs:
+        raise UsageError("anchors need at least one CRF")
+    if not config.clips:
+        raise UsageError("no clips to benchmark")
+    if any(not b > 0 for b in config.bpps):
+        raise UsageError("bpp targets must be positive")
+    if config.models and not config.bpps:
+        raise UsageError("nvcodec models need at least one bpp target (--bpp)")
+
+
+def _anchor_jobs(config: BenchConfig) -> tuple[list[Job], list[Skipped]]:
+    jobs: list[Job] = []
+    skipped: list[Skipped] = []
+    for name in dict.fromkeys(config.anchors):
+        cls = anchor_class(name)
+        reason = cls.unavailable_reason()
+        if reason:
+            skipped.append(Skipped(name, reason))
+            continue
+        for preset in dict.fromkeys(config.anchor_presets):
+            for crf in dict.fromkeys(config.crfs):
+                jobs.append(AnchorJob(cls(crf=crf, preset=preset, pix_fmt=config.pix_fmt, threads=config.threads)))
+    return jobs, skipped
+
+
+def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job], list[Skipped]]:
+    if not config.models:
+        return [], []
+    try:
+        from ..api import EncodeSettings, encode  # noqa: F401  (only checking the codec is there)
+        from ..models.registry import available_models
+    except ImportError as exc:
+        return [], [Skipped("nvcodec " + ", ".join(config.models), f"nvcodec.api is not importable ({exc})")]
+    known = list(available_models())
+    unknown = [m for m in config.models if m not in known]
+    if unknown:
+        raise UsageError(f"unknown nvcodec model(s) {', '.join(unknown)}; available: {', '.join(known)}")
+    jobs: list[Job] = [
+        NvcodecJob(m, b, config.nvc_preset, config.seed, config.device, config.epochs, nvcodec_version)
+        for m in dict.fromkeys(config.models)
+        for b in dict.fromkeys(config.bpps)
+    ]
+    return jobs, []
+
+
+def _load_clips(specs: tuple[ClipSpec, ...]) -> list[Clip]:
+    clips: list[Clip] = []
+    for spec in specs:
+        clip = load_clip(spec)
+        taken = {c.name for c in clips}
+        if clip.name in taken:  # same file twice (other range or size): keep names unique
+            suffix = 2
+            while f"{clip.name}#{suffix}" in taken:
+                suffix += 1
+            clip = dataclasses.replace(clip, name=f"{clip.name}#{suffix}")
+        clips.append(clip)
+    return clips
+
+
+def _describe(job: Job) -> str:
+    knob, value = job.knob
+    return f"{job.curve} {'crf' if knob == 'crf' else 'bpp target'} {value:g}"
+
+
+def _bd_entries(clip: str, points: list[RDPoint], anchor_curves: list[str]) -> list[BDEntry]:
+    curves: dict[str, list[RDPoint]] = {}
+    for p in points:
+        curves.setdefault(p.curve, []).append(p)
+    entries = []
+    for test, test_points in curves.items():
+        for anchor in anchor_curves:
+            if anchor == test or anchor not in curves:
+                continue
+            ref = curves[anchor]
+            args = ([p.bpp for p in ref], [p.psnr for p in ref], [p.bpp for p in test_points], [p.psnr for p in test_points])
+            rate, quality = bd_rate(*args), bd_psnr(*args)
+            notes = list(dict.fromkeys(n for n in (rate.reason, quality.reason) if n))
+            entries.append(BDEntry(clip, test, anchor, rate.value, quality.value, "; ".join(notes)))
+    return entries
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stderr) -> BenchResults:
+    """Measure every point (or reuse it from the cache), compute BD deltas, write all outputs."""
+    log = log or (lambda line: None)
+    _validate(config)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    streams, cache = out_dir / "streams", PointCache(out_dir / "cache")
+    streams.mkdir(exist_ok=True)
+
+    env = environment()
+    nvc = env["nvcodec"]
+    nvcodec_version = f"{nvc['version']} ({nvc['git_commit'] or 'no commit'})"  # type: ignore[index]
+    anchor_jobs, skipped = _anchor_jobs(config)
+    nvc_jobs, nvc_skipped = _nvcodec_jobs(config, nvcodec_version)
+    skipped += nvc_skipped
+    for s in skipped:
+        log(f"skip {s.what}: {s.reason}")
+    jobs = anchor_jobs + nvc_jobs
+    clips = _load_clips(config.clips)
+
+    points: list[RDPoint] = []
+    bd: list[BDEntry] = []
+    total, index = len(clips) * len(jobs), 0
+    for clip in clips:
+        clip_points: list[RDPoint] = []
+        for job in jobs:
+            index += 1
+            key = point_key(clip.sha256, job.identity())
+            label = f"{clip.name}-{job.curve}-{job.knob[0]}{job.knob[1]:g}"
+            prefix = f"[{index}/{total}] {clip.name} {_describe(job)}"
+            cached = cache.load(key, label) if config.resume else None
+            if cached is not None:
+                point = RDPoint.from_dict(cached, clip=clip.name, from_cache=True)
+            else:
+                try:
+                    point = job.measure(clip, streams / f"{clip.name}-{job.curve}-{key}{job.stream_suffix}".replace(" ", "_"), key)
+                except NvcError as exc:
+                    if isinstance(exc, UsageError) and isinstance(job, AnchorJob):
+                        raise
+                    skipped.append(Skipped(_describe(job), f"{type(exc).__name__}: {exc}", "failed", clip.name))
+                    log(f"{prefix}: FAILED: {exc}")
+                    continue
+                cache.store(key, label, point.to_dict())
+            clip_points.append(point)
+            log(
+                f"{prefix}: {point.bpp:.4f} bpp, {point.psnr:.2f} dB RGB-PSNR, {point.y_psnr:.2f} dB Y-PSNR, "
+                f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
+                + (" [cached]" if point.from_cache else "")
+            )
+        points += clip_points
+        anchor_curves = list(dict.fromkeys(j.curve for j in anchor_jobs))
+        bd += _bd_entries(clip.name, clip_points, anchor_curves)
+
+    results = BenchResults(
+        config=config,
+        clips=tuple(c.describe() for c in clips),
+        points=tuple(points),
+        bd=tuple(bd),
+        skipped=tuple(skipped),
+        environment=env,
+    )
+    outputs = report.write_all(out_dir, results, plot=config.plot)
+    log(f"{results.computed} points computed, {results.cached} from cache; results in {out_dir}")
+    return dataclasses.replace(results, outputs=outputs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry taking an argument list; the options live in ``command.py`` (click)."""
+    from .command import main as command_main
+
+    command_main(argv)

@@ -1,0 +1,262 @@
+"""``nvc``: a thin click layer over ``nvcodec.api``.
+
+Every deliberate error is an ``NvcError``: printed as one line ``nvc: error: ...`` with its
+stable exit code. Anything else is a bug and is reported the same way (set NVC_DEBUG=1 for
+the traceback), so a hostile file never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+
+import click
+
+from . import __version__
+from .errors import NvcError, UsageError
+
+INTERNAL_ERROR_EXIT = 70
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NvcError as exc:
+            click.echo(f"nvc: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("nvc: interrupted (an encode resumes from its checkpoint when run again)", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+            if os.environ.get("NVC_DEBUG"):
+                raise
+            click.echo(f"nvc: internal error: {exc.__class__.__name__}: {exc} (NVC_DEBUG=1 shows the traceback)", err=True)
+            sys.exit(INTERNAL_ERROR_EXIT)
+
+
+def _version_text() -> str:
+    from .api import library_versions
+
+    return "\n".join(f"{k} {v}" for k, v in library_versions().items())
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_text())
+        ctx.exit()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the versions of nvcodec, torch, constriction, PyAV and FFmpeg.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: all cores).")
+def main(threads: int | None) -> None:
+    """nvc: an implicit-neural-representation video codec."""
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def _progress_printer(quiet: bool):
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(p) -> None:
+        now = time.monotonic()
+        if not tty and now - last[0] < 10 and p.step != p.total_steps:
+            return
+        last[0] = now
+        eta = f"{int(p.eta // 60)}m{int(p.eta % 60):02d}s"
+        line = (f"{p.stage:8s} step {p.step}/{p.total_steps}  loss {p.loss:.4f}  "
+                f"train PSNR {p.psnr:5.2f} dB  ETA {eta}")
+        click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
+        if tty and p.step == p.total_steps:
+            click.echo("", err=True)
+
+    return show
+
+
+def _read_input(path: str, frames: str | None, resize: str | None):
+    from .io import parse_frame_range, parse_size, read_video
+
+    return read_video(path, parse_frame_range(frames), parse_size(resize))
+
+
+def _emit(record: dict, as_json: bool, lines: list[str]) -> None:
+    click.echo(json.dumps(record, indent=2) if as_json else "\n".join(lines))
+
+
+def _report_lines(report) -> list[str]:
+    return [
+        f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp (target {report.target_bpp:g}), "
+        f"{report.num_params} parameters, {report.quant_bits:g}-bit steps",
+        f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, MS-SSIM {report.ms_ssim:.4f}",
+        f"time: train {report.train_seconds:.1f} s, encode total {report.encode_seconds:.1f} s, "
+        f"decode {report.decode_seconds:.2f} s",
+    ]
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="The .nvc file to write.")
+@click.option("--model", default="nerv", show_default=True, help="Backbone (see `nvc models`).")
+@click.option("--bpp", type=float, default=0.1, show_default=True, help="Target bits per pixel of the file.")
+@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium", show_default=True)
+@click.option("--epochs", type=int, default=None, help="Training epochs (overrides --preset).")
+@click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
+@click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: when it measures faster).")
+@click.option("--prune", type=float, default=0.10, show_default=True, help="Fraction of weights pruned.")
+@click.option("--bits", type=float, default=None, help="Fixed quantization bit depth (skips landing on --bpp).")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed, device, amp, prune, bits, resume,
+           as_json, quiet):
+    """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
+    from .api import EncodeSettings
+    from .api import encode as api_encode
+
+    if not output.endswith(".nvc"):
+        raise UsageError(f"-o {output}: the output of encode must end in .nvc")
+    video = _read_input(input_path, frames, resize)
+    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, seed=seed, device=device, amp=amp,
+                              prune=prune, quant_bits=bits, resume=resume)
+    log = None if quiet else (lambda msg: click.echo(msg, err=True))
+    report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)
+    _emit(asdict(report), as_json, _report_lines(report))
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help=".mp4, .mkv (lossless), .y4m, or a folder name for PNGs.")
+@click.option("--frames", default=None, help="Decode only frames A:B (random access).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--lossless", is_flag=True, help="For .mp4: exact RGB (libx264rgb, qp 0).")
+@click.option("--scale", type=float, default=None, help="Spatial scale (pixel-wise backbones only).")
+@click.option("--size", default=None, help="Output WxH (pixel-wise backbones only).")
+@click.option("--fps", type=float, default=None, help="Output frame rate by time interpolation (any_time backbones).")
+def decode(input_path, output, frames, device, lossless, scale, size, fps):
+    """Decode INPUT (.nvc) to OUTPUT."""
+    from .api import decode_to_file, read_nvc
+    from .io import output_kind, parse_frame_range
+    from .models.base import ANY_SCALE
+    from .models.registry import available_models, backbone_class
+
+    output_kind(output)
+    nvc = read_nvc(input_path)
+    cls = backbone_class(nvc.arch.family, for_decoding=True)
+    if (scale is not None or size is not None) and ANY_SCALE not in cls.capabilities:
+        able = [m for m in available_models() if ANY_SCALE in backbone_class(m).capabilities]
+        raise UsageError(
+            f"--scale/--size: {cls.name} renders only its coded size ({nvc.header.width}x{nvc.header.height}); "
+            + (f"encode with a pixel-wise model ({', '.join(able)}) to resample" if able
+               else "pixel-wise backbones (coordflow, siren) that can resample are not in this build yet")
+        )
+    if fps is not None:
+        raise UsageError("--fps: time interpolation to a new frame rate is not implemented in this build yet")
+    count = decode_to_file(input_path, output, parse_frame_range(frames), device, lossless)
+    click.echo(f"wrote {output}: {count} frames of {nvc.header.width}x{nvc.header.height}")
+
+
+@main.command()
+@click.argument("input_path", metavar="FILE")
+@click.option("--json", "as_json", is_flag=True)
+def info(input_path, as_json):
+    """Header, model, per-tensor bits and totals of an .nvc file."""
+    from .api import inspect
+
+    data = inspect(input_path)
+    v, m = data["video"], data["model"]
+    lines = [
+        f"{data['file']}: .nvc {data['format_version']}, {data['bytes']} bytes, {data['bpp']:.4f} bpp",
+        f"video: {v['width']}x{v['height']}, {v['frames']} frames at {v['fps']} fps",
+        f"model: {m['family']} v{m['arch_version']}, {m['params']} parameters",
+        f"config: {json.dumps(m['config'], sort_keys=True)}",
+        "tensor  shape                 model        symbols         bytes   bits/weight",
+    ]
+    for t in data["tensors"]:
+        total = t["payload_bytes"] + t["table_bytes"] + t["step_bytes"]
+        lines.append(f"{t['index']:6d}  {'x'.join(map(str, t['shape'])):20s}  {t['model']:11s}  "
+                     f"[{t['symbols'][0]}, {t['symbols'][1]}]".ljust(58) + f"{total:8d}   {t['bits_per_weight']:.3f}")
+    lines.append(f"tensor payloads: {data['payload_bytes']} bytes; container overhead: "
+                 f"{data['bytes'] - data['payload_bytes']} bytes")
+    measured = data["metadata"].get("measured")
+    if measured:
+        lines.append(f"encoder measured: PSNR {measured['psnr']:.2f} dB, MS-SSIM {measured['ms_ssim']:.4f}")
+    _emit(data, as_json, lines)
+
+
+@main.command(name="eval")
+@click.argument("reference")
+@click.argument("distorted")
+@click.option("--frames", default=None, help="Frame range A:B of REFERENCE (DISTORTED is read whole).")
+@click.option("--resize", default=None, help="Scale REFERENCE to WxH first (area filter), as the encoder did.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(reference, distorted, frames, resize, as_json):
+    """PSNR, Y-PSNR, SSIM and MS-SSIM of DISTORTED against REFERENCE."""
+    from .io import read_video
+    from .metrics import ms_ssim, psnr, ssim, y_psnr
+
+    ref = _read_input(reference, frames, resize)
+    dist = read_video(distorted)
+    if ref.frames.shape != dist.frames.shape:
+        raise UsageError(
+            f"videos differ: reference {ref.num_frames} frames of {ref.width}x{ref.height}, distorted "
+            f"{dist.num_frames} of {dist.width}x{dist.height} (use --frames / --resize on the reference)"
+        )
+    record = {"frames": ref.num_frames, "psnr": psnr(ref.frames, dist.frames), "y_psnr": y_psnr(ref.frames, dist.frames),
+              "ssim": ssim(ref.frames, dist.frames), "ms_ssim": ms_ssim(ref.frames, dist.frames)}
+    _emit(record, as_json, [f"PSNR {record['psnr']:.4f} dB  Y-PSNR {record['y_psnr']:.4f} dB  "
+                            f"SSIM {record['ssim']:.4f}  MS-SSIM {record['ms_ssim']:.4f}  ({ref.num_frames} frames)"])
+
+
+@main.command()
+def models():
+    """List the registered backbones and their capabilities."""
+    from .models.registry import available_models, backbone_class
+
+    for name in available_models():
+        cls = backbone_class(name)
+        click.echo(f"{name:10s} v{cls.arch_version}  {', '.join(sorted(cls.capabilities))}")
+
+
+@main.command()
+@click.option("--bpp", type=float, default=0.1, show_default=True)
+@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="fast", show_default=True)
+@click.option("--workdir", default="nvc-demo", show_default=True, help="Folder for the outputs.")
+def demo(bpp, preset, workdir):
+    """Encode, decode and evaluate the sample clip (Big Buck Bunny, 320x180, 32 frames)."""
+    from pathlib import Path
+
+    from .api import EncodeSettings, decode_to_file
+    from .api import encode as api_encode
+    from .io import read_video, sample_clip_path
+    from .metrics import psnr
+
+    folder = Path(workdir)
+    folder.mkdir(exist_ok=True)
+    source = sample_clip_path()
+    click.echo(f"sample: {source} -> 320x180, frames 0:32", err=True)
+    video = read_video(source, (0, 32), (320, 180))
+    report = api_encode(video, folder / "bunny.nvc", EncodeSettings(bpp=bpp, preset=preset),
+                        progress=_progress_printer(False), log=lambda m: click.echo(m, err=True))
+    click.echo("\n".join(_report_lines(report)))
+    decode_to_file(folder / "bunny.nvc", folder / "bunny.mkv")
+    again = read_video(folder / "bunny.mkv")
+    click.echo(f"decoded {folder / 'bunny.mkv'} with `nvc decode`; PSNR against the source: "
+               f"{psnr(video.frames, again.frames):.2f} dB")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

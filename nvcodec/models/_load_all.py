@@ -1,0 +1,3 @@
+"""Import every backbone module so each registers itself. One line per backbone."""
+
+from . import nerv  # noqa: F401

@@ -1,0 +1,99 @@
+"""NeRV (Chen et al., NeurIPS 2021): time -> MLP -> small feature map -> NeRV blocks -> frame.
+
+    t --PE(b=1.25, l=80)--> MLP --> C0 x h0 x w0 --[conv3x3, PixelShuffle(s), GELU] x n--> conv1x1 --> sigmoid
+
+The base grid is ceil(H / S) x ceil(W / S) for S = product of the strides; the output is
+cropped to H x W, so any frame size works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
+from .layers import ACTIVATIONS, NeRVBlock, PositionalEncoding, derive_strides
+from .registry import register_backbone
+
+
+@dataclass(frozen=True)
+class NeRVConfig(BackboneConfig):
+    mlp_hidden: int = 64
+    stem_channels: int = 16
+    strides: tuple[int, ...] = (5, 2, 2)
+    channels: tuple[int, ...] = (16, 16, 16)
+    pe_base: float = 1.25
+    pe_levels: int = 80
+    activation: str = "gelu"
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.strides) != len(self.channels) or len(self.strides) > 8:
+            raise ValueError("strides and channels must have the same length (at most 8)")
+        if not all(1 <= s <= 8 for s in self.strides):
+            raise ValueError("strides must be between 1 and 8")
+        if not all(1 <= c <= 4096 for c in (self.mlp_hidden, self.stem_channels, *self.channels)):
+            raise ValueError("widths must be between 1 and 4096")
+        if not (1.0 <= self.pe_base <= 4.0 and 1 <= self.pe_levels <= 256):
+            raise ValueError("positional encoding out of range")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}")
+
+    @property
+    def base_grid(self) -> tuple[int, int]:
+        total = math.prod(self.strides)
+        return math.ceil(self.height / total), math.ceil(self.width / total)
+
+
+@register_backbone
+class NeRV(Backbone):
+    name = "nerv"
+    arch_version = 1
+    config_cls = NeRVConfig
+    capabilities = frozenset({FRAMEWISE, ANY_TIME})
+
+    def __init__(self, config: NeRVConfig) -> None:
+        super().__init__(config)
+        h0, w0 = config.base_grid
+        act = ACTIVATIONS[config.activation]
+        self.pe = PositionalEncoding(config.pe_base, config.pe_levels)
+        self.stem = nn.Sequential(
+            nn.Linear(self.pe.out_features, config.mlp_hidden),
+            act(),
+            nn.Linear(config.mlp_hidden, config.stem_channels * h0 * w0),
+            act(),
+        )
+        widths = (config.stem_channels, *config.channels)
+        self.blocks = nn.ModuleList(
+            NeRVBlock(cin, cout, s, config.activation) for cin, cout, s in zip(widths, widths[1:], config.strides)
+        )
+        self.head = nn.Conv2d(widths[-1], 3, 1)
+
+    @classmethod
+    def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> NeRVConfig:
+        strides = derive_strides(height, width)
+
+        def recipe(c: int) -> NeRVConfig:
+            channels = tuple(max(4, round(c / 1.25 ** (i + 1))) for i in range(len(strides)))
+            return NeRVConfig(height, width, num_frames, mlp_hidden=max(16, c), stem_channels=max(2, c // 2),
+                              strides=strides, channels=channels)
+
+        best = recipe(2)
+        for c in range(2, 1024):
+            candidate = recipe(c)
+            if cls.count_params(candidate) > params:
+                break
+            best = candidate
+        return best
+
+    def render_frames(self, t: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        h0, w0 = cfg.base_grid
+        x = self.stem(self.pe(t)).view(-1, cfg.stem_channels, h0, w0)
+        x = x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+        for block in self.blocks:
+            x = block(x)
+        return torch.sigmoid(self.head(x))[:, :, : cfg.height, : cfg.width]

@@ -1,0 +1,59 @@
+"""Decoder side: rebuild a backbone from a parsed file and render frames in bounded batches.
+
+Imports nothing from ``nvcodec.train``: decoding needs only the bitstream, the registry and
+the model definitions.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .bitstream.format import NvcFile
+from .compress.codec import decompress_tensors
+from .errors import ArchitectureError
+from .models.base import MAX_PARAMS, Backbone
+from .models.registry import backbone_class
+
+
+def build_backbone(nvc: NvcFile) -> Backbone:
+    """Registry name + validated JSON config -> model with the file's weights loaded."""
+    cls = backbone_class(nvc.arch.family, for_decoding=True)
+    if nvc.arch.arch_version != cls.arch_version:
+        raise ArchitectureError(
+            f"{nvc.arch.family} architecture version {nvc.arch.arch_version} is not supported "
+            f"(this decoder has version {cls.arch_version})"
+        )
+    config = cls.config_cls.from_json(nvc.arch.config)
+    h = nvc.header
+    if (config.height, config.width, config.num_frames) != (h.height, h.width, h.num_frames):
+        raise ArchitectureError("ARCH config geometry differs from the NHDR header")
+    if cls.count_params(config) > MAX_PARAMS:
+        raise ArchitectureError(f"config asks for more than {MAX_PARAMS} parameters")
+    with torch.device("meta"):
+        shapes = tuple(tuple(t.shape) for t in cls(config).coded_tensors().values())
+    if shapes != nvc.arch.shapes:
+        raise ArchitectureError("tensor manifest does not match the architecture rebuilt from the config")
+    weights = decompress_tensors(nvc)
+    model = cls(config)
+    names = list(model.coded_tensors())
+    model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)})
+    return model.eval()
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3], rounding half up (normative, spec 8.5)."""
+    return torch.floor(frames.float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.inference_mode()
+def render_frames(
+    model: Backbone, indices: list[int], device: torch.device, batch: int = 4
+) -> Iterator[np.ndarray]:
+    """Yield uint8 [B, H, W, 3] batches of the frames at ``indices``."""
+    model.to(device)
+    for start in range(0, len(indices), batch):
+        idx = torch.tensor(indices[start : start + batch], device=device)
+        yield to_uint8(model.render_frames(model.frame_times(idx)))

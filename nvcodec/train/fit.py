@@ -1,0 +1,214 @@
+"""The overfitting loop for frame-wise backbones: train, prune, fine-tune; resumable.
+
+Fast on CPU by default: bf16 autocast plus channels_last (measured 2-2.7x over fp32 for
+NeRV-like models on this project's machines), one frame per step (faster per epoch than
+larger batches on CPU). The same code runs on CUDA with bf16 autocast where supported.
+
+A checkpoint (an .npz of plain arrays plus a JSON string, read with ``allow_pickle=False``)
+is written atomically every ``checkpoint_seconds`` and at the end of each stage, so an
+interrupted encode resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..compress.prune import apply_masks, magnitude_masks
+from ..fsutil import atomic_path
+from ..metrics import psnr_from_mse
+from ..models.base import Backbone
+from .losses import fusion_loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 150
+    finetune_epochs: int = 30  # after pruning
+    prune_amount: float = 0.10
+    lr: float = 5e-3
+    finetune_lr: float = 1e-3
+    warmup: float = 0.1  # fraction of steps with a linear warm-up from 0.1 x lr
+    batch_frames: int = 1
+    amp: bool = True
+    seed: int = 0
+    checkpoint_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str
+    step: int
+    total_steps: int
+    loss: float
+    psnr: float  # of the training batches since the last report, before quantization
+    elapsed: float
+    eta: float
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast where the device supports it, else a no-op context."""
+    if enabled and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _lr_at(step: int, total: int, base: float, warmup: float) -> float:
+    warm = max(1, int(warmup * total))
+    if step < warm:
+        return base * (0.1 + 0.9 * step / warm)
+    progress = (step - warm) / max(1, total - warm)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Checkpoint:
+    """Model, optimizer and masks as plain arrays; position as JSON. Never unpickles."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict) -> None:
+        if self.path is None:
+            return
+        arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        arrays.update({f"mask/{k}": v.cpu().numpy() for k, v in masks.items()})
+        for i, st in opt.state_dict()["state"].items():
+            arrays.update({f"opt/{i}/{k}": torch.as_tensor(v).cpu().numpy() for k, v in st.items()})
+        arrays["state"] = np.array(json.dumps(state))
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device) -> tuple[dict, dict] | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        with np.load(self.path, allow_pickle=False) as data:
+            state = json.loads(str(data["state"]))
+            model.load_state_dict({k[6:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("model/")})
+            masks = {k[5:]: torch.from_numpy(data[k]).to(device) for k in data.files if k.startswith("mask/")}
+            opt_state: dict[int, dict] = {}
+            for k in data.files:
+                if k.startswith("opt/"):
+                    _, i, key = k.split("/")
+                    opt_state.setdefault(int(i), {})[key] = torch.from_numpy(data[k]).to(device)
+        if opt_state:
+            sd = opt.state_dict()
+            sd["state"] = opt_state
+            opt.load_state_dict(sd)
+        return state, masks
+
+
+def fit(
+    model: Backbone,
+    frames: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    checkpoint: Path | None = None,
+) -> Backbone:
+    """Overfit ``model`` to uint8 frames [T, H, W, 3]; return it pruned and fine-tuned."""
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    target = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2)  # uint8 [T, 3, H, W]
+    num_frames = target.shape[0]
+    steps_per_epoch = math.ceil(num_frames / cfg.batch_frames)
+    stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
+    total_steps = sum(e for _, e, _ in stages) * steps_per_epoch
+    ckpt = Checkpoint(checkpoint)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    masks: dict[str, torch.Tensor] = {}
+    position = {"stage": 0, "epoch": 0, "config": asdict(cfg)}
+    restored = ckpt.load(model, opt, device)
+    if restored is not None:
+        saved, masks = restored
+        if saved.get("config") != position["config"]:
+            restored = None  # different settings: start over rather than mix runs
+        else:
+            position = saved
+    done_steps = sum(e for _, e, _ in stages[: position["stage"]]) * steps_per_epoch + position["epoch"] * steps_per_epoch
+    start_time, last_save = time.monotonic(), time.monotonic()
+    report = _Reporter(progress, total_steps, first_step=done_steps)
+    for stage_index in range(position["stage"], len(stages)):
+        name, epochs, lr = stages[stage_index]
+        if name == "finetune" and not masks and position["epoch"] == 0:
+            masks = magnitude_masks(model, cfg.prune_amount)
+            apply_masks(model, masks)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+        stage_steps = epochs * steps_per_epoch
+        model.train()
+        for epoch in range(position["epoch"] if stage_index == position["stage"] else 0, epochs):
+            order = torch.randperm(num_frames, generator=torch.Generator().manual_seed(cfg.seed * 100003 + stage_index * 7919 + epoch))
+            for b in range(steps_per_epoch):
+                idx = order[b * cfg.batch_frames : (b + 1) * cfg.batch_frames].to(device)
+                step_in_stage = epoch * steps_per_epoch + b
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(step_in_stage, stage_steps, lr, cfg.warmup)
+                gt = target[idx].float().div_(255.0)
+                with autocast_for(device, cfg.amp):
+                    pred = model.render_frames(model.frame_times(idx))
+                pred = pred.float()
+                loss = fusion_loss(pred, gt)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if masks:
+                    apply_masks(model, masks)
+                done_steps += 1
+                with torch.no_grad():
+                    mse = float(torch.mean((pred.detach() - gt) ** 2)) * 255.0**2
+                report.add(name, done_steps, float(loss.detach()), mse, start_time)
+            if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
+                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch + 1})
+                last_save = time.monotonic()
+        position = {**position, "stage": stage_index + 1, "epoch": 0}
+        ckpt.save(model, opt, masks, position)
+    report.flush(start_time)
+    model.eval()
+    return model.to(memory_format=torch.contiguous_format)
+
+
+class _Reporter:
+    """Averages loss and MSE between reports; reports about twice a second at most."""
+
+    def __init__(self, progress: ProgressFn | None, total: int, first_step: int) -> None:
+        self.progress, self.total, self.first_step = progress, total, first_step
+        self.loss = self.mse = 0.0
+        self.count = 0
+        self.last = 0.0
+        self.stage, self.step = "", 0
+
+    def add(self, stage: str, step: int, loss: float, mse: float, start: float) -> None:
+        self.loss += loss
+        self.mse += mse
+        self.count += 1
+        self.stage, self.step = stage, step
+        now = time.monotonic()
+        if now - self.last >= 0.5 or step == self.total:
+            self.flush(start)
+            self.last = now
+
+    def flush(self, start: float) -> None:
+        if self.progress is None or self.count == 0:
+            return
+        elapsed = time.monotonic() - start
+        rate = elapsed / max(self.step - self.first_step, 1)
+        self.progress(
+            Progress(self.stage, self.step, self.total, self.loss / self.count, psnr_from_mse(self.mse / self.count),
+                     elapsed, rate * (self.total - self.step))
+        )
+        self.loss = self.mse = 0.0
+        self.count = 0

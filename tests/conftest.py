@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny real clips (from the bundled sample) and a runner for the CLI."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nvcodec.io import Video, read_video, sample_clip_path
+
+CONFORMANCE = Path(__file__).parent / "conformance"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    return sample_clip_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(sample_path) -> Video:
+    """8 frames of Big Buck Bunny at 64x36: real content, seconds to fit."""
+    return read_video(sample_path, (0, 8), (64, 36))
+
+
+@pytest.fixture(scope="session")
+def odd_clip() -> Video:
+    """3 frames of 17x9 smooth synthetic content (odd sizes on purpose)."""
+    y, x = np.mgrid[0:9, 0:17]
+    frames = np.stack([np.stack([(x * 15 + t * 20) % 256, (y * 28) % 256, (x + y) * 10 % 256], -1) for t in range(3)])
+    return Video(frames.astype(np.uint8), fps=Fraction(25))
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def conformance_bytes() -> bytes:
+    return (CONFORMANCE / "c1_nerv_9x17x3.nvc").read_bytes()

@@ -1,0 +1,209 @@
+"""Tests of the RD benchmark: Bjontegaard maths, the x264/x265 anchors, and the driver end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from nvcodec.bench.anchors import X264Anchor, X265Anchor, anchor_class
+from nvcodec.bench.bjontegaard import bd_psnr, bd_rate, pchip_eval, pchip_integral
+from nvcodec.bench.clips import ClipSpec
+from nvcodec.bench.rd import BenchConfig, run_benchmark
+from nvcodec.errors import UsageError
+from nvcodec.metrics import psnr
+
+torch.set_num_threads(1)
+
+RATES = [0.02, 0.05, 0.1, 0.2, 0.4]
+PSNRS = [24.1, 27.9, 30.6, 33.0, 35.2]
+
+
+# ------------------------------------------------------------------------------- Bjontegaard
+
+
+def test_identical_curves_give_zero():
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS).value == pytest.approx(0.0, abs=1e-12)
+    assert bd_psnr(RATES, PSNRS, RATES, PSNRS).value == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [0.5, 0.8, 1.25, 2.0])
+def test_scaled_rates_give_k_minus_one_bd_rate(k):
+    result = bd_rate(RATES, PSNRS, [r * k for r in RATES], PSNRS)
+    assert result.value == pytest.approx((k - 1) * 100, rel=1e-9)
+    assert result.overlap == pytest.approx((PSNRS[0], PSNRS[-1]))
+
+
+def test_one_db_shift_gives_bd_psnr_plus_one():
+    assert bd_psnr(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]).value == pytest.approx(1.0, rel=1e-9)
+    # and the rate saving it implies is negative
+    assert bd_rate(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]).value < 0
+
+
+def test_point_order_does_not_matter():
+    order = [3, 0, 4, 1, 2]
+    shuffled = bd_rate(RATES, PSNRS, [RATES[i] * 1.1 for i in order], [PSNRS[i] for i in order])
+    assert shuffled.value == pytest.approx(10.0, rel=1e-9)
+
+
+def test_non_overlapping_curves_give_nan_with_reason():
+    result = bd_rate(RATES, PSNRS, RATES, [p + 40 for p in PSNRS])
+    assert math.isnan(result.value) and "do not overlap" in result.reason
+    result = bd_psnr(RATES, PSNRS, [r * 100 for r in RATES], PSNRS)
+    assert math.isnan(result.value) and "do not overlap" in result.reason
+
+
+@pytest.mark.parametrize(
+    "rates, psnrs, words",
+    [([0.1], [30.0], "at least 2"), ([0.1, -0.2], [30.0, 31.0], "positive"), ([0.1, 0.2], [30.0, 30.0], "same PSNR")],
+)
+def test_degenerate_curves_give_nan_with_reason(rates, psnrs, words):
+    result = bd_rate(RATES, PSNRS, rates, psnrs)
+    assert math.isnan(result.value) and words in result.reason
+
+
+def test_pchip_interpolates_monotone_without_overshoot():
+    x, y = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 0.1, 2.0, 2.05])
+    assert pchip_eval(x, y, x) == pytest.approx(y)
+    fine = pchip_eval(x, y, np.linspace(0, 3, 301))
+    assert np.all(np.diff(fine) >= -1e-12) and fine.max() <= 2.05 + 1e-12
+    # linear data is reproduced exactly, and so is its integral
+    assert pchip_integral([0, 1, 3], [0, 2, 6], 0.5, 2.5) == pytest.approx(6.0)
+
+
+# ----------------------------------------------------------------------------------- anchors
+
+
+def smooth_clip(frames: int = 8, width: int = 64, height: int = 48) -> np.ndarray:
+    """A slowly moving colour gradient: easy to code, so a high PSNR is expected."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = []
+    for t in range(frames):
+        r = 128 + 80 * np.sin((xx + 2 * t) / 17.0)
+        g = 128 + 80 * np.cos((yy - t) / 13.0)
+        b = 128 + 60 * np.sin((xx + yy + 3 * t) / 23.0)
+        out.append(np.stack([r, g, b], axis=-1))
+    return np.clip(np.round(np.stack(out)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("cls", [X264Anchor, X265Anchor])
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
+def test_anchor_round_trip_on_smooth_clip(cls, pix_fmt):
+    if not cls.available():
+        pytest.skip(cls.unavailable_reason())
+    frames = smooth_clip()
+    anchor = cls(crf=18, preset="ultrafast", pix_fmt=pix_fmt)
+    data = anchor.encode(frames, Fraction(25))
+    decoded = anchor.decode(data)
+    assert len(data) > 0
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    # CRF 18 on a smooth gradient: the 8-bit YCbCr round trip alone costs little, so > 30 dB is safe
+    assert psnr(frames, decoded) > 30.0
+    assert 0 < anchor.version_sei_bytes(data) < len(data)
+    assert anchor.version not in ("unknown", "unavailable")
+    assert cls.parse_version(data) == anchor.version
+
+
+def test_anchor_on_sample_clip_and_crf_ordering():
+    from nvcodec.io import read_video, sample_clip_path
+
+    frames = read_video(sample_clip_path(), frames=(0, 8), resize=(64, 48)).frames
+    low, high = X264Anchor(crf=18), X264Anchor(crf=40)
+    fine, coarse = low.encode(frames), high.encode(frames)
+    assert len(fine) > len(coarse) > 0
+    assert psnr(frames, low.decode(fine)) > psnr(frames, high.decode(coarse)) > 15.0
+
+
+def test_anchor_rejects_bad_settings_and_odd_sizes():
+    with pytest.raises(UsageError):
+        X264Anchor(preset="warp9")
+    with pytest.raises(UsageError):
+        X264Anchor(crf=60)
+    with pytest.raises(UsageError):
+        anchor_class("vp9")
+    with pytest.raises(UsageError):
+        X264Anchor().encode(np.zeros((2, 47, 64, 3), np.uint8))
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def _nvcodec_model() -> str | None:
+    """A registered backbone when the codec API exists, else None (anchors-only run)."""
+    try:
+        import nvcodec.api  # noqa: F401
+        from nvcodec.models.registry import available_models
+    except ImportError:
+        return None
+    models = list(available_models())
+    return models[0] if models else None
+
+
+def test_benchmark_end_to_end_and_resume(tmp_path):
+    model = _nvcodec_model()
+    config = BenchConfig(
+        out_dir=str(tmp_path / "rd"),
+        clips=(ClipSpec(None, frames=(0, 8), resize=(64, 48), name="tiny"),),
+        anchors=("x264", "x265"),
+        anchor_presets=("ultrafast",),
+        crfs=(26, 36),
+        models=(model,) if model else (),
+        bpps=(3.0,) if model else (),  # an INR's weights cost > 1.4 bpp on 8 frames of 64x48
+        epochs=1 if model else None,
+    )
+    lines: list[str] = []
+    first = run_benchmark(config, log=lines.append)
+
+    expected_curves = {"x264 ultrafast"} | ({"x265 ultrafast"} if X265Anchor.available() else set())
+    if model:
+        expected_curves.add(f"nvcodec {model} medium")
+    assert {p.curve for p in first.points} == expected_curves
+    assert not first.failed
+    assert first.cached == 0 and first.computed == len(first.points)
+    assert sum("] tiny " in line for line in lines) == len(first.points)  # one progress line per point
+
+    for kind in ("csv", "json", "markdown", "png"):
+        assert (tmp_path / "rd" / first.outputs[kind].split("/")[-1]).stat().st_size > 0
+    with open(first.outputs["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(first.points) and all(float(r["bpp"]) > 0 for r in rows)
+    record = json.loads(open(first.outputs["json"]).read())
+    assert record["environment"]["encoders"]["libx264"].startswith("core")
+    assert "Annex-B" in record["measurement"]["rate_anchors"]
+    assert record["computed"] == len(first.points)
+    summary = open(first.outputs["markdown"]).read()
+    assert "BD-rate" in summary and "| x264 ultrafast | CRF 26 |" in summary
+    if X265Anchor.available():
+        bd = [b for b in first.bd if b.test == "x265 ultrafast" and b.anchor == "x264 ultrafast"]
+        assert len(bd) == 1 and (math.isfinite(bd[0].bd_rate) or bd[0].note)
+    for point in first.points:
+        assert point.file_bytes > 0 and point.psnr > (15 if point.codec != "nvcodec" else 5)  # 1 epoch: barely fit
+        assert (tmp_path / "rd" / point.stream).stat().st_size == point.file_bytes
+
+    second = run_benchmark(config, log=None)
+    assert second.computed == 0 and second.cached == len(first.points)
+    assert [p.to_dict() | {"from_cache": True} for p in first.points] == [p.to_dict() for p in second.points]
+    assert json.loads(open(second.outputs["json"]).read())["computed"] == 0
+    if model:  # the bench scores the .nvc itself; it must agree with what encode() reported
+        nvc = next(p for p in second.points if p.codec == "nvcodec")
+        assert nvc.psnr == pytest.approx(nvc.settings["reported"]["psnr"], abs=1e-6)
+
+
+def test_missing_codec_is_skipped_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setattr(X265Anchor, "unavailable_reason", classmethod(lambda cls: "no libx265 in this build"))
+    config = BenchConfig(
+        out_dir=str(tmp_path / "rd"),
+        clips=(ClipSpec(None, frames=(0, 2), resize=(32, 32)),),
+        anchors=("x265",),
+        crfs=(30,),
+        plot=False,
+    )
+    results = run_benchmark(config, log=None)
+    assert results.points == () and not results.failed
+    assert [s.reason for s in results.skipped] == ["no libx265 in this build"]
+    assert "png" not in results.outputs and "no libx265" in open(results.outputs["markdown"]).read()

@@ -1,0 +1,132 @@
+"""End to end: encode -> .nvc -> independent decode, with honest numbers; CLI behaviour."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nvcodec import errors
+from nvcodec.api import EncodeSettings, decode, encode, inspect
+from nvcodec.cli import main
+from nvcodec.io import read_video, write_video
+from nvcodec.metrics import psnr
+
+SETTINGS = EncodeSettings(bpp=3.0, epochs=60, device="cpu", amp=False)
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_clip, tmp_path_factory):
+    path = tmp_path_factory.mktemp("enc") / "tiny.nvc"
+    report = encode(tiny_clip, path, SETTINGS)
+    return path, report
+
+
+def test_report_is_measured_on_the_decoded_file(encoded, tiny_clip):
+    path, report = encoded
+    size = path.stat().st_size
+    assert report.file_bytes == size
+    assert report.bpp == 8 * size / (64 * 36 * 8)
+    assert report.psnr == psnr(tiny_clip.frames, decode(path).frames)
+    assert inspect(path)["metadata"]["measured"]["psnr"] == pytest.approx(report.psnr, abs=1e-9)
+    assert not path.with_name(path.name + ".ckpt.npz").exists()
+
+
+def test_rate_lands_on_target_and_quality_floor(encoded):
+    _, report = encoded
+    assert abs(report.bpp - SETTINGS.bpp) / SETTINGS.bpp <= 0.15
+    # 60 epochs on 8 real frames of 64x36 at 3 bpp: measured 25.4 dB; a grey picture scores about 12 dB
+    assert report.psnr > 20
+
+
+def test_random_access_matches_full_decode(encoded):
+    path, _ = encoded
+    full = decode(path).frames
+    part = decode(path, frames=(2, 5)).frames
+    assert np.array_equal(part, full[2:5])
+
+
+def test_decoder_imports_nothing_from_training(encoded):
+    path, _ = encoded
+    code = (
+        "import sys; from nvcodec.api import decode; decode(sys.argv[1]); "
+        "bad = [m for m in sys.modules if m.startswith('nvcodec.train')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+
+
+def test_cli_decode_and_eval_agree_with_encoder(encoded, tiny_clip, tmp_path, runner):
+    path, report = encoded
+    source = tmp_path / "source.mkv"
+    write_video(source, tiny_clip)
+    out = tmp_path / "rec.mkv"
+    result = runner.invoke(main, ["decode", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["eval", str(source), str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["psnr"] == pytest.approx(report.psnr, abs=1e-9)
+    y4m = tmp_path / "rec.y4m"
+    assert runner.invoke(main, ["decode", str(path), "-o", str(y4m)]).exit_code == 0
+    assert abs(psnr(tiny_clip.frames, read_video(y4m).frames) - report.psnr) < 0.1
+
+
+def test_cli_info_json(encoded, runner):
+    path, report = encoded
+    result = runner.invoke(main, ["info", str(path), "--json"])
+    data = json.loads(result.stdout)
+    assert data["bytes"] == report.file_bytes and data["model"]["family"] == "nerv"
+    assert data["model"]["params"] == report.num_params
+    assert data["payload_bytes"] < data["bytes"]
+
+
+def one_line_error(result, code):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nvc: error: "), result.stderr
+    return lines[0]
+
+
+def test_cli_bad_input_errors(tmp_path, runner, sample_path, encoded):
+    path, _ = encoded
+    line = one_line_error(runner.invoke(main, ["encode", str(tmp_path / "nope.mp4"), "-o", "x.nvc"]), 3)
+    assert "no such file" in line
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    assert "not a video" in one_line_error(runner.invoke(main, ["encode", str(tmp_path / "bad.mp4"), "-o", "x.nvc"]), 3)
+    line = one_line_error(runner.invoke(main, ["encode", str(sample_path), "--frames", "0:2", "--resize", "32x18",
+                                               "--bpp", "0.01", "-o", str(tmp_path / "x.nvc")]), 4)
+    assert "cannot be met" in line and "raise --bpp" in line
+    line = one_line_error(runner.invoke(main, ["encode", str(sample_path), "-o", str(tmp_path / "x.mp4")]), 2)
+    assert ".nvc" in line
+    line = one_line_error(runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "r.mkv"), "--scale", "2"]), 2)
+    assert "pixel-wise" in line
+    line = one_line_error(runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "r.mkv"), "--frames", "50:60"]), 2)
+    assert "8 frames" in line
+    line = one_line_error(runner.invoke(main, ["decode", str(sample_path), "-o", str(tmp_path / "r.mkv")]),
+                          errors.BitstreamError.exit_code)
+    assert "signature" in line
+
+
+def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
+    import torch
+
+    from nvcodec.models.nerv import NeRV
+    from nvcodec.train.fit import TrainConfig, fit
+
+    cfg = TrainConfig(epochs=6, finetune_epochs=2, amp=False, checkpoint_seconds=0)
+    config = NeRV.config_for_budget(36, 64, 8, 3_000)
+    ckpt = tmp_path / "run.ckpt.npz"
+
+    def interrupt_at_step_30(p):
+        if p.step >= 30:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), interrupt_at_step_30, ckpt)
+    assert ckpt.is_file()
+    steps = []
+    fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), lambda p: steps.append(p.step), ckpt)
+    assert steps[0] > 8 and steps[-1] == 64  # resumed after the saved epochs, finished all 8 epochs x 8 frames
