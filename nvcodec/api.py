@@ -29,14 +29,14 @@ from .compress.ratecontrol import (
 )
 from .errors import InputError, RateError, UsageError
 from .fsutil import atomic_write_bytes
-from .io import FrameRange, Video, write_frames
+from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
-from .models.base import FRAMEWISE, Backbone
-from .models.registry import backbone_class
+from .models.base import ANY_SCALE, ANY_TIME, Backbone
+from .models.registry import available_models, backbone_class
 from .render import build_backbone, render_frames
 
-PRESET_EPOCHS = {"fast": 40, "medium": 200, "slow": 600}
+PRESETS = ("fast", "medium", "slow")
 MAX_ENCODE_PARAMS = 20_000_000
 
 
@@ -50,6 +50,7 @@ class EncodeSettings:
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
     prune: float = 0.10
+    loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
     quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
     resume: bool = True  # keep a checkpoint beside the output and resume from it
 
@@ -88,14 +89,16 @@ def resolve_device(name: str) -> torch.device:
 
 def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
     cls = backbone_class(settings.model)
-    if FRAMEWISE not in cls.capabilities:
-        raise UsageError(f"--model {settings.model}: encoding is not implemented for this backbone yet")
-    if settings.preset not in PRESET_EPOCHS:
-        raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESET_EPOCHS)}")
+    if settings.preset not in PRESETS:
+        raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESETS)}")
     if not settings.bpp > 0:
         raise UsageError("--bpp must be positive")
     if settings.epochs is not None and settings.epochs < 1:
         raise UsageError("--epochs must be at least 1")
+    if settings.loss not in ("l2", "fusion"):
+        raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
+    if settings.loss == "fusion" and cls.objective != "frames":
+        raise UsageError(f"--loss fusion needs whole frames (SSIM); {cls.name} trains on pixels: use --loss l2")
     if not 0 <= settings.prune < 1:
         raise UsageError("--prune must be in [0, 1)")
     if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
@@ -161,22 +164,19 @@ def choose_amp(model: Backbone, video: Video, device: torch.device, requested: b
     import copy
 
     from .train.fit import autocast_for
-    from .train.losses import fusion_loss
+    from .train.objectives import objective_for
 
-    gt = torch.from_numpy(video.frames[:1]).to(device).permute(0, 3, 1, 2).float() / 255
     timings = {}
     for amp in (False, True):
         trial = copy.deepcopy(model).to(device)
         if device.type == "cpu":
             trial.to(memory_format=torch.channels_last)
-        t = trial.frame_times(torch.zeros(1, device=device))
+        objective = objective_for(trial, video.frames[:2], device, "l2", 0)
         start = 0.0
         for step in range(6):
             if step == 2:
                 start = time.perf_counter()
-            with autocast_for(device, amp):
-                pred = trial.render_frames(t)
-            fusion_loss(pred.float(), gt).backward()
+            objective.step(0, 0, autocast_for(device, amp))[0].backward()
         timings[amp] = time.perf_counter() - start
     return timings[True] < 0.9 * timings[False]
 
@@ -201,21 +201,25 @@ def encode(
     model = cls(config)
     num_params = cls.count_params(config)
     amp = choose_amp(model, video, device, settings.amp)
-    epochs = settings.epochs or PRESET_EPOCHS[settings.preset]
-    train_cfg = TrainConfig(epochs=epochs, finetune_epochs=max(1, epochs // 5), prune_amount=settings.prune,
-                            amp=amp, seed=settings.seed)
+    epochs = settings.epochs or cls.preset_epochs[settings.preset]
+    train_cfg = TrainConfig(**{
+        "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": settings.prune, "amp": amp,
+        "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
+    })
     say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {epochs}+{train_cfg.finetune_epochs} epochs "
         f"on {device.type}{' (bf16 autocast)' if amp else ''}")
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
     model = fit(model, video.frames, train_cfg, device, progress, checkpoint)
     train_seconds = time.monotonic() - started
 
-    tensors = [t.detach().cpu().float().numpy() for t in model.coded_tensors().values()]
+    coded = model.coded_tensors()
+    tensors = [t.detach().cpu().float().numpy() for t in coded.values()]
     arch = nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), tuple(t.shape for t in tensors))
     header = _header(video)
 
     def build(bits: float, metadata: dict) -> bytes:
-        records, digest = compress_tensors(tensors, bits)
+        depths = [min(MAX_BITS, max(MIN_BITS, model.tensor_bits(name, bits))) for name in coded]
+        records, digest = compress_tensors(tensors, depths)
         return nvc_format.write(nvc_format.NvcFile(header, arch, records, digest, metadata))
 
     metadata = {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()}
@@ -258,37 +262,75 @@ def read_nvc(path: str | Path) -> nvc_format.NvcFile:
     return nvc_format.read(path.read_bytes())
 
 
-def _frame_indices(nvc: nvc_format.NvcFile, frames: FrameRange | None) -> list[int]:
-    total = nvc.header.num_frames
-    start, stop = frames if frames is not None else (0, total)
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render from a file: a frame range, and optionally another size or frame rate."""
+
+    frames: FrameRange | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+    scale: float | None = None
+    fps: Fraction | None = None
+
+
+def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
+    """Normalized times, output (height, width) and frame rate; refuse what the backbone cannot do."""
+    h = nvc.header
+    total = h.num_frames
+    start, stop = request.frames if request.frames is not None else (0, total)
     if start >= total:
         raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
-    return list(range(start, min(stop, total)))
+    stop = min(stop, total)
+    height, width = h.height, h.width
+    if request.size is not None or request.scale is not None:
+        if ANY_SCALE not in cls.capabilities:
+            raise UsageError(
+                f"--scale/--size: {cls.name} renders only its coded size ({h.width}x{h.height}); encode with a "
+                f"pixel-wise model ({', '.join(models_with(ANY_SCALE)) or 'none in this build'}) to resample"
+            )
+        if request.size is not None:
+            width, height = request.size
+        else:
+            if not request.scale > 0:
+                raise UsageError("--scale must be positive")
+            width, height = max(1, round(h.width * request.scale)), max(1, round(h.height * request.scale))
+    fps_in = Fraction(h.fps_num, h.fps_den)
+    last = max(total - 1, 1)
+    if request.fps is None:
+        return [i / last for i in range(start, stop)], (height, width), fps_in
+    if ANY_TIME not in cls.capabilities:
+        raise UsageError(f"--fps: {cls.name} cannot render between its frames; use one of "
+                         f"{', '.join(models_with(ANY_TIME))}")
+    if not request.fps > 0:
+        raise UsageError("--fps must be positive")
+    step = fps_in / request.fps  # input frames per output frame
+    count = int((stop - 1 - start) / step) + 1
+    return [float((start + k * step) / last) for k in range(count)], (height, width), Fraction(request.fps)
 
 
-def _fps(nvc: nvc_format.NvcFile) -> Fraction:
-    return Fraction(nvc.header.fps_num, nvc.header.fps_den)
+def models_with(capability: str) -> list[str]:
+    return [m for m in available_models() if capability in backbone_class(m).capabilities]
 
 
-def decode(path: str | Path, frames: FrameRange | None = None, device: str | torch.device = "cpu") -> Video:
-    """Decode a file (or a frame range of it) into memory."""
+def decode(path: str | Path, frames: FrameRange | None = None, device: str | torch.device = "cpu",
+           request: RenderRequest | None = None) -> Video:
+    """Decode a file (or a frame range of it, or a resampling of it) into memory."""
     nvc = read_nvc(path)
     model = build_backbone(nvc)
+    times, size, fps = plan_render(nvc, type(model), request or RenderRequest(frames=frames))
     device = resolve_device(device) if isinstance(device, str) else device
-    batches = list(render_frames(model, _frame_indices(nvc, frames), device))
-    return Video(np.concatenate(batches), _fps(nvc))
+    return Video(np.concatenate(list(render_frames(model, times, device, size))), fps)
 
 
-def decode_to_file(
-    path: str | Path, output: str | Path, frames: FrameRange | None = None, device: str = "cpu", lossless: bool = False
-) -> int:
+def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest = RenderRequest(),
+                   device: str = "cpu", lossless: bool = False) -> int:
     """Decode straight to a video file in bounded-memory batches; return the frame count."""
+    output_kind(output)
     nvc = read_nvc(path)
     model = build_backbone(nvc)
-    indices = _frame_indices(nvc, frames)
-    write_frames(output, render_frames(model, indices, resolve_device(device)), nvc.header.width, nvc.header.height,
-                 _fps(nvc), lossless)
-    return len(indices)
+    times, (height, width), fps = plan_render(nvc, type(model), request)
+    write_frames(output, render_frames(model, times, resolve_device(device), (height, width)), width, height, fps,
+                 lossless)
+    return len(times)
 
 
 def inspect(path: str | Path) -> dict:

@@ -117,11 +117,13 @@ def _report_lines(report) -> list[str]:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: when it measures faster).")
 @click.option("--prune", type=float, default=0.10, show_default=True, help="Fraction of weights pruned.")
+@click.option("--loss", type=click.Choice(["l2", "fusion"]), default="l2", show_default=True,
+              help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).")
 @click.option("--bits", type=float, default=None, help="Fixed quantization bit depth (skips landing on --bpp).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed, device, amp, prune, bits, resume,
+def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed, device, amp, prune, loss, bits, resume,
            as_json, quiet):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .api import EncodeSettings
@@ -131,7 +133,7 @@ def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed,
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
     video = _read_input(input_path, frames, resize)
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, seed=seed, device=device, amp=amp,
-                              prune=prune, quant_bits=bits, resume=resume)
+                              prune=prune, loss=loss, quant_bits=bits, resume=resume)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)
     _emit(asdict(report), as_json, _report_lines(report))
@@ -148,25 +150,17 @@ def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed,
 @click.option("--fps", type=float, default=None, help="Output frame rate by time interpolation (any_time backbones).")
 def decode(input_path, output, frames, device, lossless, scale, size, fps):
     """Decode INPUT (.nvc) to OUTPUT."""
-    from .api import decode_to_file, read_nvc
-    from .io import output_kind, parse_frame_range
-    from .models.base import ANY_SCALE
-    from .models.registry import available_models, backbone_class
+    from fractions import Fraction
 
-    output_kind(output)
-    nvc = read_nvc(input_path)
-    cls = backbone_class(nvc.arch.family, for_decoding=True)
-    if (scale is not None or size is not None) and ANY_SCALE not in cls.capabilities:
-        able = [m for m in available_models() if ANY_SCALE in backbone_class(m).capabilities]
-        raise UsageError(
-            f"--scale/--size: {cls.name} renders only its coded size ({nvc.header.width}x{nvc.header.height}); "
-            + (f"encode with a pixel-wise model ({', '.join(able)}) to resample" if able
-               else "pixel-wise backbones (coordflow, siren) that can resample are not in this build yet")
-        )
-    if fps is not None:
-        raise UsageError("--fps: time interpolation to a new frame rate is not implemented in this build yet")
-    count = decode_to_file(input_path, output, parse_frame_range(frames), device, lossless)
-    click.echo(f"wrote {output}: {count} frames of {nvc.header.width}x{nvc.header.height}")
+    from .api import RenderRequest, decode_to_file
+    from .io import parse_frame_range, parse_size
+
+    if scale is not None and size is not None:
+        raise UsageError("--scale and --size: give one of them")
+    request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size), scale=scale,
+                            fps=Fraction(fps).limit_denominator(1001) if fps is not None else None)
+    count = decode_to_file(input_path, output, request, device, lossless)
+    click.echo(f"wrote {output}: {count} frames")
 
 
 @main.command()
@@ -257,6 +251,14 @@ def demo(bpp, preset, workdir):
     click.echo(f"decoded {folder / 'bunny.mkv'} with `nvc decode`; PSNR against the source: "
                f"{psnr(video.frames, again.frames):.2f} dB")
 
+
+def _add_bench() -> None:
+    from .bench.command import bench
+
+    main.add_command(bench)
+
+
+_add_bench()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

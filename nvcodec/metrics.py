@@ -99,6 +99,7 @@ def _as_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
 
 
+@torch.no_grad()
 def ssim(ref: np.ndarray, dist: np.ndarray, batch: int = 8) -> float:
     """Mean SSIM over frames of uint8 RGB videos."""
     window = _gaussian_window(3)
@@ -106,13 +107,14 @@ def ssim(ref: np.ndarray, dist: np.ndarray, batch: int = 8) -> float:
         _ssim_terms(_as_tensor(ref[i : i + batch]), _as_tensor(dist[i : i + batch]), window)[0]
         for i in range(0, len(ref), batch)
     ]
-    return float(torch.cat(values).mean())
+    return float(torch.cat(values).double().mean())
 
 
+@torch.no_grad()
 def ms_ssim(ref: np.ndarray, dist: np.ndarray, batch: int = 8) -> float:
     """Mean MS-SSIM over frames of uint8 RGB videos."""
     values = [
         ms_ssim_torch(_as_tensor(ref[i : i + batch]), _as_tensor(dist[i : i + batch]))
         for i in range(0, len(ref), batch)
     ]
-    return float(torch.cat(values).mean())
+    return float(torch.cat(values).double().mean())

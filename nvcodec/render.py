@@ -39,21 +39,31 @@ def build_backbone(nvc: NvcFile) -> Backbone:
     weights = decompress_tensors(nvc)
     model = cls(config)
     names = list(model.coded_tensors())
-    model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)})
+    # strict=False: a backbone may hold encoder-only tensors the file does not carry (see coded_tensors)
+    result = model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)}, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) & set(names):
+        raise ArchitectureError("file tensors do not match the backbone's coded tensors")
     return model.eval()
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3], rounding half up (normative, spec 8.5)."""
-    return torch.floor(frames.float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """[B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3]: NaN -> 0, clamp, round half up (spec 8.5)."""
+    return torch.floor(torch.nan_to_num(frames.float(), nan=0.0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.inference_mode()
 def render_frames(
-    model: Backbone, indices: list[int], device: torch.device, batch: int = 4
+    model: Backbone,
+    times: list[float],
+    device: torch.device,
+    size: tuple[int, int] | None = None,
+    batch: int = 4,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 [B, H, W, 3] batches of the frames at ``indices``."""
+    """Yield uint8 [B, H, W, 3] batches of the frames at normalized ``times``.
+
+    ``size`` (height, width) renders at another resolution (``any_scale`` backbones only).
+    """
     model.to(device)
-    for start in range(0, len(indices), batch):
-        idx = torch.tensor(indices[start : start + batch], device=device)
-        yield to_uint8(model.render_frames(model.frame_times(idx)))
+    for start in range(0, len(times), batch):
+        t = torch.tensor(times[start : start + batch], device=device, dtype=torch.float32)
+        yield to_uint8(model.render_frames(t, size))

@@ -42,26 +42,37 @@ def insert_before_end(data: bytes, chunk: bytes) -> bytes:
 # ---------------------------------------------------------------- conformance (Annex B)
 
 
-def test_conformance_vector_bytes_are_reproduced_exactly(conformance_bytes):
-    """The writer still produces the released vector byte for byte (catches format drift)."""
+VECTOR_NAMES = ["c1_nerv_9x17x3", "c2_nerv_36x64x2"]
+
+
+def manifest_of(name: str) -> dict:
+    return json.loads((CONFORMANCE / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", VECTOR_NAMES)
+def test_conformance_vector_bytes_are_reproduced_exactly(name):
+    """The writer still produces each released vector byte for byte (catches format drift)."""
     from .conformance.make_vectors import build_vector
 
-    manifest = json.loads((CONFORMANCE / "c1_nerv_9x17x3.json").read_text())
-    assert hashlib.sha256(conformance_bytes).hexdigest() == manifest["file_sha256"]
-    assert build_vector() == conformance_bytes
+    data = (CONFORMANCE / f"{name}.nvc").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == manifest_of(name)["file_sha256"]
+    assert build_vector(name) == data
 
 
-def test_conformance_weights_are_bit_exact(conformance_bytes):
-    manifest = json.loads((CONFORMANCE / "c1_nerv_9x17x3.json").read_text())
-    nvc = fmt.read(conformance_bytes)
-    tensors = decompress_tensors(nvc)
-    assert fmt.weights_digest(tensors).hex() == manifest["weights_sha256"]
+@pytest.mark.parametrize("name", VECTOR_NAMES)
+def test_conformance_weights_are_bit_exact(name):
+    """Tier W: entropy decoding and dequantization reproduce the weights' SHA-256 exactly."""
+    nvc = fmt.read((CONFORMANCE / f"{name}.nvc").read_bytes())
+    assert [t.coded.model_id.name for t in nvc.tensors] == manifest_of(name)["entropy_models"]
+    assert fmt.weights_digest(decompress_tensors(nvc)).hex() == manifest_of(name)["weights_sha256"]
 
 
-def test_conformance_frames_within_tolerance():
-    manifest = json.loads((CONFORMANCE / "c1_nerv_9x17x3.json").read_text())
-    expected = np.frombuffer((CONFORMANCE / "c1_nerv_9x17x3.rgb").read_bytes(), np.uint8).reshape(manifest["frames_shape"])
-    frames = decode(CONFORMANCE / "c1_nerv_9x17x3.nvc").frames
+@pytest.mark.parametrize("name", VECTOR_NAMES)
+def test_conformance_frames_within_tolerance(name):
+    """Tier P: decoded frames within the stated tolerance of the reference decoder's."""
+    manifest = manifest_of(name)
+    expected = np.frombuffer((CONFORMANCE / f"{name}.rgb").read_bytes(), np.uint8).reshape(manifest["frames_shape"])
+    frames = decode(CONFORMANCE / f"{name}.nvc").frames
     assert frames.shape == expected.shape
     assert np.abs(frames.astype(int) - expected).max() <= manifest["frames_tolerance"]["max_abs_diff"]
 
@@ -69,13 +80,13 @@ def test_conformance_frames_within_tolerance():
 def test_on_disk_enums_match_the_spec_tables():
     """Wire identifiers are literals mirrored in bitstream_spec.md Annex A."""
     assert [c.value for c in fmt.ChunkType] == [b"NHDR", b"ARCH", b"TENS", b"NEND", b"wHSH", b"mETA"]
-    assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "LAPLACE": 1}
+    assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1}
     assert {a.name: a.value for a in QuantAxis} == {"PER_CHANNEL": 0, "PER_TENSOR": 255}
     assert {c.name: c.value for c in fmt.ConfigFormat} == {"JSON": 0, "ZSTD_JSON": 1}
     assert fmt.SIGNATURE == bytes([0x8B, 0x4E, 0x56, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
     spec = (CONFORMANCE.parent.parent / "bitstream_spec.md").read_text()
     for text in ["`NHDR`", "`ARCH`", "`TENS`", "`NEND`", "`wHSH`", "`mETA`", "8B 4E 56 43 0D 0A 1A 0A",
-                 "| 0 | CATEGORICAL", "| 1 | LAPLACE", "| 255 | PER_TENSOR", "| 0 | PER_CHANNEL"]:
+                 "| 0 | CATEGORICAL", "| 1 | GEOMETRIC", "| 255 | PER_TENSOR", "| 0 | PER_CHANNEL"]:
         assert text in spec, text
 
 
@@ -213,6 +224,37 @@ def test_bad_config_and_unknown_family_are_arch_errors(conformance_bytes, tmp_pa
     unknown = fmt.ArchRecord("pickle", 1, nvc.arch.config, nvc.arch.shapes)
     with pytest.raises(errors.ArchitectureError):
         build_backbone(fmt.NvcFile(nvc.header, unknown, nvc.tensors))
+
+
+def test_garbage_coder_words_are_payload_errors(conformance_bytes):
+    from dataclasses import replace
+
+    nvc = fmt.read(conformance_bytes)
+    for words in ([0xFFFFFFFF, 0xFFFFFFFF], [], [0, 0, 0, 0, 0, 0]):
+        record = replace(nvc.tensors[1], coded=replace(nvc.tensors[1].coded, words=np.array(words, "<u4")))
+        with pytest.raises(errors.PayloadError):
+            decompress_tensors(replace(nvc, tensors=(nvc.tensors[0], record) + nvc.tensors[2:]))
+
+
+def test_strict_json_and_overflowing_shapes(conformance_bytes):
+    nvc = fmt.read(conformance_bytes)
+    for config_text in [b'{"a": NaN}', b'{"a": 1, "a": 2}', b"[1]", b'{"pe_base": 1' + b"0" * 400 + b"}"]:
+        payload = leb128(4) + b"nerv" + (1).to_bytes(2, "little") + bytes([0]) + leb128(len(config_text)) + config_text
+        with pytest.raises(errors.BitstreamError):
+            from nvcodec.render import build_backbone
+
+            arch = fmt._parse_arch(payload + leb128(0), fmt.DEFAULT_LIMITS)
+            build_backbone(fmt.NvcFile(nvc.header, arch, ()))
+    wrapping = (65535, 641, 65537, 6700417)  # product 2^64 - 1: wraps to -1 in int64
+    payload = leb128(4) + b"nerv" + (1).to_bytes(2, "little") + bytes([0]) + leb128(2) + b"{}" + leb128(1)
+    payload += bytes([4]) + b"".join(leb128(d) for d in wrapping)
+    with pytest.raises(errors.LimitError):
+        fmt._parse_arch(payload, fmt.DEFAULT_LIMITS)
+    meta_list = insert_before_end(conformance_bytes, make_chunk(b"mETA", __import__("zstandard").ZstdCompressor(
+        write_content_size=True).compress(b"[1]")))
+    meta_list = meta_list.replace(b"mETA", b"mETA", 1)
+    with pytest.raises(errors.StructureError):
+        fmt.read(meta_list)
 
 
 def test_left_over_payload_and_wrong_digest_are_payload_errors(conformance_bytes):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ VERSION_MAJOR = 1
 VERSION_MINOR = 0
 PREAMBLE_SIZE = 16
 CHUNK_OVERHEAD = 12  # length + type + crc
+MAX_COUNT = 1 << 40  # one categorical count
+MAX_COUNT_SUM = 1 << 53  # a table's total, so float64 sums of counts are exact
 
 
 class ChunkType(bytes, enum.Enum):
@@ -133,6 +136,28 @@ class NvcFile:
     skipped_chunks: tuple[str, ...] = ()  # unknown ancillary chunk types the reader passed over
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def parse_json_object(blob: bytes, what: str) -> dict:
+    """Strict JSON (RFC 8259, UTF-8): an object, no duplicate keys, no NaN/Infinity."""
+    try:
+        value = json.loads(blob.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise StructureError(f"{what}: not valid strict UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise StructureError(f"{what}: must be a JSON object")
+    return value
+
+
 def canonical_json(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -195,7 +220,9 @@ def _tensor_payload(t: TensorRecord) -> bytes:
         for count in c.counts:
             w.uleb(int(count))
     else:
-        w.array(np.array(c.laplace, dtype=np.float32), "<f4")
+        centre, decay = c.geometric
+        w.i32(centre)
+        w.u16(decay)
     w.uleb(len(c.words))
     w.array(c.words, "<u4")
     return w.getvalue()
@@ -281,12 +308,7 @@ def _parse_arch(payload: bytes, limits: Limits) -> ArchRecord:
         config_bytes = _unzstd(config_bytes, limits.max_config_bytes, "ARCH config")
     elif fmt != ConfigFormat.JSON:
         raise StructureError(f"ARCH: unknown config format {fmt}")
-    try:
-        config = json.loads(config_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StructureError("ARCH: config is not valid UTF-8 JSON") from None
-    if not isinstance(config, dict):
-        raise StructureError("ARCH: config must be a JSON object")
+    config = parse_json_object(config_bytes, "ARCH config")
     count = r.uleb(limits.max_tensors)
     shapes, total = [], 0
     for _ in range(count):
@@ -294,7 +316,7 @@ def _parse_arch(payload: bytes, limits: Limits) -> ArchRecord:
         if rank > limits.max_rank:
             raise LimitError(f"ARCH: tensor rank {rank} above {limits.max_rank}")
         shape = tuple(r.uleb(limits.max_tensor_elements) for _ in range(rank))
-        numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        numel = math.prod(shape)  # Python integers: no wrap-around
         if numel == 0 or numel > limits.max_tensor_elements:
             raise LimitError(f"ARCH: tensor of shape {shape} outside 1..{limits.max_tensor_elements} elements")
         total += numel
@@ -330,18 +352,19 @@ def _parse_tensor(payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_
     sym_min, sym_max = r.i32(), r.i32()
     if not 0 <= sym_max - sym_min < limits.max_alphabet:
         raise LimitError(f"TENS {index}: symbol range [{sym_min}, {sym_max}] outside 1..{limits.max_alphabet} symbols")
-    counts, laplace = None, None
+    counts, geometric = None, None
     if model_id == ModelId.CATEGORICAL:
-        counts = np.array([r.uleb(1 << 40) for _ in range(sym_max - sym_min + 1)], dtype=np.uint64)
-        if counts.sum() == 0:
-            raise StructureError(f"TENS {index}: categorical counts are all zero")
+        counts = np.array([r.uleb(MAX_COUNT) for _ in range(sym_max - sym_min + 1)], dtype=np.uint64)
+        total = sum(int(c) for c in counts)
+        if not 0 < total <= MAX_COUNT_SUM:
+            raise StructureError(f"TENS {index}: categorical counts must sum to 1..2^53")
     else:
-        mean, scale = (float(v) for v in r.array(2, "<f4"))
-        if not (np.isfinite(mean) and np.isfinite(scale) and scale > 0):
-            raise StructureError(f"TENS {index}: Laplace parameters must be finite with scale > 0")
-        laplace = (mean, scale)
+        centre, decay = r.i32(), r.u16()
+        if not (sym_min <= centre <= sym_max and decay >= 1):
+            raise StructureError(f"TENS {index}: geometric centre outside [sym_min, sym_max] or decay 0")
+        geometric = (centre, decay)
     words = r.array(r.uleb(r.remaining // 4), "<u4")
-    return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, laplace, words))
+    return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words))
 
 
 def _unzstd(blob: bytes, limit: int, what: str) -> bytes:
@@ -365,6 +388,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
     header = arch = None
     tensors: list[TensorRecord] = []
     digest, metadata, skipped = None, {}, []
+    seen_ancillary: set[bytes] = set()
     ended = False
     for kind, payload, pos in _iter_chunks(data):
         if ended:
@@ -388,15 +412,16 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
             if payload:
                 raise StructureError("NEND chunk must be empty")
             ended = True
+        elif kind in seen_ancillary:
+            raise StructureError(f"more than one {kind.decode()} chunk")
         elif kind == ChunkType.WHSH.value:
+            seen_ancillary.add(kind)
             if len(payload) != 33 or payload[0] != HashAlgorithm.SHA256:
                 raise StructureError("wHSH: expected algorithm 1 (SHA-256) and a 32-byte digest")
             digest = bytes(payload[1:])
         elif kind == ChunkType.META.value:
-            try:
-                metadata = json.loads(_unzstd(payload, limits.max_metadata_bytes, "mETA"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise StructureError("mETA: not valid JSON") from None
+            seen_ancillary.add(kind)
+            metadata = parse_json_object(_unzstd(payload, limits.max_metadata_bytes, "mETA"), "mETA")
         elif kind[0] >= 97:
             skipped.append(kind.decode())
         else:

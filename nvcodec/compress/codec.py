@@ -15,11 +15,15 @@ from .entropy import decode_symbols, encode_symbols
 from .quantize import QuantAxis, dequantize, quantize
 
 
-def compress_tensors(tensors: list[np.ndarray], bits: float) -> tuple[tuple[TensorRecord, ...], bytes]:
-    """Quantize and entropy-code each tensor; return the records and the digest of their reconstruction."""
+def compress_tensors(tensors: list[np.ndarray], bits: float | list[float]) -> tuple[tuple[TensorRecord, ...], bytes]:
+    """Quantize (at one bit depth, or one per tensor) and entropy-code each tensor.
+
+    Returns the records and the digest of their reconstruction.
+    """
+    depths = bits if isinstance(bits, list) else [bits] * len(tensors)
     records, rebuilt = [], []
-    for index, weights in enumerate(tensors):
-        q = quantize(weights, bits)
+    for index, (weights, depth) in enumerate(zip(tensors, depths)):
+        q = quantize(weights, depth)
         records.append(TensorRecord(index, q.axis, q.steps, encode_symbols(q.symbols)))
         rebuilt.append(q.dequantize())
     return tuple(records), weights_digest(rebuilt)

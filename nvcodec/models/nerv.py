@@ -39,6 +39,8 @@ class NeRVConfig(BackboneConfig):
             raise ValueError("widths must be between 1 and 4096")
         if not (1.0 <= self.pe_base <= 4.0 and 1 <= self.pe_levels <= 256):
             raise ValueError("positional encoding out of range")
+        if self.pe_base ** (self.pe_levels - 1) > 1e10:
+            raise ValueError("positional encoding frequencies above 1e10 (pe_base ** (pe_levels - 1))")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}")
 
@@ -89,7 +91,7 @@ class NeRV(Backbone):
             best = candidate
         return best
 
-    def render_frames(self, t: torch.Tensor) -> torch.Tensor:
+    def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         cfg = self.config
         h0, w0 = cfg.base_grid
         x = self.stem(self.pe(t)).view(-1, cfg.stem_channels, h0, w0)

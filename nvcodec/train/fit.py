@@ -1,8 +1,8 @@
 """The overfitting loop for frame-wise backbones: train, prune, fine-tune; resumable.
 
-Fast on CPU by default: bf16 autocast plus channels_last (measured 2-2.7x over fp32 for
-NeRV-like models on this project's machines), one frame per step (faster per epoch than
-larger batches on CPU). The same code runs on CUDA with bf16 autocast where supported.
+CPU-first: channels_last, one frame per step (faster per epoch than larger batches on CPU),
+and bf16 autocast when it measures faster for the model at hand (api.choose_amp: it pays for
+wide models, not for the narrow ones small rate targets give). The same code runs on CUDA.
 
 A checkpoint (an .npz of plain arrays plus a JSON string, read with ``allow_pickle=False``)
 is written atomically every ``checkpoint_seconds`` and at the end of each stage, so an
@@ -25,7 +25,7 @@ from ..compress.prune import apply_masks, magnitude_masks
 from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone
-from .losses import fusion_loss
+from .objectives import objective_for
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,14 @@ class TrainConfig:
     epochs: int = 150
     finetune_epochs: int = 30  # after pruning
     prune_amount: float = 0.10
+    optimizer: str = "adam"  # or "adamw"
+    weight_decay: float = 0.0
     lr: float = 5e-3
     finetune_lr: float = 1e-3
     warmup: float = 0.1  # fraction of steps with a linear warm-up from 0.1 x lr
     batch_frames: int = 1
     amp: bool = True
+    loss: str = "l2"  # a key of losses.LOSSES
     seed: int = 0
     checkpoint_seconds: float = 60.0
 
@@ -110,6 +113,11 @@ class Checkpoint:
         return state, masks
 
 
+def _optimizer(model: Backbone, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    return kind(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+
+
 def fit(
     model: Backbone,
     frames: np.ndarray,
@@ -123,53 +131,40 @@ def fit(
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    target = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2)  # uint8 [T, 3, H, W]
-    num_frames = target.shape[0]
-    steps_per_epoch = math.ceil(num_frames / cfg.batch_frames)
+    objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames)
+    steps_per_epoch = objective.steps_per_epoch
     stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
     total_steps = sum(e for _, e, _ in stages) * steps_per_epoch
     ckpt = Checkpoint(checkpoint)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    opt = _optimizer(model, cfg, cfg.lr)
     masks: dict[str, torch.Tensor] = {}
     position = {"stage": 0, "epoch": 0, "config": asdict(cfg)}
     restored = ckpt.load(model, opt, device)
-    if restored is not None:
-        saved, masks = restored
-        if saved.get("config") != position["config"]:
-            restored = None  # different settings: start over rather than mix runs
-        else:
-            position = saved
-    done_steps = sum(e for _, e, _ in stages[: position["stage"]]) * steps_per_epoch + position["epoch"] * steps_per_epoch
-    start_time, last_save = time.monotonic(), time.monotonic()
+    if restored is not None and restored[0].get("config") == position["config"]:
+        position, masks = restored  # same settings: continue; otherwise start over rather than mix runs
+    done_steps = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
+    start_time = last_save = time.monotonic()
     report = _Reporter(progress, total_steps, first_step=done_steps)
     for stage_index in range(position["stage"], len(stages)):
         name, epochs, lr = stages[stage_index]
         if name == "finetune" and not masks and position["epoch"] == 0:
             masks = magnitude_masks(model, cfg.prune_amount)
             apply_masks(model, masks)
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            opt = _optimizer(model, cfg, lr)
         stage_steps = epochs * steps_per_epoch
         model.train()
-        for epoch in range(position["epoch"] if stage_index == position["stage"] else 0, epochs):
-            order = torch.randperm(num_frames, generator=torch.Generator().manual_seed(cfg.seed * 100003 + stage_index * 7919 + epoch))
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_frames : (b + 1) * cfg.batch_frames].to(device)
-                step_in_stage = epoch * steps_per_epoch + b
+        first_epoch = position["epoch"] if stage_index == position["stage"] else 0
+        for epoch in range(first_epoch, epochs):
+            for index in range(steps_per_epoch):
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(step_in_stage, stage_steps, lr, cfg.warmup)
-                gt = target[idx].float().div_(255.0)
-                with autocast_for(device, cfg.amp):
-                    pred = model.render_frames(model.frame_times(idx))
-                pred = pred.float()
-                loss = fusion_loss(pred, gt)
+                    group["lr"] = _lr_at(epoch * steps_per_epoch + index, stage_steps, lr, cfg.warmup)
+                loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if masks:
                     apply_masks(model, masks)
                 done_steps += 1
-                with torch.no_grad():
-                    mse = float(torch.mean((pred.detach() - gt) ** 2)) * 255.0**2
                 report.add(name, done_steps, float(loss.detach()), mse, start_time)
             if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
                 ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch + 1})

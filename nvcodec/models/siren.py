@@ -1,0 +1,94 @@
+"""SIREN (Sitzmann et al., 2020) for video: (x, y, t) -> sine MLP -> RGB, one pixel at a time.
+
+    (x, y, t) in [0, 1] --2c-1--> [sin(w0 (W h + b))] x depth --> Linear --> 0.5 + 0.5 y
+
+Used as in "Optical flow regularization of implicit neural representations for video frame
+interpolation" (the seed paper): the network's exact derivatives are what the encoder-side
+optical-flow regularizer constrains (nvcodec/train/objective_siren.py), so the decoder gets a
+plain SIREN and renders any size and any time through ``PixelBackbone``.
+
+Initialization (SIREN, Sec. 3.2): first layer W ~ U(-1/3, 1/3) (fan-in 3), later layers
+W ~ U(-sqrt(6/n)/w0, sqrt(6/n)/w0); biases keep PyTorch's default. Inputs are mapped to
+[-1, 1], the range that initialization assumes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import PixelBackbone, BackboneConfig
+from .registry import register_backbone
+
+IN_FEATURES, OUT_FEATURES = 3, 3
+
+
+@dataclass(frozen=True)
+class SirenConfig(BackboneConfig):
+    width: int = 128
+    depth: int = 5  # sine layers; a linear head follows
+    omega_0: float = 30.0  # first layer's frequency factor
+    omega_hidden: float = 30.0  # later layers' frequency factor
+
+    def validate(self) -> None:
+        super().validate()
+        if not (1 <= self.width <= 4096 and 1 <= self.depth <= 32):
+            raise ValueError("width must be in [1, 4096] and depth in [1, 32]")
+        if not (0.0 < self.omega_0 <= 1000.0 and 0.0 < self.omega_hidden <= 1000.0):
+            raise ValueError("omega_0 and omega_hidden must be in (0, 1000]")
+
+
+@register_backbone
+class Siren(PixelBackbone):
+    name = "siren"
+    arch_version = 1
+    config_cls = SirenConfig
+    objective = "siren"
+    # bf16 cannot hold sin(30 z) (3 significant digits): SIREN trains in fp32. SIREN wants a small
+    # learning rate (the paper: 1e-5 over 5000 epochs on a GPU); 1e-3 with warm-up and cosine decay
+    # was the fastest stable choice on CPU budgets (benchmarks/results/siren/).
+    train_overrides = {"amp": False, "lr": 1e-3, "finetune_lr": 1e-4, "warmup": 0.05}
+    # An epoch is T*H*W random pixels; at width 128 a 320x180x32 epoch costs ~30 s on 2 cores.
+    preset_epochs = {"fast": 6, "medium": 18, "slow": 60}
+
+    def __init__(self, config: SirenConfig) -> None:
+        super().__init__(config)
+        widths = [IN_FEATURES] + [config.width] * config.depth
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.head = nn.Linear(config.width, OUT_FEATURES)
+        self.omegas = [config.omega_0] + [config.omega_hidden] * (config.depth - 1)
+        self._siren_init()
+
+    @torch.no_grad()
+    def _siren_init(self) -> None:
+        first = self.layers[0]
+        first.weight.uniform_(-1.0 / IN_FEATURES, 1.0 / IN_FEATURES)
+        for layer in [*self.layers[1:], self.head]:
+            bound = math.sqrt(6.0 / layer.in_features) / self.config.omega_hidden
+            layer.weight.uniform_(-bound, bound)
+
+    @classmethod
+    def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> SirenConfig:
+        """Depth 5 (the paper's narrow-network regime); the widest layers the budget allows."""
+        depth = SirenConfig.depth
+
+        def count(w: int) -> int:
+            return (IN_FEATURES + 1) * w + (depth - 1) * (w + 1) * w + (w + 1) * OUT_FEATURES
+
+        best = 4
+        while best < 4096 and count(best + 1) <= params:
+            best += 1
+        return SirenConfig(height, width, num_frames, width=best, depth=depth)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """coords [N, 3] (x, y, t) in [0, 1] -> RGB [N, 3], unclamped (training sees the raw value)."""
+        h = coords * 2.0 - 1.0
+        for layer, omega in zip(self.layers, self.omegas):
+            h = torch.sin(omega * layer(h))
+        return 0.5 + 0.5 * self.head(h)
+
+    def render_pixels(self, coords: torch.Tensor) -> torch.Tensor:
+        return self(coords).clamp(0.0, 1.0)

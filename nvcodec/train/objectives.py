@@ -1,0 +1,118 @@
+"""Training objectives: how a backbone family samples a batch and scores it.
+
+``fit`` owns optimization (schedule, pruning, checkpoints, progress); an objective owns what
+one step looks at. A backbone names its objective in ``Backbone.objective``; a family with its
+own paper loss puts it in ``nvcodec/train/objective_<name>.py`` under
+``@register_objective("<name>")``, imported on first use.
+
+Encoder-side aids an objective computes (optical flow, loss weights) never go in the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..models.base import Backbone
+from .losses import LOSSES
+
+_OBJECTIVES: dict[str, type["Objective"]] = {}
+
+
+def register_objective(name: str) -> Callable[[type["Objective"]], type["Objective"]]:
+    def decorator(cls: type["Objective"]) -> type["Objective"]:
+        if name in _OBJECTIVES:
+            raise KeyError(f"objective {name!r} is registered twice")
+        _OBJECTIVES[name] = cls
+        return cls
+
+    return decorator
+
+
+def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
+                  batch_frames: int = 1) -> "Objective":
+    if model.objective not in _OBJECTIVES:
+        importlib.import_module(f"{__package__}.objective_{model.objective}")
+    return _OBJECTIVES[model.objective](model, frames, device, loss, seed, batch_frames)
+
+
+class Objective:
+    """One training step's data and loss. ``step`` returns (loss, mse in 8-bit units squared)."""
+
+    steps_per_epoch: int
+
+    def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
+                 batch_frames: int) -> None:
+        self.model = model
+        self.device = device
+        self.loss_fn = LOSSES[loss]
+        self.seed = seed
+        self.target = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2)  # uint8 [T, 3, H, W]
+        self.batch_frames = batch_frames
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        raise NotImplementedError
+
+
+@register_objective("frames")
+class FrameObjective(Objective):
+    """Frame-wise backbones: every frame once per epoch, in a seeded random order."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.num_frames = self.target.shape[0]
+        self.steps_per_epoch = math.ceil(self.num_frames / self.batch_frames)
+        self._order_epoch, self._order = -1, None
+
+    def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
+        if epoch != self._order_epoch:
+            self._order = torch.randperm(self.num_frames, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            self._order_epoch = epoch
+        return self._order[index * self.batch_frames : (index + 1) * self.batch_frames].to(self.device)
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        idx = self.frame_batch(epoch, index)
+        gt = self.target[idx].float().div_(255.0)
+        with autocast:
+            pred = self.model.render_frames(self.model.frame_times(idx))
+        pred = pred.float()
+        loss = self.loss_fn(pred, gt)
+        with torch.no_grad():
+            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        return loss, mse
+
+
+@register_objective("pixels")
+class PixelObjective(Objective):
+    """Pixel-wise backbones: seeded random (x, y, t) samples; an epoch sees T x H x W samples."""
+
+    pixels_per_step = 32768
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        t, _, h, w = self.target.shape
+        self.shape = (t, h, w)
+        self.steps_per_epoch = max(1, math.ceil(t * h * w / self.pixels_per_step))
+        self.colours = self.target.permute(0, 2, 3, 1).reshape(-1, 3)  # uint8 [T*H*W, 3]
+
+    def sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(flat indices, coords [N, 3] as (x, y, t) in [0, 1], target colours [N, 3] in [0, 1])."""
+        g = torch.Generator().manual_seed((self.seed * 100003 + epoch) * 1000003 + index)
+        t, h, w = self.shape
+        flat = torch.randint(0, t * h * w, (self.pixels_per_step,), generator=g).to(self.device)
+        coords = self.model.pixel_coords(flat, t, h, w)
+        return flat, coords, self.colours[flat].float().div_(255.0)
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        _, coords, gt = self.sample(epoch, index)
+        with autocast:
+            pred = self.model.render_pixels(coords)
+        pred = pred.float()
+        loss = self.loss_fn(pred, gt)
+        with torch.no_grad():
+            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        return loss, mse
