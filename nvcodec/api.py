@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -19,20 +19,13 @@ import torch
 from . import __version__
 from .bitstream import format as nvc_format
 from .compress.codec import compress_tensors
-from .compress.ratecontrol import (
-    EXPECTED_BITS_PER_PARAM,
-    FILE_OVERHEAD_BYTES,
-    MAX_BITS,
-    MIN_BITS,
-    land_on_target,
-    param_budget,
-)
+from .compress.ratecontrol import MAX_BITS, MIN_BITS, expected_file_bytes, land_on_target, param_budget
 from .errors import InputError, RateError, UsageError
 from .fsutil import atomic_write_bytes
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
-from .models.base import ANY_SCALE, ANY_TIME, Backbone
+from .models.base import ANY_SCALE, ANY_TIME, FRAMEWISE, Backbone
 from .models.registry import available_models, backbone_class
 from .render import build_backbone, render_frames
 
@@ -53,6 +46,7 @@ class EncodeSettings:
     loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
     quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
     resume: bool = True  # keep a checkpoint beside the output and resume from it
+    objective_options: dict = field(default_factory=dict)  # the family objective's knobs, e.g. {"of_weight": 0.12}
 
 
 @dataclass(frozen=True)
@@ -97,12 +91,19 @@ def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
         raise UsageError("--epochs must be at least 1")
     if settings.loss not in ("l2", "fusion"):
         raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
-    if settings.loss == "fusion" and cls.objective != "frames":
+    if settings.loss == "fusion" and FRAMEWISE not in cls.capabilities:
         raise UsageError(f"--loss fusion needs whole frames (SSIM); {cls.name} trains on pixels: use --loss l2")
     if not 0 <= settings.prune < 1:
         raise UsageError("--prune must be in [0, 1)")
     if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
         raise UsageError(f"--bits must be between {MIN_BITS:g} and {MAX_BITS:g}")
+    if settings.objective_options:
+        from .train.objectives import check_objective_options  # encoder-only; the decoder path never gets here
+
+        try:
+            check_objective_options(cls.objective, dict(settings.objective_options))
+        except ValueError as exc:
+            raise UsageError(f"--model {cls.name}: {exc}") from None
     if video.num_frames < 1:
         raise InputError("the input has zero frames")
     return cls
@@ -112,7 +113,8 @@ def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
     """Size the backbone for the target, or say why the target cannot be met."""
     target_bytes = target_bpp * video.num_pixels / 8
     smallest = cls.config_for_budget(video.height, video.width, video.num_frames, 0)
-    smallest_bpp = bits_per_pixel(nvc_format_size_estimate(cls.count_params(smallest)), video.width, video.height, video.num_frames)
+    smallest_bpp = bits_per_pixel(expected_file_bytes(cls.count_params(smallest)), video.width, video.height,
+                                  video.num_frames)
     budget = param_budget(target_bytes)
     if budget < cls.count_params(smallest):
         raise RateError(
@@ -126,11 +128,6 @@ def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
             "this encoder trains; lower --bpp"
         )
     return cls.config_for_budget(video.height, video.width, video.num_frames, budget)
-
-
-def nvc_format_size_estimate(params: int) -> int:
-    """Expected file bytes for a model of ``params`` parameters (before any training)."""
-    return int(FILE_OVERHEAD_BYTES + params * EXPECTED_BITS_PER_PARAM / 8)
 
 
 def _header(video: Video) -> nvc_format.VideoHeader:
@@ -200,14 +197,15 @@ def encode(
     config = plan_model(cls, video, settings.bpp)
     model = cls(config)
     num_params = cls.count_params(config)
-    amp = choose_amp(model, video, device, settings.amp)
+    amp = choose_amp(model, video, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix it
     epochs = settings.epochs or cls.preset_epochs[settings.preset]
     train_cfg = TrainConfig(**{
         "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": settings.prune, "amp": amp,
         "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
+        "objective_options": dict(settings.objective_options),
     })
     say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {epochs}+{train_cfg.finetune_epochs} epochs "
-        f"on {device.type}{' (bf16 autocast)' if amp else ''}")
+        f"on {device.type}{' (bf16 autocast)' if train_cfg.amp else ''}")
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
     model = fit(model, video.frames, train_cfg, device, progress, checkpoint)
     train_seconds = time.monotonic() - started
@@ -270,6 +268,8 @@ class RenderRequest:
     size: tuple[int, int] | None = None  # (width, height)
     scale: float | None = None
     fps: Fraction | None = None
+    # Backbone.set_render_options keywords (e.g. CoordFlow's segmentation, remove_layer, stabilize)
+    render_options: dict = field(default_factory=dict)
 
 
 def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
@@ -281,6 +281,11 @@ def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderReq
         raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
     stop = min(stop, total)
     height, width = h.height, h.width
+    for option in request.render_options:
+        if option not in cls.render_option_names:
+            able = [m for m in available_models() if option in backbone_class(m).render_option_names]
+            raise UsageError(f"--{option.replace('_', '-')}: {cls.name} cannot do it; encode with "
+                             f"{', '.join(able) or 'none in this build'}")
     if request.size is not None or request.scale is not None:
         if ANY_SCALE not in cls.capabilities:
             raise UsageError(
@@ -316,7 +321,9 @@ def decode(path: str | Path, frames: FrameRange | None = None, device: str | tor
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
     nvc = read_nvc(path)
     model = build_backbone(nvc)
-    times, size, fps = plan_render(nvc, type(model), request or RenderRequest(frames=frames))
+    request = request or RenderRequest(frames=frames)
+    times, size, fps = plan_render(nvc, type(model), request)
+    model.set_render_options(**request.render_options)
     device = resolve_device(device) if isinstance(device, str) else device
     return Video(np.concatenate(list(render_frames(model, times, device, size))), fps)
 
@@ -328,6 +335,7 @@ def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest 
     nvc = read_nvc(path)
     model = build_backbone(nvc)
     times, (height, width), fps = plan_render(nvc, type(model), request)
+    model.set_render_options(**request.render_options)
     write_frames(output, render_frames(model, times, resolve_device(device), (height, width)), width, height, fps,
                  lossless)
     return len(times)

@@ -123,8 +123,10 @@ def _report_lines(report) -> list[str]:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option("--of-weight", type=float, default=None,
+              help="siren: weight of the optical-flow regularizer (paper 0.12; 0 disables).")
 def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed, device, amp, prune, loss, bits, resume,
-           as_json, quiet):
+           as_json, quiet, **objective_knobs):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .api import EncodeSettings
     from .api import encode as api_encode
@@ -133,7 +135,8 @@ def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed,
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
     video = _read_input(input_path, frames, resize)
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, seed=seed, device=device, amp=amp,
-                              prune=prune, loss=loss, quant_bits=bits, resume=resume)
+                              prune=prune, loss=loss, quant_bits=bits, resume=resume,
+                              objective_options={k: v for k, v in objective_knobs.items() if v is not None})
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)
     _emit(asdict(report), as_json, _report_lines(report))
@@ -148,8 +151,12 @@ def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed,
 @click.option("--scale", type=float, default=None, help="Spatial scale (pixel-wise backbones only).")
 @click.option("--size", default=None, help="Output WxH (pixel-wise backbones only).")
 @click.option("--fps", type=float, default=None, help="Output frame rate by time interpolation (any_time backbones).")
-def decode(input_path, output, frames, device, lossless, scale, size, fps):
+@click.option("--segmentation", default=None, help="Also write the layers' weights as a colour map to this video (coordflow).")
+@click.option("--remove-layer", type=int, default=None, help="Render without layer K, the others renormalized (coordflow).")
+@click.option("--stabilize", type=float, default=None, help="Smooth the flow over time: Gaussian sigma in frames (coordflow).")
+def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, remove_layer, stabilize):
     """Decode INPUT (.nvc) to OUTPUT."""
+    from dataclasses import replace
     from fractions import Fraction
 
     from .api import RenderRequest, decode_to_file
@@ -158,7 +165,12 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps):
     if scale is not None and size is not None:
         raise UsageError("--scale and --size: give one of them")
     request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size), scale=scale,
-                            fps=Fraction(fps).limit_denominator(1001) if fps is not None else None)
+                            fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
+                            render_options={k: v for k, v in (("remove_layer", remove_layer), ("stabilize", stabilize))
+                                            if v is not None})
+    if segmentation is not None:  # first, so an option the model lacks fails before anything is written
+        seg = replace(request, render_options={**request.render_options, "segmentation": True})
+        click.echo(f"wrote {segmentation}: {decode_to_file(input_path, segmentation, seg, device, lossless)} frames")
     count = decode_to_file(input_path, output, request, device, lossless)
     click.echo(f"wrote {output}: {count} frames")
 

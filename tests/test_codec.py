@@ -130,3 +130,12 @@ def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
     steps = []
     fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), lambda p: steps.append(p.step), ckpt)
     assert steps[0] > 8 and steps[-1] == 64  # resumed after the saved epochs, finished all 8 epochs x 8 frames
+    # the checkpoint now holds a finished run; another run (another model, another seed) starts over
+    from dataclasses import replace
+
+    other = NeRV.config_for_budget(36, 64, 8, 20_000)
+    assert other != config
+    for model, train_cfg in [(NeRV(other), cfg), (NeRV(config), replace(cfg, seed=1))]:
+        steps = []
+        fit(model, tiny_clip.frames, train_cfg, torch.device("cpu"), lambda p: steps.append(p.step), ckpt)
+        assert steps[0] == 1 and steps[-1] == 64

@@ -24,6 +24,12 @@ def param_budget(target_bytes: float, num_tensors_guess: int = 12) -> int:
     return max(0, int(payload * 8 / EXPECTED_BITS_PER_PARAM))
 
 
+def expected_file_bytes(params: int, num_tensors_guess: int = 12) -> int:
+    """The inverse of ``param_budget``: file bytes expected for ``params`` parameters."""
+    overhead = FILE_OVERHEAD_BYTES + PER_TENSOR_OVERHEAD_BYTES * num_tensors_guess
+    return int(overhead + params * EXPECTED_BITS_PER_PARAM / 8)
+
+
 def land_on_target(size_at_bits: Callable[[float], int], target_bytes: float, iterations: int = 14) -> float:
     """The bit depth in [MIN_BITS, MAX_BITS] whose file size is closest to the target.
 

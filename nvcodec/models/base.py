@@ -17,12 +17,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, UsageError
 
 FRAMEWISE = "framewise"
 PIXELWISE = "pixelwise"
 ANY_SCALE = "any_scale"
 ANY_TIME = "any_time"
+LAYERS = "layers"  # a softmax mix of parallel layers: segmentation maps, layer removal
 
 MAX_PARAMS = 1 << 27  # a config asking for more is refused before anything is allocated
 
@@ -125,6 +126,17 @@ class Backbone(nn.Module):
     def frame_times(self, indices: torch.Tensor) -> torch.Tensor:
         """Frame index -> normalized time in [0, 1] (frame 0 -> 0, last frame -> 1)."""
         return indices.to(torch.float32) / max(self.config.num_frames - 1, 1)
+
+    render_option_names: ClassVar[frozenset[str]] = frozenset()  # what set_render_options accepts
+
+    def set_render_options(self, **options) -> None:
+        """Decode-time switches (api.RenderRequest.render_options), e.g. CoordFlow's segmentation.
+
+        A backbone that supports some overrides this and ``render_option_names``; the base has none.
+        """
+        if options:
+            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(options))
+            raise UsageError(f"{flags}: the {self.name} backbone has no such rendering option")
 
     def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Frames at normalized times ``t`` [B] -> RGB [B, 3, H, W] in [0, 1].

@@ -8,14 +8,13 @@ cropped to H x W, so any frame size works.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
-from .layers import ACTIVATIONS, NeRVBlock, PositionalEncoding, derive_strides
+from .layers import ACTIVATIONS, NeRVBlock, PositionalEncoding, base_grid, check_positional_encoding, derive_strides
 from .registry import register_backbone
 
 
@@ -37,17 +36,13 @@ class NeRVConfig(BackboneConfig):
             raise ValueError("strides must be between 1 and 8")
         if not all(1 <= c <= 4096 for c in (self.mlp_hidden, self.stem_channels, *self.channels)):
             raise ValueError("widths must be between 1 and 4096")
-        if not (1.0 <= self.pe_base <= 4.0 and 1 <= self.pe_levels <= 256):
-            raise ValueError("positional encoding out of range")
-        if self.pe_base ** (self.pe_levels - 1) > 1e10:
-            raise ValueError("positional encoding frequencies above 1e10 (pe_base ** (pe_levels - 1))")
+        check_positional_encoding(self.pe_levels, self.pe_base)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}")
 
     @property
     def base_grid(self) -> tuple[int, int]:
-        total = math.prod(self.strides)
-        return math.ceil(self.height / total), math.ceil(self.width / total)
+        return base_grid(self.height, self.width, self.strides)
 
 
 @register_backbone

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .base import PixelBackbone, BackboneConfig
 from .registry import register_backbone
@@ -28,15 +29,15 @@ IN_FEATURES, OUT_FEATURES = 3, 3
 
 @dataclass(frozen=True)
 class SirenConfig(BackboneConfig):
-    width: int = 128
+    hidden: int = 128  # features per sine layer (the paper's "width")
     depth: int = 5  # sine layers; a linear head follows
     omega_0: float = 30.0  # first layer's frequency factor
     omega_hidden: float = 30.0  # later layers' frequency factor
 
     def validate(self) -> None:
         super().validate()
-        if not (1 <= self.width <= 4096 and 1 <= self.depth <= 32):
-            raise ValueError("width must be in [1, 4096] and depth in [1, 32]")
+        if not (1 <= self.hidden <= 4096 and 1 <= self.depth <= 32):
+            raise ValueError("hidden must be in [1, 4096] and depth in [1, 32]")
         if not (0.0 < self.omega_0 <= 1000.0 and 0.0 < self.omega_hidden <= 1000.0):
             raise ValueError("omega_0 and omega_hidden must be in (0, 1000]")
 
@@ -47,18 +48,20 @@ class Siren(PixelBackbone):
     arch_version = 1
     config_cls = SirenConfig
     objective = "siren"
-    # bf16 cannot hold sin(30 z) (3 significant digits): SIREN trains in fp32. SIREN wants a small
-    # learning rate (the paper: 1e-5 over 5000 epochs on a GPU); 1e-3 with warm-up and cosine decay
-    # was the fastest stable choice on CPU budgets (benchmarks/results/siren/).
-    train_overrides = {"amp": False, "lr": 1e-3, "finetune_lr": 1e-4, "warmup": 0.05}
-    # An epoch is T*H*W random pixels; at width 128 a 320x180x32 epoch costs ~30 s on 2 cores.
-    preset_epochs = {"fast": 6, "medium": 18, "slow": 60}
+    # bf16 cannot hold sin(30 z) (3 significant digits): SIREN trains in fp32.
+    # The paper's lr (1e-5 over 5000 GPU epochs) is far too slow for CPU budgets:
+    # on BBB 64x36x8, 150-300 steps, 3e-4 / 1e-3 / 3e-3 / 1e-2 gave 17.2 / 21.8 / 24.3 / 12.6 dB at
+    # width 32 and 3e-3 was also best at width 128 (30.8 dB); 2e-3 keeps a margin from divergence.
+    train_overrides = {"amp": False, "lr": 2e-3, "finetune_lr": 2e-4, "warmup": 0.05}
+    # An epoch is T*H*W random pixels (113 steps of 16384 on 320x180x32; ~0.1-0.2 s a step at the
+    # widths --bpp 0.1-0.3 gives there, regularizer included), so medium is ~10 minutes.
+    preset_epochs = {"fast": 12, "medium": 40, "slow": 120}
 
     def __init__(self, config: SirenConfig) -> None:
         super().__init__(config)
-        widths = [IN_FEATURES] + [config.width] * config.depth
+        widths = [IN_FEATURES] + [config.hidden] * config.depth
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
-        self.head = nn.Linear(config.width, OUT_FEATURES)
+        self.head = nn.Linear(config.hidden, OUT_FEATURES)
         self.omegas = [config.omega_0] + [config.omega_hidden] * (config.depth - 1)
         self._siren_init()
 
@@ -81,14 +84,22 @@ class Siren(PixelBackbone):
         best = 4
         while best < 4096 and count(best + 1) <= params:
             best += 1
-        return SirenConfig(height, width, num_frames, width=best, depth=depth)
+        return SirenConfig(height, width, num_frames, hidden=best, depth=depth)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords [N, 3] (x, y, t) in [0, 1] -> RGB [N, 3], unclamped (training sees the raw value)."""
-        h = coords * 2.0 - 1.0
-        for layer, omega in zip(self.layers, self.omegas):
-            h = torch.sin(omega * layer(h))
-        return 0.5 + 0.5 * self.head(h)
+        """coords [N, 3] (x, y, t) in [0, 1] -> RGB [N, 3], unclamped (training sees the raw value).
+
+        Computes sin(w0 (W (2c - 1) + b)) ... 0.5 + 0.5 (W h + b) with the scalars folded into the
+        (small) weights, so the per-pixel work is only linear and sin: no extra elementwise passes
+        over [N, hidden] activations, in the forward and in the regularizer's derivatives.
+        """
+        h = coords
+        for index, (layer, omega) in enumerate(zip(self.layers, self.omegas)):
+            weight, bias = layer.weight * omega, layer.bias * omega
+            if index == 0:  # w0 (W (2c - 1) + b) = 2 w0 W c + w0 (b - W 1)
+                weight, bias = 2.0 * weight, bias - weight.sum(dim=1)
+            h = torch.sin(F.linear(h, weight, bias))
+        return F.linear(h, 0.5 * self.head.weight, 0.5 * self.head.bias + 0.5)
 
     def render_pixels(self, coords: torch.Tensor) -> torch.Tensor:
         return self(coords).clamp(0.0, 1.0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +43,7 @@ class TrainConfig:
     loss: str = "l2"  # a key of losses.LOSSES
     seed: int = 0
     checkpoint_seconds: float = 60.0
+    objective_options: dict = field(default_factory=dict)  # the family objective's knobs (e.g. of_weight)
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,11 @@ class Checkpoint:
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
-    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict) -> None:
+    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict, extra=()) -> None:
         if self.path is None:
             return
         arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        arrays.update({f"extra/{i}": p.detach().cpu().numpy() for i, p in enumerate(extra)})  # objective's encoder
         arrays.update({f"mask/{k}": v.cpu().numpy() for k, v in masks.items()})
         for i, st in opt.state_dict()["state"].items():
             arrays.update({f"opt/{i}/{k}": torch.as_tensor(v).cpu().numpy() for k, v in st.items()})
@@ -94,12 +96,20 @@ class Checkpoint:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
-    def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device) -> tuple[dict, dict] | None:
+    def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device,
+             expected_run: dict, extra=()) -> tuple[dict, dict] | None:
+        """Restore a checkpoint of the same run; None (start over) for none or another run's."""
         if self.path is None or not self.path.is_file():
             return None
         with np.load(self.path, allow_pickle=False) as data:
             state = json.loads(str(data["state"]))
+            if state.get("run") != expected_run:
+                return None
             model.load_state_dict({k[6:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("model/")})
+            with torch.no_grad():
+                for i, p in enumerate(extra):
+                    if f"extra/{i}" in data.files:
+                        p.copy_(torch.from_numpy(data[f"extra/{i}"]))
             masks = {k[5:]: torch.from_numpy(data[k]).to(device) for k in data.files if k.startswith("mask/")}
             opt_state: dict[int, dict] = {}
             for k in data.files:
@@ -113,9 +123,18 @@ class Checkpoint:
         return state, masks
 
 
-def _optimizer(model: Backbone, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def _run_identity(model: Backbone, cfg: TrainConfig) -> dict:
+    """What a checkpoint must match to be resumed: the model and the training trajectory.
+
+    Precision (``amp``) and the save interval may differ between the two runs.
+    """
+    trajectory = {k: v for k, v in asdict(cfg).items() if k not in ("amp", "checkpoint_seconds")}
+    return {"family": model.name, "model": model.config.to_json(), "train": trajectory}
+
+
+def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=()) -> torch.optim.Optimizer:
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return kind(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    return kind([*model.parameters(), *extra], lr=lr, weight_decay=cfg.weight_decay)
 
 
 def fit(
@@ -131,17 +150,17 @@ def fit(
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames)
+    objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
     steps_per_epoch = objective.steps_per_epoch
     stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
     total_steps = sum(e for _, e, _ in stages) * steps_per_epoch
     ckpt = Checkpoint(checkpoint)
-    opt = _optimizer(model, cfg, cfg.lr)
+    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters())
     masks: dict[str, torch.Tensor] = {}
-    position = {"stage": 0, "epoch": 0, "config": asdict(cfg)}
-    restored = ckpt.load(model, opt, device)
-    if restored is not None and restored[0].get("config") == position["config"]:
-        position, masks = restored  # same settings: continue; otherwise start over rather than mix runs
+    position = {"stage": 0, "epoch": 0, "run": _run_identity(model, cfg)}
+    restored = ckpt.load(model, opt, device, expected_run=position["run"], extra=objective.extra_parameters())
+    if restored is not None:
+        position, masks = restored
     done_steps = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
     start_time = last_save = time.monotonic()
     report = _Reporter(progress, total_steps, first_step=done_steps)
@@ -150,9 +169,10 @@ def fit(
         if name == "finetune" and not masks and position["epoch"] == 0:
             masks = magnitude_masks(model, cfg.prune_amount)
             apply_masks(model, masks)
-            opt = _optimizer(model, cfg, lr)
+            opt = _optimizer(model, cfg, lr, objective.extra_parameters())
         stage_steps = epochs * steps_per_epoch
         model.train()
+        objective.start(name)
         first_epoch = position["epoch"] if stage_index == position["stage"] else 0
         for epoch in range(first_epoch, epochs):
             for index in range(steps_per_epoch):
@@ -167,10 +187,12 @@ def fit(
                 done_steps += 1
                 report.add(name, done_steps, float(loss.detach()), mse, start_time)
             if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
-                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch + 1})
+                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch + 1},
+                          objective.extra_parameters())
                 last_save = time.monotonic()
+        objective.finish(name)
         position = {**position, "stage": stage_index + 1, "epoch": 0}
-        ckpt.save(model, opt, masks, position)
+        ckpt.save(model, opt, masks, position, objective.extra_parameters())
     report.flush(start_time)
     model.eval()
     return model.to(memory_format=torch.contiguous_format)

@@ -33,17 +33,41 @@ def register_objective(name: str) -> Callable[[type["Objective"]], type["Objecti
     return decorator
 
 
+def objective_class(name: str) -> type["Objective"]:
+    if name not in _OBJECTIVES:
+        importlib.import_module(f"{__package__}.objective_{name}")
+    return _OBJECTIVES[name]
+
+
+def check_objective_options(name: str, options: dict) -> None:
+    """Refuse knobs the objective does not have, or values it does not accept (ValueError)."""
+    cls = objective_class(name)
+    unknown = sorted(set(options) - set(cls.option_defaults))
+    if unknown:
+        flags = ", ".join("--" + key.replace("_", "-") for key in unknown)
+        raise ValueError(f"{flags} is not an option of the {name!r} training objective")
+    cls.check_options({**cls.option_defaults, **options})
+
+
 def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
-                  batch_frames: int = 1) -> "Objective":
-    if model.objective not in _OBJECTIVES:
-        importlib.import_module(f"{__package__}.objective_{model.objective}")
-    return _OBJECTIVES[model.objective](model, frames, device, loss, seed, batch_frames)
+                  batch_frames: int = 1, options: dict | None = None) -> "Objective":
+    """``options`` (knobs a family's objective declares in ``option_defaults``) go only to objectives that take them."""
+    cls = objective_class(model.objective)
+    if options:
+        check_objective_options(model.objective, options)
+        return cls(model, frames, device, loss, seed, batch_frames, options=options)
+    return cls(model, frames, device, loss, seed, batch_frames)
 
 
 class Objective:
     """One training step's data and loss. ``step`` returns (loss, mse in 8-bit units squared)."""
 
     steps_per_epoch: int
+    option_defaults: dict[str, float] = {}  # knobs (e.g. SIREN's of_weight); subclasses taking them accept options=
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Range checks on a full set of options; raise ValueError with the reason."""
 
     def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
                  batch_frames: int) -> None:
@@ -56,6 +80,16 @@ class Objective:
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        """Encoder-side parameters optimized with the model's (e.g. HNeRV's frame encoder); never stored."""
+        return []
+
+    def start(self, stage: str) -> None:
+        """A stage ("train", "finetune") begins or resumes."""
+
+    def finish(self, stage: str) -> None:
+        """A stage ended: runs before its checkpoint and before pruning (e.g. write embeddings into the model)."""
 
 
 @register_objective("frames")

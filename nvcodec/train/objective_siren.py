@@ -1,0 +1,123 @@
+"""SIREN's objective: L2 on random pixels plus the seed paper's optical-flow regularizer.
+
+    loss = (1 - lambda) * mean ||f(x, y, t) - v||^2 + lambda * mean |J_f(x, y, t) . d(x, y, t)|
+
+``J_f`` is the network's exact 3x3 Jacobian (RGB over x, y, t) and ``d`` the motion direction
+built from the optical flow (u, v) at the observed pixel. The flow is computed once, here, at
+encode time with OpenCV's DIS (the paper used the learned GMA, which we cannot download); it is
+an encoder-side aid and never reaches the file.
+
+Units. Coordinates are normalized (x = (col + 0.5) / W, y = (row + 0.5) / H, t = frame / (T - 1))
+and the flow is in pixels per frame, so the direction per frame is
+``d = (u / W, v / H, 1 / (T - 1))`` and ``J_f . d`` is the colour change per frame along the
+motion (0..1 colour units): the same meaning whatever the clip's size or length. The velocity at
+frame k is the central estimate (flow(k -> k+1) - flow(k -> k-1)) / 2, one-sided at the ends.
+
+Cost. ``J_f . d`` is a Jacobian-vector product, so it is computed by forward-mode autograd (one
+dual pass, about 2-3 forward passes' work) and differentiated by ordinary backward; the same
+exact value by reverse mode would need three ``create_graph`` backward passes and a double
+backward (``jacobian_dot_reverse``, kept for the tests and the cost probe). It is evaluated on a
+sampled ``of_fraction`` of each batch only; benchmarks/results/siren/ has the measured cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from .objectives import PixelObjective, register_objective
+
+
+def dis_flow(frames: np.ndarray) -> np.ndarray:
+    """Per-frame velocity in pixels per frame, float32 [T, H, W, 2] as (u, v), from OpenCV DIS."""
+    import cv2  # encoder-only dependency (opencv-python-headless)
+
+    count, height, width = frames.shape[:3]
+    velocity = np.zeros((count, height, width, 2), np.float32)
+    if count < 2:
+        return velocity
+    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    if min(height, width) < 16:  # DIS patches are 8x8 (medium preset); tiny frames need smaller ones
+        dis.setPatchSize(4)
+        dis.setPatchStride(2)
+    weight = np.zeros((count, 1, 1, 1), np.float32)
+    for k in range(count - 1):
+        velocity[k] += dis.calc(grey[k], grey[k + 1], None)  # where frame k's pixels go at k + 1
+        velocity[k + 1] -= dis.calc(grey[k + 1], grey[k], None)  # minus where k + 1's pixels came from
+        weight[k] += 1
+        weight[k + 1] += 1
+    return velocity / weight
+
+
+def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(coords), J_f(coords) . direction), both [N, 3], by forward-mode autograd.
+
+    The tangent stays differentiable with respect to the parameters (backward through the
+    forward-mode pass), so the regularizer trains with one ordinary ``backward``.
+    """
+    with fwAD.dual_level():
+        out = model(fwAD.make_dual(coords, direction))
+        primal, tangent = fwAD.unpack_dual(out)
+    return primal, tangent
+
+
+def jacobian_dot_reverse(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same as ``jacobian_dot`` by reverse mode: one ``create_graph`` backward per channel."""
+    coords = coords.detach().requires_grad_(True)
+    out = model(coords)
+    rows = [torch.autograd.grad(out[:, c].sum(), coords, create_graph=True)[0] for c in range(out.shape[1])]
+    return out, torch.stack([(row * direction).sum(dim=1) for row in rows], dim=1)
+
+
+@register_objective("siren")
+class SirenObjective(PixelObjective):
+    """Random pixel batches; the flow term on the first ``of_fraction`` of each batch."""
+
+    pixels_per_step = 16384
+    option_defaults = {"of_weight": 0.12, "of_fraction": 0.25}
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        if not 0.0 <= options["of_weight"] < 1.0:
+            raise ValueError("--of-weight must be in [0, 1): it weighs the flow term against the data term")
+        if not 0.0 < options["of_fraction"] <= 1.0:
+            raise ValueError("--of-fraction must be in (0, 1]")
+
+    def __init__(self, *args, options: dict | None = None) -> None:
+        super().__init__(*args)
+        self.options = {**self.option_defaults, **(options or {})}
+        self.check_options(self.options)
+        self.of_weight = float(self.options["of_weight"])
+        t, h, w = self.shape
+        self.of_count = 0
+        self.flow_seconds = 0.0
+        if self.of_weight > 0 and t > 1:
+            import time
+
+            start = time.process_time()
+            frames = self.target.permute(0, 2, 3, 1).cpu().numpy()
+            velocity = torch.from_numpy(dis_flow(frames)).reshape(-1, 2)  # [T*H*W, 2] pixels per frame
+            scale = torch.tensor([1.0 / w, 1.0 / h], dtype=torch.float32)
+            self.directions = torch.cat([velocity * scale, torch.full((velocity.shape[0], 1), 1.0 / (t - 1))], dim=1)
+            self.directions = self.directions.to(self.device)
+            self.of_count = max(1, math.ceil(self.options["of_fraction"] * self.pixels_per_step))
+            self.flow_seconds = time.process_time() - start
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        # ``autocast`` is ignored on purpose: sin(30 z) needs fp32 (and so do its derivatives).
+        flat, coords, gt = self.sample(epoch, index)
+        n = self.of_count
+        if n:
+            primal, tangent = jacobian_dot(self.model, coords[:n], self.directions[flat[:n]])
+            pred = torch.cat([primal, self.model(coords[n:])])
+        else:
+            pred = self.model(coords)
+        data = torch.mean((pred - gt) ** 2)
+        loss = data if not n else (1.0 - self.of_weight) * data + self.of_weight * tangent.abs().mean()
+        with torch.no_grad():
+            mse = float(torch.mean((pred.detach().clamp(0, 1) - gt) ** 2)) * 255.0**2
+        return loss, mse
