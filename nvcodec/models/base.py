@@ -104,6 +104,21 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def largest_within(cls, recipe: "typing.Callable[[int], BackboneConfig]", params: int, low: int = 4,
+                       high: int = 1024) -> BackboneConfig:
+        """``recipe(c)`` for the largest width c in [low, high) whose parameter count is <= ``params``.
+
+        The shared sizing search of ``config_for_budget``; ``recipe(low)`` when even that is too big.
+        """
+        best = recipe(low)
+        for c in range(low, high):
+            candidate = recipe(c)
+            if cls.count_params(candidate) > params:
+                break
+            best = candidate
+        return best
+
+    @classmethod
     def count_params(cls, config: BackboneConfig) -> int:
         """Parameter count without allocating weights (built on the meta device)."""
         with torch.device("meta"):

@@ -217,13 +217,7 @@ class ENeRV(Backbone):
 
     @classmethod
     def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> ENeRVConfig:
-        best = cls.recipe(height, width, num_frames, 4)
-        for c in range(4, 1024):
-            candidate = cls.recipe(height, width, num_frames, c)
-            if cls.count_params(candidate) > params:
-                break
-            best = candidate
-        return best
+        return cls.largest_within(lambda c: cls.recipe(height, width, num_frames, c), params)
 
     def context(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused base-grid map [B, C, h0, w0] and the instance-norm temporal vector l_t [B, d0]."""

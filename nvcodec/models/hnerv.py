@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
-from .layers import ACTIVATIONS, NeRVBlock, derive_strides
+from .layers import ACTIVATIONS, NeRVBlock, base_grid, derive_strides
 from .registry import register_backbone
 
 REDUCTION = 1.2  # the paper's per-block width reduction r
@@ -54,11 +54,6 @@ def embedding_channels(num_frames: int, grid: tuple[int, int], params: int, shar
     """
     per_channel = num_frames * grid[0] * grid[1]
     return max(1, min(MAX_EMBEDDING_CHANNELS, int(share * params // per_channel)))
-
-
-def grid_for(height: int, width: int, strides: tuple[int, ...]) -> tuple[int, int]:
-    total = math.prod(strides)
-    return math.ceil(height / total), math.ceil(width / total)
 
 
 def reduced_widths(stem: int, count: int, min_width: int) -> tuple[int, ...]:
@@ -150,7 +145,7 @@ class HNeRVConfig(BackboneConfig):
 
     @property
     def grid(self) -> tuple[int, int]:
-        return grid_for(self.height, self.width, self.strides)
+        return base_grid(self.height, self.width, self.strides)
 
 
 @register_backbone
@@ -167,14 +162,14 @@ class HNeRV(EmbeddingBackbone):
     @classmethod
     def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> HNeRVConfig:
         strides = embedding_strides(height, width)
-        embed = embedding_channels(num_frames, grid_for(height, width, strides), params)
+        embed = embedding_channels(num_frames, base_grid(height, width, strides), params)
 
         def recipe(c: int) -> HNeRVConfig:
             return HNeRVConfig(height, width, num_frames, embed_channels=embed,
                                stem_channels=c, strides=strides, channels=reduced_widths(c, len(strides), 4),
                                kernels=hnerv_kernels(len(strides)))
 
-        return largest_within(cls, recipe, params)
+        return cls.largest_within(recipe, params)
 
     def frame_embeddings(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"embeddings": self.embeddings[idx]}
@@ -187,12 +182,3 @@ class HNeRV(EmbeddingBackbone):
         return torch.sigmoid(self.head(x))[:, :, : self.config.height, : self.config.width]
 
 
-def largest_within(cls: type[Backbone], recipe, params: int, low: int = 4, high: int = 1024):
-    """The recipe's config for the largest width whose parameter count is at most ``params``."""
-    best = recipe(low)
-    for c in range(low, high):
-        candidate = recipe(c)
-        if cls.count_params(candidate) > params:
-            break
-        best = candidate
-    return best

@@ -78,13 +78,7 @@ class NeRV(Backbone):
             return NeRVConfig(height, width, num_frames, mlp_hidden=max(16, c), stem_channels=max(2, c // 2),
                               strides=strides, channels=channels)
 
-        best = recipe(2)
-        for c in range(2, 1024):
-            candidate = recipe(c)
-            if cls.count_params(candidate) > params:
-                break
-            best = candidate
-        return best
+        return cls.largest_within(recipe, params, low=2)
 
     def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         cfg = self.config

@@ -38,13 +38,11 @@ from .hnerv import (
     EmbeddingBackbone,
     embedding_channels,
     embedding_strides,
-    grid_for,
     hnerv_kernels,
-    largest_within,
     reduced_widths,
     validate_decoder,
 )
-from .layers import ACTIVATIONS, NeRVBlock, ResBlock, haar_idwt
+from .layers import ACTIVATIONS, NeRVBlock, ResBlock, base_grid, haar_idwt
 from .registry import register_backbone
 
 TEMPORAL_BLOCKS = 3  # the paper replaces the last three up-sampling blocks with TUBs
@@ -86,7 +84,7 @@ class SNeRVConfig(BackboneConfig):
 
     @property
     def grid(self) -> tuple[int, int]:
-        return grid_for(*self.band_size, self.strides)
+        return base_grid(*self.band_size, self.strides)
 
 
 class FusionBlock(nn.Module):
@@ -162,14 +160,14 @@ class SNeRVB(SNeRVDecoderMixin, EmbeddingBackbone):
     def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> SNeRVConfig:
         band = (height + 1) // 2, (width + 1) // 2
         strides = embedding_strides(*band)
-        embed = embedding_channels(num_frames, grid_for(*band, strides), params)
+        embed = embedding_channels(num_frames, base_grid(*band, strides), params)
 
         def recipe(c: int) -> SNeRVConfig:
             return cls.config_cls(height, width, num_frames, embed_channels=embed,
                                   stem_channels=c, strides=strides, channels=reduced_widths(c, len(strides), 4),
                                   kernels=hnerv_kernels(len(strides)), res_blocks=residual_blocks_for(params))
 
-        return largest_within(cls, recipe, params)
+        return cls.largest_within(recipe, params)
 
     def frame_embeddings(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"embeddings": self.embeddings[idx]}
