@@ -3,17 +3,17 @@
 Regression (all 32 frames) and interpolation (train on the 16 even frames, score the 15 odd frames
 between them, rendered from the file at twice the frame rate); the listed models run one after another:
 
-    python benchmarks/framewise_experiments.py --models hnerv,snerv-b,nerv,snerv-t,enerv --cpu-seconds 75
-    python benchmarks/framewise_experiments.py --interpolation --models hnerv,snerv-t,snerv-b,nerv,enerv --cpu-seconds 40
+    python benchmarks/framewise_experiments.py --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
+    python benchmarks/framewise_experiments.py --interpolation --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
     python benchmarks/framewise_experiments.py --table          # results.md from the JSON files
 
 Setup: Big Buck Bunny (the bundled sample) at 320x180, frames 0-31; every model sized by its own
 ``config_for_budget`` to at most --params parameters (embeddings included: they are in the file);
-1 thread, float32 (no autocast), seed 0, default loss (l2), the backbone's own lr and schedule.
-Equal CPU time: the training epochs are chosen so that training (train + the 1/5 fine-tune after
-10% pruning) costs --cpu-seconds of process CPU time (``time.process_time``, not wall time, so
-other jobs on the machine do not bias it), from the CPU time of a few calibration steps per model. The
-table reports the training CPU seconds actually spent. Quantization at a fixed 8 bits (embeddings
+1 thread, the encoder's own precision choice (bf16 autocast where it measures faster), seed 0, default loss (l2), the backbone's own lr and schedule.
+Equal CPU time: every encode trains for --cpu-seconds of process CPU time (``train_seconds`` with
+the "cpu" clock: ``time.process_time``, not wall time, so other jobs on the machine do not bias it),
+5/6 of it training and 1/6 fine-tuning after 10% pruning, the learning-rate schedule following the
+budget spent; the table reports the training CPU seconds actually spent. Quantization at a fixed 8 bits (embeddings
 6 bits, the papers' setting); bpp and PSNR are measured on the decoder's output of the written .nvc.
 Results: benchmarks/results/framewise/{regression,interpolation}_<model>.json and results.md.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import asdict
 from fractions import Fraction
@@ -37,7 +36,6 @@ from nvcodec.io import Video, read_video, sample_clip_path
 from nvcodec.metrics import psnr
 from nvcodec.models.base import ANY_TIME
 from nvcodec.models.registry import available_models, backbone_class
-from nvcodec.train.objectives import objective_for
 
 RESULTS = Path(__file__).parent / "results" / "framewise"
 WIDTH, HEIGHT, FRAMES = 320, 180, 32
@@ -49,48 +47,20 @@ def bpp_for_params(params: int, video: Video) -> float:
     return 8 * target_bytes / video.num_pixels
 
 
-def calibrate_epoch_seconds(name: str, video: Video, params: int, steps: int = 6) -> float:
-    """CPU seconds per training epoch: the mean of ``steps`` optimizer steps (after 2 warm-up steps) x steps per epoch.
-
-    Measured in the "train" stage (for HNeRV/SNeRV it includes the frame encoder, which the
-    fine-tune stage no longer runs, so the budget errs on the short side for them).
-    """
-    cls = backbone_class(name)
-    model = cls(cls.config_for_budget(video.height, video.width, video.num_frames, params))
-    objective = objective_for(model, video.frames, torch.device("cpu"), "l2", 0)
-    objective.start("train")
-    opt = torch.optim.Adam([*model.parameters(), *objective.extra_parameters()], lr=1e-4)
-    no_amp = torch.autocast("cpu", enabled=False)
-    start = 0.0
-    for index in range(steps + 2):
-        if index == 2:
-            start = time.process_time()
-        loss, _ = objective.step(0, index % objective.steps_per_epoch, no_amp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return (time.process_time() - start) / steps * objective.steps_per_epoch
-
-
-def run(name: str, video: Video, params: int, cpu_seconds: float, out: Path, epochs: int | None = None) -> dict:
-    per_epoch = calibrate_epoch_seconds(name, video, params)
-    if epochs is None:
-        epochs = max(1, math.floor(cpu_seconds / (1.2 * per_epoch)))  # api.encode adds epochs // 5 of fine-tuning
-    settings = EncodeSettings(model=name, bpp=bpp_for_params(params, video), epochs=epochs, device="cpu", amp=False,
-                              quant_bits=8.0, resume=False, seed=0)
-    marks: list[float] = []
+def run(name: str, video: Video, params: int, cpu_seconds: float, out: Path) -> dict:
+    settings = EncodeSettings(model=name, bpp=bpp_for_params(params, video), train_seconds=cpu_seconds,
+                              train_clock="cpu", device="cpu", amp=None, quant_bits=8.0, resume=False, seed=0)
+    marks: list[tuple[float, int]] = []
     start = time.process_time()
-    print(f"{name}: {per_epoch:.1f} CPU s per epoch -> {epochs} epochs", flush=True)
-    report = encode(video, out, settings, progress=lambda _p: marks.append(time.process_time()))
+    report = encode(video, out, settings, progress=lambda p: marks.append((time.process_time(), p.step)))
     total = time.process_time() - start
-    return {"model": name, "epochs": epochs, "calibrated_epoch_cpu_s": round(per_epoch, 2),
-            "train_cpu_s": round(marks[-1] - start, 1) if marks else None, "encode_cpu_s": round(total, 1),
-            "report": asdict(report)}
+    return {"model": name, "steps": marks[-1][1] if marks else 0, "train_cpu_s": round(marks[-1][0] - start, 1)
+            if marks else None, "encode_cpu_s": round(total, 1), "report": asdict(report)}
 
 
 def regression(name: str, args) -> dict:
     video = read_video(sample_clip_path(), (0, FRAMES), (WIDTH, HEIGHT))
-    result = run(name, video, args.params, args.cpu_seconds, RESULTS / f"regression_{name}.nvc", args.epochs.get(name))
+    result = run(name, video, args.params, args.cpu_seconds, RESULTS / f"regression_{name}.nvc")
     result["setting"] = {"frames": FRAMES, "size": [WIDTH, HEIGHT], "params_budget": args.params,
                          "cpu_seconds": args.cpu_seconds}
     return result
@@ -101,7 +71,7 @@ def interpolation(name: str, args) -> dict:
     full = read_video(sample_clip_path(), (0, FRAMES), (WIDTH, HEIGHT))
     even = Video(np.ascontiguousarray(full.frames[0::2]), Fraction(full.fps) / 2)
     path = RESULTS / f"interpolation_{name}.nvc"
-    result = run(name, even, args.params, args.cpu_seconds, path, args.epochs.get(name))
+    result = run(name, even, args.params, args.cpu_seconds, path)
     doubled = decode(path, request=RenderRequest(fps=Fraction(full.fps))).frames  # 31 frames: 0, 0.5, ..., 15
     odd_true = full.frames[1 : FRAMES - 1 : 2]
     result["interpolated_psnr"] = psnr(odd_true, doubled[1::2])
@@ -115,19 +85,19 @@ def table() -> str:
     lines = ["# Frame-wise backbones: BBB 320x180, 32 frames, equal parameters and CPU time", ""]
     rows = sorted(RESULTS.glob("regression_*.json"))
     if rows:
-        lines += ["| model | params | epochs | train CPU s | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|---|"]
+        lines += ["| model | params | steps | train CPU s | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|---|"]
         for p in rows:
             r = json.loads(p.read_text())
             rep = r["report"]
-            lines.append(f"| {r['model']} | {rep['num_params']} | {r['epochs']} | {r['train_cpu_s']} | {rep['bpp']:.4f} "
+            lines.append(f"| {r['model']} | {rep['num_params']} | {r['steps']} | {r['train_cpu_s']} | {rep['bpp']:.4f} "
                          f"| {rep['psnr']:.2f} | {rep['ms_ssim']:.4f} |")
     rows = sorted(RESULTS.glob("interpolation_*.json"))
     if rows:
         lines += ["", "Interpolation: trained on the 16 even frames, PSNR of the 15 odd frames between them.", "",
-                  "| model | params | epochs | train CPU s | coded frames PSNR | interpolated PSNR |", "|---|---|---|---|---|---|"]
+                  "| model | params | steps | train CPU s | coded frames PSNR | interpolated PSNR |", "|---|---|---|---|---|---|"]
         for p in rows:
             r = json.loads(p.read_text())
-            lines.append(f"| {r['model']} | {r['report']['num_params']} | {r['epochs']} | {r['train_cpu_s']} "
+            lines.append(f"| {r['model']} | {r['report']['num_params']} | {r['steps']} | {r['train_cpu_s']} "
                          f"| {r['coded_frames_psnr']:.2f} | {r['interpolated_psnr']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -139,10 +109,7 @@ def main() -> None:
     parser.add_argument("--cpu-seconds", type=float, default=240.0)
     parser.add_argument("--interpolation", action="store_true")
     parser.add_argument("--table", action="store_true")
-    parser.add_argument("--epochs", default="", help="fixed epochs instead of the calibration, e.g. hnerv=6,nerv=20 "
-                        "(to re-run a model whose calibration missed the CPU budget; the table shows the CPU spent)")
     args = parser.parse_args()
-    args.epochs = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(",") if item)}
     torch.set_num_threads(1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.table:

@@ -39,6 +39,8 @@ class EncodeSettings:
     bpp: float = 0.1
     preset: str = "medium"
     epochs: int | None = None  # overrides the preset
+    train_seconds: float | None = None  # train for this long instead (epochs then only split it train : fine-tune)
+    train_clock: str = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
@@ -89,6 +91,13 @@ def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
         raise UsageError("--bpp must be positive")
     if settings.epochs is not None and settings.epochs < 1:
         raise UsageError("--epochs must be at least 1")
+    if settings.train_seconds is not None:
+        if not settings.train_seconds > 0:
+            raise UsageError("--train-time must be positive")
+        if settings.epochs is not None:
+            raise UsageError("--epochs and --train-time: give one of them")
+    if settings.train_clock not in ("wall", "cpu"):
+        raise UsageError(f"train_clock {settings.train_clock!r}: use wall or cpu")
     if settings.loss not in ("l2", "fusion"):
         raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
     if settings.loss == "fusion" and FRAMEWISE not in cls.capabilities:
@@ -203,8 +212,11 @@ def encode(
         "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": settings.prune, "amp": amp,
         "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
         "objective_options": dict(settings.objective_options),
+        "time_budget": settings.train_seconds, "budget_clock": settings.train_clock,
     })
-    say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {epochs}+{train_cfg.finetune_epochs} epochs "
+    length = (f"{settings.train_seconds:g} {settings.train_clock} seconds of training" if settings.train_seconds
+              else f"{epochs}+{train_cfg.finetune_epochs} epochs")
+    say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {length} "
         f"on {device.type}{' (bf16 autocast)' if train_cfg.amp else ''}")
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
     model = fit(model, video.frames, train_cfg, device, progress, checkpoint)

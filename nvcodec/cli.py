@@ -71,14 +71,16 @@ def _progress_printer(quiet: bool):
 
     def show(p) -> None:
         now = time.monotonic()
-        if not tty and now - last[0] < 10 and p.step != p.total_steps:
+        finished = p.fraction >= 1.0
+        if not tty and now - last[0] < 10 and not finished:
             return
         last[0] = now
         eta = f"{int(p.eta // 60)}m{int(p.eta % 60):02d}s"
-        line = (f"{p.stage:8s} step {p.step}/{p.total_steps}  loss {p.loss:.4f}  "
+        steps = f"{p.step}/{p.total_steps}" if p.total_steps else str(p.step)
+        line = (f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
                 f"train PSNR {p.psnr:5.2f} dB  ETA {eta}")
         click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
-        if tty and p.step == p.total_steps:
+        if tty and finished:
             click.echo("", err=True)
 
     return show
@@ -111,6 +113,8 @@ def _report_lines(report) -> list[str]:
 @click.option("--bpp", type=float, default=0.1, show_default=True, help="Target bits per pixel of the file.")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium", show_default=True)
 @click.option("--epochs", type=int, default=None, help="Training epochs (overrides --preset).")
+@click.option("--train-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Train for this many wall-clock seconds instead of a number of epochs.")
 @click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
 @click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -125,8 +129,8 @@ def _report_lines(report) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.option("--of-weight", type=float, default=None,
               help="siren: weight of the optical-flow regularizer (paper 0.12; 0 disables).")
-def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed, device, amp, prune, loss, bits, resume,
-           as_json, quiet, **objective_knobs):
+def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
+           bits, resume, as_json, quiet, **objective_knobs):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .api import EncodeSettings
     from .api import encode as api_encode
@@ -134,8 +138,8 @@ def encode(input_path, output, model, bpp, preset, epochs, frames, resize, seed,
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
     video = _read_input(input_path, frames, resize)
-    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, seed=seed, device=device, amp=amp,
-                              prune=prune, loss=loss, quant_bits=bits, resume=resume,
+    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
+                              device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
                               objective_options={k: v for k, v in objective_knobs.items() if v is not None})
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)

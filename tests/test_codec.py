@@ -139,3 +139,46 @@ def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
         steps = []
         fit(model, tiny_clip.frames, train_cfg, torch.device("cpu"), lambda p: steps.append(p.step), ckpt)
         assert steps[0] == 1 and steps[-1] == 64
+
+
+def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
+    import time
+
+    import torch
+
+    from nvcodec.models.nerv import NeRV
+    from nvcodec.train.fit import TrainConfig, fit
+
+    cfg = TrainConfig(epochs=4, finetune_epochs=1, amp=False, checkpoint_seconds=0, time_budget=1.5)
+    config = NeRV.config_for_budget(36, 64, 8, 3_000)
+    seen = []
+    start = time.monotonic()
+    fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), seen.append)
+    took = time.monotonic() - start
+    assert 1.5 <= took < 3.5, took  # the budget, plus set-up and at most one step past it
+    assert seen[-1].fraction == 1.0 and seen[-1].total_steps == 0
+    assert {p.stage for p in seen} == {"train", "finetune"}
+
+    # interrupted at 40%: the resumed run carries the seconds already spent and ends at the same budget
+    ckpt, frames = tmp_path / "budget.ckpt.npz", tiny_clip.frames[:2]  # 2-step epochs: a checkpoint after each
+
+    def interrupt(p):
+        if p.fraction >= 0.4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(NeRV(config), frames, cfg, torch.device("cpu"), interrupt, ckpt)
+    with np.load(ckpt, allow_pickle=False) as data:
+        saved = json.loads(str(data["state"]))
+    assert saved["stage"] == 0 and saved["spent"] > 0
+    already = 0.8 * saved["spent"] / (0.8 * cfg.time_budget)  # the train stage has 4/5 of the budget
+    resumed = []
+    start = time.monotonic()
+    fit(NeRV(config), frames, cfg, torch.device("cpu"), resumed.append, ckpt)
+    assert resumed[0].fraction >= already and resumed[-1].fraction == 1.0
+    assert time.monotonic() - start < cfg.time_budget - saved["spent"] + 2.0  # only what was left, plus set-up
+
+
+def test_train_time_and_epochs_are_exclusive(tiny_clip, tmp_path):
+    with pytest.raises(errors.UsageError, match="--train-time"):
+        encode(tiny_clip, tmp_path / "x.nvc", EncodeSettings(bpp=3.0, epochs=2, train_seconds=1.0, device="cpu"))

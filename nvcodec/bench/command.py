@@ -48,6 +48,8 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the preset's training epochs.")
+@click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).")
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:
@@ -84,6 +86,7 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         seed=int(opts["seed"]),  # type: ignore[call-overload]
         device=str(opts["device"]),
         epochs=opts["epochs"],  # type: ignore[arg-type]
+        train_seconds=opts["train_seconds"],  # type: ignore[arg-type]
         resume=not opts["fresh"],
         plot=not opts["no_plot"],
     )

@@ -153,13 +153,15 @@ class NvcodecJob:
     device: str = "cpu"
     epochs: int | None = None
     nvcodec_version: str = "unknown"  # part of the cache identity: a new codec build recomputes
+    train_seconds: float | None = None  # equal wall-clock training per point instead of the preset's epochs
 
     codec = "nvcodec"
     stream_suffix = ".nvc"
 
     @property
     def curve(self) -> str:
-        return f"nvcodec {self.model} {self.preset}"
+        length = f"{self.train_seconds:g}s" if self.train_seconds else self.preset
+        return f"nvcodec {self.model} {length}"
 
     @property
     def knob(self) -> tuple[str, float]:
@@ -173,6 +175,7 @@ class NvcodecJob:
             "seed": self.seed,
             "device": self.device,
             "epochs": self.epochs,
+            "train_seconds": self.train_seconds,
         }
 
     def identity(self) -> dict[str, object]:

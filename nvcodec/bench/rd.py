@@ -46,6 +46,7 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"
     epochs: int | None = None
+    train_seconds: float | None = None  # wall-clock training per nvcodec point (overrides the preset's epochs)
     resume: bool = True  # reuse cached points
     plot: bool = True
 
@@ -150,7 +151,8 @@ def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job],
     if unknown:
         raise UsageError(f"unknown nvcodec model(s) {', '.join(unknown)}; available: {', '.join(known)}")
     jobs: list[Job] = [
-        NvcodecJob(m, b, config.nvc_preset, config.seed, config.device, config.epochs, nvcodec_version)
+        NvcodecJob(m, b, config.nvc_preset, config.seed, config.device, config.epochs, nvcodec_version,
+                   config.train_seconds)
         for m in dict.fromkeys(config.models)
         for b in dict.fromkeys(config.bpps)
     ]

@@ -7,6 +7,11 @@ wide models, not for the narrow ones small rate targets give). The same code run
 A checkpoint (an .npz of plain arrays plus a JSON string, read with ``allow_pickle=False``)
 is written atomically every ``checkpoint_seconds`` and at the end of each stage, so an
 interrupted encode resumes where it stopped.
+
+Training length is either a number of epochs or a time budget (``time_budget`` seconds of the
+``budget_clock``: "wall", or "cpu" = process CPU time, which other jobs on the machine do not
+bias, so benchmarks compare backbones at equal compute). With a budget, the learning-rate
+schedule follows the fraction of the budget spent instead of the fraction of steps done.
 """
 
 from __future__ import annotations
@@ -44,13 +49,25 @@ class TrainConfig:
     seed: int = 0
     checkpoint_seconds: float = 60.0
     objective_options: dict = field(default_factory=dict)  # the family objective's knobs (e.g. of_weight)
+    time_budget: float | None = None  # seconds for both stages, shared as epochs : finetune_epochs; None: epochs
+    budget_clock: str = "wall"  # "wall" or "cpu" (process CPU seconds, all threads)
+
+    def __post_init__(self) -> None:
+        if self.budget_clock not in CLOCKS:
+            raise ValueError(f"budget_clock must be one of {sorted(CLOCKS)}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError("time_budget must be positive")
+
+
+CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
 
 
 @dataclass(frozen=True)
 class Progress:
     stage: str
     step: int
-    total_steps: int
+    total_steps: int  # 0 under a time budget (the step count is not known in advance)
+    fraction: float  # of the whole run done, by steps or by the time budget
     loss: float
     psnr: float  # of the training batches since the last report, before quantization
     elapsed: float
@@ -69,12 +86,35 @@ def autocast_for(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-def _lr_at(step: int, total: int, base: float, warmup: float) -> float:
-    warm = max(1, int(warmup * total))
-    if step < warm:
-        return base * (0.1 + 0.9 * step / warm)
-    progress = (step - warm) / max(1, total - warm)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+def _lr_at(fraction: float, base: float, warmup: float) -> float:
+    """Linear warm-up from 0.1 x base over the first ``warmup`` of the stage, then cosine to 0."""
+    if fraction < warmup:
+        return base * (0.1 + 0.9 * fraction / warmup)
+    progress = (fraction - warmup) / max(1e-9, 1 - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _StageClock:
+    """How far a stage has got: by epochs, or by seconds of its share of a time budget.
+
+    Seconds spent before an interruption are carried in the checkpoint, so a resumed run ends
+    where an uninterrupted one would.
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int, budget: float | None, clock: str, spent: float) -> None:
+        self.epochs, self.steps_per_epoch, self.budget, self.read = epochs, steps_per_epoch, budget, CLOCKS[clock]
+        self.spent_before, self.started = spent, self.read()
+
+    def spent(self) -> float:
+        return self.spent_before + self.read() - self.started
+
+    def fraction(self, epoch: int, index: int) -> float:
+        if self.budget is None:
+            return (epoch * self.steps_per_epoch + index) / max(1, self.epochs * self.steps_per_epoch)
+        return min(1.0, self.spent() / self.budget) if self.budget > 0 else 1.0
+
+    def done(self, epoch: int, index: int = 0) -> bool:
+        return self.fraction(epoch, index) >= 1.0
 
 
 class Checkpoint:
@@ -153,79 +193,94 @@ def fit(
     objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
     steps_per_epoch = objective.steps_per_epoch
     stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
-    total_steps = sum(e for _, e, _ in stages) * steps_per_epoch
+    all_epochs = sum(e for _, e, _ in stages)
+    shares = [epochs / all_epochs for _, epochs, _ in stages]  # of the run, by epochs or by the time budget
     ckpt = Checkpoint(checkpoint)
     opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters())
     masks: dict[str, torch.Tensor] = {}
-    position = {"stage": 0, "epoch": 0, "run": _run_identity(model, cfg)}
+    position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg)}
     restored = ckpt.load(model, opt, device, expected_run=position["run"], extra=objective.extra_parameters())
     if restored is not None:
         position, masks = restored
-    done_steps = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
-    start_time = last_save = time.monotonic()
-    report = _Reporter(progress, total_steps, first_step=done_steps)
+    step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
+    report = _Reporter(progress, 0 if cfg.time_budget else all_epochs * steps_per_epoch)
+    last_save = time.monotonic()
     for stage_index in range(position["stage"], len(stages)):
         name, epochs, lr = stages[stage_index]
         if name == "finetune" and not masks and position["epoch"] == 0:
             masks = magnitude_masks(model, cfg.prune_amount)
             apply_masks(model, masks)
             opt = _optimizer(model, cfg, lr, objective.extra_parameters())
-        stage_steps = epochs * steps_per_epoch
+        resumed = stage_index == position["stage"]
+        budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
+        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, position["spent"] if resumed else 0.0)
         model.train()
         objective.start(name)
-        first_epoch = position["epoch"] if stage_index == position["stage"] else 0
-        for epoch in range(first_epoch, epochs):
+        epoch = position["epoch"] if resumed else 0
+        while not clock.done(epoch):
             for index in range(steps_per_epoch):
+                fraction = clock.fraction(epoch, index)
+                if fraction >= 1.0:
+                    break
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(epoch * steps_per_epoch + index, stage_steps, lr, cfg.warmup)
+                    group["lr"] = _lr_at(fraction, lr, cfg.warmup)
                 loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if masks:
                     apply_masks(model, masks)
-                done_steps += 1
-                report.add(name, done_steps, float(loss.detach()), mse, start_time)
+                step += 1
+                done = sum(shares[:stage_index]) + shares[stage_index] * clock.fraction(epoch, index + 1)
+                report.add(name, step, done, float(loss.detach()), mse)
+            epoch += 1
             if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
-                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch + 1},
-                          objective.extra_parameters())
+                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch,
+                                              "spent": clock.spent()}, objective.extra_parameters())
                 last_save = time.monotonic()
         objective.finish(name)
-        position = {**position, "stage": stage_index + 1, "epoch": 0}
+        position = {**position, "stage": stage_index + 1, "epoch": 0, "spent": 0.0}
         ckpt.save(model, opt, masks, position, objective.extra_parameters())
-    report.flush(start_time)
+    report.flush()
     model.eval()
     return model.to(memory_format=torch.contiguous_format)
 
 
 class _Reporter:
-    """Averages loss and MSE between reports; reports about twice a second at most."""
+    """Averages loss and MSE between reports; reports about twice a second at most.
 
-    def __init__(self, progress: ProgressFn | None, total: int, first_step: int) -> None:
-        self.progress, self.total, self.first_step = progress, total, first_step
+    ETA: wall time so far x (what is left / what was done in this process), which holds for
+    budgets in either clock and for resumed runs.
+    """
+
+    def __init__(self, progress: ProgressFn | None, total_steps: int) -> None:
+        self.progress, self.total = progress, total_steps
         self.loss = self.mse = 0.0
         self.count = 0
+        self.start = time.monotonic()
         self.last = 0.0
-        self.stage, self.step = "", 0
+        self.first_fraction: float | None = None
+        self.stage, self.step, self.fraction = "", 0, 0.0
 
-    def add(self, stage: str, step: int, loss: float, mse: float, start: float) -> None:
+    def add(self, stage: str, step: int, fraction: float, loss: float, mse: float) -> None:
+        if self.first_fraction is None:
+            self.first_fraction = fraction
         self.loss += loss
         self.mse += mse
         self.count += 1
-        self.stage, self.step = stage, step
+        self.stage, self.step, self.fraction = stage, step, fraction
         now = time.monotonic()
-        if now - self.last >= 0.5 or step == self.total:
-            self.flush(start)
+        if now - self.last >= 0.5:
+            self.flush()
             self.last = now
 
-    def flush(self, start: float) -> None:
+    def flush(self) -> None:
         if self.progress is None or self.count == 0:
             return
-        elapsed = time.monotonic() - start
-        rate = elapsed / max(self.step - self.first_step, 1)
-        self.progress(
-            Progress(self.stage, self.step, self.total, self.loss / self.count, psnr_from_mse(self.mse / self.count),
-                     elapsed, rate * (self.total - self.step))
-        )
+        elapsed = time.monotonic() - self.start
+        done = self.fraction - (self.first_fraction or 0.0)
+        eta = elapsed * (1 - self.fraction) / done if done > 0 else float("nan")
+        self.progress(Progress(self.stage, self.step, self.total, self.fraction, self.loss / self.count,
+                               psnr_from_mse(self.mse / self.count), elapsed, max(0.0, eta)))
         self.loss = self.mse = 0.0
         self.count = 0
