@@ -15,7 +15,8 @@ the "cpu" clock: ``time.process_time``, not wall time, so other jobs on the mach
 5/6 of it training and 1/6 fine-tuning after 10% pruning, the learning-rate schedule following the
 budget spent; the table reports the training CPU seconds actually spent. Quantization at a fixed 8 bits (embeddings
 6 bits, the papers' setting); bpp and PSNR are measured on the decoder's output of the written .nvc.
-Results: benchmarks/results/framewise/{regression,interpolation}_<model>.json and results.md.
+Results: benchmarks/results/framewise/{regression,interpolation}_<model>.json and results.md (the
+.nvc files are left beside them, not committed).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def run(name: str, video: Video, params: int, cpu_seconds: float, out: Path) -> 
 
 def regression(name: str, args) -> dict:
     video = read_video(sample_clip_path(), (0, FRAMES), (WIDTH, HEIGHT))
-    result = run(name, video, args.params, args.cpu_seconds, RESULTS / f"regression_{name}.nvc")
+    result = run(name, video, args.params, args.cpu_seconds, RESULTS / f"regression_{name}{args.suffix}.nvc")
     result["setting"] = {"frames": FRAMES, "size": [WIDTH, HEIGHT], "params_budget": args.params,
                          "cpu_seconds": args.cpu_seconds}
     return result
@@ -70,7 +71,7 @@ def interpolation(name: str, args) -> dict:
     """Train on frames 0, 2, ..., 30; render the file at twice its frame rate; score frames 1, 3, ..., 29."""
     full = read_video(sample_clip_path(), (0, FRAMES), (WIDTH, HEIGHT))
     even = Video(np.ascontiguousarray(full.frames[0::2]), Fraction(full.fps) / 2)
-    path = RESULTS / f"interpolation_{name}.nvc"
+    path = RESULTS / f"interpolation_{name}{args.suffix}.nvc"
     result = run(name, even, args.params, args.cpu_seconds, path)
     doubled = decode(path, request=RenderRequest(fps=Fraction(full.fps))).frames  # 31 frames: 0, 0.5, ..., 15
     odd_true = full.frames[1 : FRAMES - 1 : 2]
@@ -89,7 +90,7 @@ def table() -> str:
         for p in rows:
             r = json.loads(p.read_text())
             rep = r["report"]
-            lines.append(f"| {r['model']} | {rep['num_params']} | {r['steps']} | {r['train_cpu_s']} | {rep['bpp']:.4f} "
+            lines.append(f"| {p.stem.removeprefix('regression_')} | {rep['num_params']} | {r['steps']} | {r['train_cpu_s']} | {rep['bpp']:.4f} "
                          f"| {rep['psnr']:.2f} | {rep['ms_ssim']:.4f} |")
     rows = sorted(RESULTS.glob("interpolation_*.json"))
     if rows:
@@ -97,7 +98,7 @@ def table() -> str:
                   "| model | params | steps | train CPU s | coded frames PSNR | interpolated PSNR |", "|---|---|---|---|---|---|"]
         for p in rows:
             r = json.loads(p.read_text())
-            lines.append(f"| {r['model']} | {r['report']['num_params']} | {r['steps']} | {r['train_cpu_s']} "
+            lines.append(f"| {p.stem.removeprefix('interpolation_')} | {r['report']['num_params']} | {r['steps']} | {r['train_cpu_s']} "
                          f"| {r['coded_frames_psnr']:.2f} | {r['interpolated_psnr']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--cpu-seconds", type=float, default=240.0)
     parser.add_argument("--interpolation", action="store_true")
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--suffix", default="", help="appended to the result names, e.g. _171s for an extra budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ def main() -> None:
             except Exception as exc:  # one broken backbone must not stop the others' runs
                 print(f"{name} failed: {exc!r}", flush=True)
                 continue
-            (RESULTS / f"{kind}_{name}.json").write_text(json.dumps(result, indent=2))
+            (RESULTS / f"{kind}_{name}{args.suffix}.json").write_text(json.dumps(result, indent=2))
             print(json.dumps({k: v for k, v in result.items() if k != "report"}), result["report"]["psnr"],
                   result["report"]["bpp"], flush=True)
     (RESULTS / "results.md").write_text(table())

@@ -110,7 +110,8 @@ class _StageClock:
 
     def fraction(self, epoch: int, index: int) -> float:
         if self.budget is None:
-            return (epoch * self.steps_per_epoch + index) / max(1, self.epochs * self.steps_per_epoch)
+            total = self.epochs * self.steps_per_epoch
+            return (epoch * self.steps_per_epoch + index) / total if total > 0 else 1.0
         return min(1.0, self.spent() / self.budget) if self.budget > 0 else 1.0
 
     def done(self, epoch: int, index: int = 0) -> bool:
