@@ -242,7 +242,7 @@ def fit(
         objective.finish(name)
         position = {**position, "stage": stage_index + 1, "epoch": 0, "spent": 0.0}
         ckpt.save(model, opt, masks, position, objective.extra_parameters())
-    report.flush()
+    report.finish()
     model.eval()
     return model.to(memory_format=torch.contiguous_format)
 
@@ -262,10 +262,13 @@ class _Reporter:
         self.last = 0.0
         self.first_fraction: float | None = None
         self.stage, self.step, self.fraction = "", 0, 0.0
+        self.reported = 0.0  # the fraction of the last report
 
     def add(self, stage: str, step: int, fraction: float, loss: float, mse: float) -> None:
         if self.first_fraction is None:
             self.first_fraction = fraction
+        if self.count == 0:  # a new window
+            self.loss = self.mse = 0.0
         self.loss += loss
         self.mse += mse
         self.count += 1
@@ -278,10 +281,24 @@ class _Reporter:
     def flush(self) -> None:
         if self.progress is None or self.count == 0:
             return
+        self.loss, self.mse = self.loss / self.count, self.mse / self.count  # the window's means
         elapsed = time.monotonic() - self.start
         done = self.fraction - (self.first_fraction or 0.0)
         eta = elapsed * (1 - self.fraction) / done if done > 0 else float("nan")
-        self.progress(Progress(self.stage, self.step, self.total, self.fraction, self.loss / self.count,
-                               psnr_from_mse(self.mse / self.count), elapsed, max(0.0, eta)))
-        self.loss = self.mse = 0.0
+        self._emit(elapsed, max(0.0, eta))
         self.count = 0
+
+    def finish(self) -> None:
+        """The last report says the whole run is done (a budget ends between two clock readings)."""
+        self.fraction = 1.0
+        if self.count:
+            self.flush()
+        elif self.step and self.reported < 1.0:
+            self._emit(time.monotonic() - self.start, 0.0)
+
+    def _emit(self, elapsed: float, eta: float) -> None:
+        if self.progress is None:
+            return
+        self.reported = self.fraction
+        self.progress(Progress(self.stage, self.step, self.total, self.fraction, self.loss, psnr_from_mse(self.mse),
+                               elapsed, eta))
