@@ -274,7 +274,7 @@ class _Reporter:
         self.count += 1
         self.stage, self.step, self.fraction = stage, step, fraction
         now = time.monotonic()
-        if now - self.last >= 0.5:
+        if now - self.last >= 0.5 or fraction >= 1.0:  # and always the run's last step
             self.flush()
             self.last = now
 
