@@ -114,8 +114,9 @@ class _StageClock:
             return (epoch * self.steps_per_epoch + index) / total if total > 0 else 1.0
         return min(1.0, self.spent() / self.budget) if self.budget > 0 else 1.0
 
-    def done(self, epoch: int, index: int = 0) -> bool:
-        return self.fraction(epoch, index) >= 1.0
+    def done(self, epoch: int) -> bool:
+        """No epoch left to start (by count or by budget)."""
+        return self.fraction(epoch, 0) >= 1.0
 
 
 class Checkpoint:
