@@ -129,6 +129,9 @@ def _report_lines(report) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.option("--of-weight", type=float, default=None,
               help="siren: weight of the optical-flow regularizer (paper 0.12; 0 disables).")
+@click.option("--interp-weight", type=float, default=None,
+              help="coordflow: also fit motion-compensated in-between frames with this weight, for decoding at "
+                   "a higher --fps (0, the default, disables; 0.5 measured well).")
 def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
            bits, resume, as_json, quiet, **objective_knobs):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""

@@ -17,6 +17,17 @@ CONFORMANCE = Path(__file__).parent / "conformance"
 torch.set_num_threads(2)
 
 
+def moving_pattern(shift: float, frames: int = 4, height: int = 48, width: int = 64) -> np.ndarray:
+    """A smooth texture translating ``shift`` pixels per frame to the right."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = []
+    for t in range(frames):
+        xs = x - shift * t
+        value = 128 + 60 * np.sin(xs / 5.0) * np.cos(y / 7.0) + 40 * np.sin((xs + y) / 11.0)
+        out.append(np.repeat(value[..., None], 3, axis=2))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     return sample_clip_path()

@@ -19,8 +19,10 @@ from nvcodec.metrics import psnr
 from nvcodec.models.base import ANY_SCALE, ANY_TIME, PIXELWISE
 from nvcodec.models.registry import backbone_class
 from nvcodec.models.siren import Siren, SirenConfig
-from nvcodec.train.objective_siren import SirenObjective, dis_flow, jacobian_dot, jacobian_dot_reverse
+from nvcodec.train.objective_siren import SirenObjective, jacobian_dot, jacobian_dot_reverse
 from nvcodec.train.objectives import objective_for
+
+from .conftest import moving_pattern
 
 SETTINGS = EncodeSettings(model="siren", bpp=3.0, epochs=60, device="cpu", amp=False, resume=False)
 
@@ -83,26 +85,6 @@ def test_jacobian_dot_is_exact():
     g_fwd = torch.autograd.grad(tangent.abs().mean(), params)
     g_rev = torch.autograd.grad(reverse.abs().mean(), params)
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g_fwd, g_rev))
-
-
-def moving_pattern(shift: float, frames: int = 4, height: int = 48, width: int = 64) -> np.ndarray:
-    """A smooth texture translating ``shift`` pixels per frame to the right."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    out = []
-    for t in range(frames):
-        xs = x - shift * t
-        value = 128 + 60 * np.sin(xs / 5.0) * np.cos(y / 7.0) + 40 * np.sin((xs + y) / 11.0)
-        out.append(np.repeat(value[..., None], 3, axis=2))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def test_dis_flow_measures_pixels_per_frame():
-    velocity = dis_flow(moving_pattern(2.0))
-    inner = velocity[:, 8:-8, 8:-8]
-    assert velocity.shape == (4, 48, 64, 2)
-    assert np.median(inner[..., 0]) == pytest.approx(2.0, abs=0.2)  # u: 2 px per frame to the right
-    assert abs(np.median(inner[..., 1])) < 0.2
-    assert dis_flow(moving_pattern(2.0)[:1]).max() == 0  # one frame: no motion to measure
 
 
 def test_flow_direction_is_in_normalized_units():

@@ -9,6 +9,16 @@ constant bias; they are normalized to mean 1 so the learning rate means the same
     L          = L_combined + 0.1 L_layer
 
 Batches are random pixels of the whole clip (an epoch sees T x H x W samples).
+
+In-between supervision (``interp_weight`` mu > 0; an encoder aid of ours, not the paper's). The
+coded frames say nothing about the times between them, where ``nvc decode --fps`` renders. With
+mu > 0 every step also fits a quarter batch of pixels at the half-way times k + 1/2 to the
+motion-compensated midpoints of the neighbours (``motion.midpoint_frames``, OpenCV DIS):
+
+    L += mu * mean(|d| + 0.25 d^2),   d = F_model(x, y, k + 1/2) - midpoint_k(x, y)
+
+Measured (benchmarks/results/coordflow): it lifts the in-between frames well above averaging the
+two neighbours, at some cost to the coded frames, so it is off by default.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from .motion import midpoint_frames
 from .objectives import PixelObjective, register_objective
 
 L2_WEIGHT = 0.25  # lambda of eq. 5
@@ -57,11 +68,30 @@ def combined(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) ->
 @register_objective("coordflow")
 class CoordFlowObjective(PixelObjective):
     pixels_per_step = 4096  # at equal CPU time, 4096 beat 8192 and 16384 (more, smaller steps)
+    option_defaults = {"interp_weight": 0.0}
 
-    def __init__(self, *args) -> None:
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        if not 0.0 <= options["interp_weight"] <= 10.0:
+            raise ValueError("--interp-weight must be in [0, 10]: it weighs the in-between frames against the coded ones")
+
+    def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)
+        self.take_options(options)
         frames = self.target.permute(0, 2, 3, 1).cpu().numpy()
         self.weights = torch.from_numpy(pixel_weights(frames)).reshape(-1).to(self.device)
+        self.interp_weight = float(self.options["interp_weight"]) if len(frames) > 1 else 0.0
+        if self.interp_weight > 0:
+            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3).to(self.device)
+
+    def midpoint_sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coords [N, 3] at times k + 1/2, their motion-compensated colours [N, 3]), seeded like ``sample``."""
+        g = torch.Generator().manual_seed(((self.seed * 100003 + epoch) * 1000003 + index) * 7 + 1)
+        t, h, w = self.shape
+        flat = torch.randint(0, (t - 1) * h * w, (self.pixels_per_step // 4,), generator=g).to(self.device)
+        coords = self.model.pixel_coords(flat, t - 1, h, w)  # frame k's pixel centres ...
+        coords[:, 2] += 0.5 / (t - 1)  # ... half a frame later
+        return coords, self.midpoints[flat]
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         flat, coords, gt = self.sample(epoch, index)
@@ -71,6 +101,12 @@ class CoordFlowObjective(PixelObjective):
         mix, pred = self.model.mix(rgb, alpha)
         w = self.weights[flat]
         loss = combined(pred, gt, w).mean() + LAYER_GAMMA * (mix * combined(rgb, gt, w)).sum(0).mean()
+        if self.interp_weight > 0:
+            between, target = self.midpoint_sample(epoch, index)
+            with autocast:
+                rgb_between, alpha_between = self.model.layer_outputs(between)
+            _, pred_between = self.model.mix(rgb_between.float(), alpha_between.float())
+            loss = loss + self.interp_weight * combined(pred_between, target, 1.0).mean()
         with torch.no_grad():
             mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
         return loss, mse

@@ -4,8 +4,8 @@
 
 ``J_f`` is the network's exact 3x3 Jacobian (RGB over x, y, t) and ``d`` the motion direction
 built from the optical flow (u, v) at the observed pixel. The flow is computed once, here, at
-encode time with OpenCV's DIS (the paper used the learned GMA, which we cannot download); it is
-an encoder-side aid and never reaches the file.
+encode time with OpenCV's DIS (``motion.dis_flow``; the paper used the learned GMA, which we cannot
+download); it is an encoder-side aid and never reaches the file.
 
 Units. Coordinates are normalized (x = (col + 0.5) / W, y = (row + 0.5) / H, t = frame / (T - 1))
 and the flow is in pixels per frame, so the direction per frame is
@@ -24,33 +24,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .motion import dis_flow
 from .objectives import PixelObjective, register_objective
-
-
-def dis_flow(frames: np.ndarray) -> np.ndarray:
-    """Per-frame velocity in pixels per frame, float32 [T, H, W, 2] as (u, v), from OpenCV DIS."""
-    import cv2  # encoder-only dependency (opencv-python-headless)
-
-    count, height, width = frames.shape[:3]
-    velocity = np.zeros((count, height, width, 2), np.float32)
-    if count < 2:
-        return velocity
-    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    if min(height, width) < 16:  # DIS patches are 8x8 (medium preset); tiny frames need smaller ones
-        dis.setPatchSize(4)
-        dis.setPatchStride(2)
-    weight = np.zeros((count, 1, 1, 1), np.float32)
-    for k in range(count - 1):
-        velocity[k] += dis.calc(grey[k], grey[k + 1], None)  # where frame k's pixels go at k + 1
-        velocity[k + 1] -= dis.calc(grey[k + 1], grey[k], None)  # minus where k + 1's pixels came from
-        weight[k] += 1
-        weight[k + 1] += 1
-    return velocity / weight
 
 
 def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +67,7 @@ class SirenObjective(PixelObjective):
 
     def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)
-        self.options = {**self.option_defaults, **(options or {})}
-        self.check_options(self.options)
+        self.take_options(options)
         self.of_weight = float(self.options["of_weight"])
         t, h, w = self.shape
         self.of_count = 0

@@ -45,8 +45,18 @@ def check_objective_options(name: str, options: dict) -> None:
     unknown = sorted(set(options) - set(cls.option_defaults))
     if unknown:
         flags = ", ".join("--" + key.replace("_", "-") for key in unknown)
-        raise ValueError(f"{flags} is not an option of the {name!r} training objective")
+        takers = models_with_options(unknown)
+        fix = f"; it applies to --model {' or '.join(takers)}" if takers else ""
+        raise ValueError(f"{flags} is not an option of the {name!r} training objective{fix}")
     cls.check_options({**cls.option_defaults, **options})
+
+
+def models_with_options(keys: list[str]) -> list[str]:
+    """The backbones whose training objective takes every one of ``keys`` (for error messages)."""
+    from ..models.registry import available_models, backbone_class
+
+    return [model for model in available_models()
+            if set(keys) <= set(objective_class(backbone_class(model).objective).option_defaults)]
 
 
 def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
@@ -77,6 +87,12 @@ class Objective:
         self.seed = seed
         self.target = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2)  # uint8 [T, 3, H, W]
         self.batch_frames = batch_frames
+
+    def take_options(self, options: dict | None) -> dict:
+        """The family's knobs: ``option_defaults`` overridden by ``options``, range-checked."""
+        self.options = {**self.option_defaults, **(options or {})}
+        self.check_options(self.options)
+        return self.options
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
