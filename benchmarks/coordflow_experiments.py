@@ -22,8 +22,13 @@ Experiments
   ``--scale 2``; PSNR against the true 320x180 frames, and bilinear / bicubic upsampling of the 160x90 frames.
 - interpolation: train on the even frames (0, 2, ..., 30) of the clip at 160x90, decode at twice the frame rate;
   PSNR of the odd times against the true odd frames 1..29, and of the average of the two neighbours: the true
-  ones (a lossless source) and the ones decoded from the same file (what a decoder of it has).
-  ``--only interpolation-rescore`` recomputes these scores from the existing file.
+  ones (a lossless source) and the ones decoded from the same file (what a decoder of it has); also classical
+  motion-compensated interpolation (OpenCV DIS, ``motion.midpoint_frames``) of the true even frames. With
+  ``--interp-weight W`` > 0 the encode also fits those midpoints (results ``interpolation_interp.json``):
+      python benchmarks/coordflow_experiments.py --only interpolation --cpu-seconds 400 --small-bpp 4
+      python benchmarks/coordflow_experiments.py --only interpolation --cpu-seconds 400 --small-bpp 4 \
+          --interp-weight 0.5
+  ``--only interpolation-rescore`` recomputes these scores from the existing file(s).
 - stabilization: the 160x90 clip shaken by a seeded random translation per frame (sigma 1.5 px); decode plain
   and with ``--stabilize``. Global motion = mean length of the frame-to-frame translation that OpenCV phase
   correlation finds between consecutive grey frames (Hanning window), in pixels.
@@ -57,6 +62,7 @@ from nvcodec.io import Video, read_video, sample_clip_path
 from nvcodec.metrics import psnr
 from nvcodec.models.coordflow import CoordFlow
 from nvcodec.train.fit import autocast_for
+from nvcodec.train.motion import midpoint_frames
 from nvcodec.train.objective_coordflow import CoordFlowObjective
 from nvcodec.train.objectives import objective_for
 
@@ -78,12 +84,13 @@ def variant(layers: int = 2, use_flow: bool = True):
         yield
 
 
-def budget_encode(video: Video, path: Path, bpp: float, cpu_seconds: float) -> dict:
+def budget_encode(video: Video, path: Path, bpp: float, cpu_seconds: float, objective_options: dict | None = None) -> dict:
     """Encode with ``cpu_seconds`` of training; return the report and what was spent."""
     steps: list[int] = []
     start = time.process_time()
     report = api.encode(video, path, api.EncodeSettings(model="coordflow", bpp=bpp, train_seconds=cpu_seconds,
-                                                        train_clock="cpu", device="cpu", resume=False),
+                                                        train_clock="cpu", device="cpu", resume=False,
+                                                        objective_options=objective_options or {}),
                         progress=lambda p: steps.append(p.step))
     config = api.inspect(path)["model"]["config"]
     return {"report": asdict(report), "steps": steps[-1], "train_cpu_seconds": cpu_seconds,
@@ -146,12 +153,17 @@ def upsampling(cpu_seconds: float, bpp: float) -> None:
                         run["report"]["psnr"], "baselines_psnr": baselines})
 
 
-def interpolation(cpu_seconds: float, bpp: float) -> None:
+def interpolation_name(interp_weight: float) -> str:
+    return "interpolation_interp" if interp_weight > 0 else "interpolation"
+
+
+def interpolation(cpu_seconds: float, bpp: float, interp_weight: float) -> None:
     full = clip(160, 90)
     even = Video(np.ascontiguousarray(full.frames[::2]), full.fps / 2)
-    path = RESULTS / "interpolation_even.nvc"
-    run = budget_encode(even, path, bpp, cpu_seconds)
-    save("interpolation", {"run": run, **interpolation_scores(path, full)})
+    name = interpolation_name(interp_weight)
+    path = RESULTS / f"{name}_even.nvc"
+    run = budget_encode(even, path, bpp, cpu_seconds, {"interp_weight": interp_weight} if interp_weight else None)
+    save(name, {"run": run, "interp_weight": interp_weight, **interpolation_scores(path, full)})
 
 
 def interpolation_scores(path: Path, full: Video) -> dict:
@@ -170,8 +182,10 @@ def interpolation_scores(path: Path, full: Video) -> dict:
     def average(frames: np.ndarray) -> np.ndarray:
         return ((frames[:-1].astype(np.float64) + frames[1:]) / 2).round().astype(np.uint8)
 
+    motion_compensated = np.rint(midpoint_frames(full.frames[::2]) * 255).astype(np.uint8)
     return {"coordflow_odd_psnr": psnr(truth_odd, odd), "coordflow_even_psnr": psnr(full.frames[::2], doubled[0::2]),
             "average_neighbours_psnr": psnr(truth_odd, average(full.frames[::2])),
+            "motion_compensated_neighbours_psnr": psnr(truth_odd, motion_compensated),
             "repeat_previous_psnr": psnr(truth_odd, full.frames[0:-2:2]),
             "average_decoded_neighbours_psnr": psnr(truth_odd, average(decoded)),
             "repeat_decoded_previous_psnr": psnr(truth_odd, decoded[:-1])}
@@ -294,14 +308,15 @@ def summary() -> str:
                   f"| | bilinear of the 160x90 frames | {up['baselines_psnr']['bilinear']:.2f} | |",
                   f"| | bicubic of the 160x90 frames | {up['baselines_psnr']['bicubic']:.2f} | |",
                   f"| | (CoordFlow at the coded 160x90) | {up['coded_160x90_psnr']:.2f} | |"]
-    if (it := load("interpolation")):
-        lines += [f"| interpolation (odd frames 1..29) | CoordFlow at odd times | {it['coordflow_odd_psnr']:.2f} | {budget(it['run'])} |",
+    for it in filter(None, (load("interpolation"), load("interpolation_interp"))):
+        aid = f", --interp-weight {it['interp_weight']:g}" if it.get("interp_weight") else ""
+        lines += [f"| interpolation (odd frames 1..29{aid}) | CoordFlow at odd times | {it['coordflow_odd_psnr']:.2f} | {budget(it['run'])} |",
                   f"| | average of the two true neighbours | {it['average_neighbours_psnr']:.2f} | |",
-                  f"| | repeat the previous true frame | {it['repeat_previous_psnr']:.2f} | |"]
-        if "average_decoded_neighbours_psnr" in it:
-            lines += [f"| | average of the two neighbours decoded from the file | {it['average_decoded_neighbours_psnr']:.2f} | |",
-                      f"| | repeat the previous decoded frame | {it['repeat_decoded_previous_psnr']:.2f} | |"]
-        lines.append(f"| | (CoordFlow at the coded even frames) | {it['coordflow_even_psnr']:.2f} | |")
+                  f"| | repeat the previous true frame | {it['repeat_previous_psnr']:.2f} | |",
+                  f"| | motion-compensated midpoint of the true neighbours (OpenCV DIS) | {it['motion_compensated_neighbours_psnr']:.2f} | |",
+                  f"| | average of the two neighbours decoded from the file | {it['average_decoded_neighbours_psnr']:.2f} | |",
+                  f"| | repeat the previous decoded frame | {it['repeat_decoded_previous_psnr']:.2f} | |",
+                  f"| | (CoordFlow at the coded even frames) | {it['coordflow_even_psnr']:.2f} | |"]
     if (st := load("stabilization")):
         m = st["global_motion_px"]
         lines += [f"| stabilization: mean frame-to-frame shift (px) | shaky input | {m['shaky_input']:.2f} | {budget(st['run'])} |",
@@ -335,6 +350,7 @@ def main() -> None:
     parser.add_argument("--small-bpp", type=float, default=1.0, help="rate of the 160x90 experiments")
     parser.add_argument("--roundtrip-cpu-seconds", type=float, default=None, help="default: --cpu-seconds")
     parser.add_argument("--ablation-size", default="160x90", help="WxH of the ablation clip")
+    parser.add_argument("--interp-weight", type=float, default=0.0, help="interpolation: fit in-between midpoints")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="only write results/coordflow/README.md")
     args = parser.parse_args()
@@ -348,17 +364,20 @@ def main() -> None:
     if "ablation" in only:
         width, height = (int(v) for v in args.ablation_size.split("x"))
         ablation(args.cpu_seconds, args.small_bpp, (width, height))
-    for name, fn in (("upsampling", upsampling), ("interpolation", interpolation),
-                     ("stabilization", stabilization), ("denoising", denoising)):
+    for name, fn in (("upsampling", upsampling), ("stabilization", stabilization), ("denoising", denoising)):
         if name in only:
             fn(args.cpu_seconds, args.small_bpp)
+    if "interpolation" in only:
+        interpolation(args.cpu_seconds, args.small_bpp, args.interp_weight)
     if "throughput" in only:
         throughput()
     if "flowbits" in only:
         flow_bits()
-    if "interpolation-rescore" in only:  # the scores again from the existing file (no training)
-        data = json.loads((RESULTS / "interpolation.json").read_text())
-        save("interpolation", {**data, **interpolation_scores(RESULTS / "interpolation_even.nvc", clip(160, 90))})
+    if "interpolation-rescore" in only:  # the scores again from the existing file(s) (no training)
+        for name in ("interpolation", "interpolation_interp"):
+            if (RESULTS / f"{name}.json").is_file():
+                data = json.loads((RESULTS / f"{name}.json").read_text())
+                save(name, {**data, **interpolation_scores(RESULTS / f"{name}_even.nvc", clip(160, 90))})
     summary()
 
 
