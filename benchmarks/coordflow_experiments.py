@@ -182,10 +182,9 @@ def interpolation_scores(path: Path, full: Video) -> dict:
     def average(frames: np.ndarray) -> np.ndarray:
         return ((frames[:-1].astype(np.float64) + frames[1:]) / 2).round().astype(np.uint8)
 
-    motion_compensated = np.rint(midpoint_frames(full.frames[::2]) * 255).astype(np.uint8)
     return {"coordflow_odd_psnr": psnr(truth_odd, odd), "coordflow_even_psnr": psnr(full.frames[::2], doubled[0::2]),
             "average_neighbours_psnr": psnr(truth_odd, average(full.frames[::2])),
-            "motion_compensated_neighbours_psnr": psnr(truth_odd, motion_compensated),
+            "motion_compensated_neighbours_psnr": psnr(truth_odd, midpoint_frames(full.frames[::2])),
             "repeat_previous_psnr": psnr(truth_odd, full.frames[0:-2:2]),
             "average_decoded_neighbours_psnr": psnr(truth_odd, average(decoded)),
             "repeat_decoded_previous_psnr": psnr(truth_odd, decoded[:-1])}

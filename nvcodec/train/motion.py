@@ -61,22 +61,23 @@ def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 
 def midpoint_frames(frames: np.ndarray) -> np.ndarray:
-    """uint8 frames [T, H, W, 3] -> float32 [T - 1, H, W, 3] in [0, 1]: the frame at time k + 1/2.
+    """uint8 frames [T, H, W, 3] -> uint8 [T - 1, H, W, 3]: the frames at times k + 1/2.
 
     Classical bidirectional motion-compensated interpolation: frame k fetched half-way along the
     flow from k + 1 back to k, frame k + 1 half-way along the flow from k to k + 1, averaged. It
     assumes the flow at the midpoint's pixel equals the flow at the same pixel of the neighbours,
-    which holds for the smooth, small motion it is used on.
+    which holds for the smooth, small motion it is used on. Rounded to uint8 like the frames, so a
+    long clip's midpoints take no more memory than the clip.
     """
     count, height, width = frames.shape[:3]
     if count < 2:
-        return np.zeros((0, height, width, 3), np.float32)
+        return np.zeros((0, height, width, 3), np.uint8)
     grey, dis = _grey(frames), _dis(height, width)
-    mids = np.empty((count - 1, height, width, 3), np.float32)
+    mids = np.empty((count - 1, height, width, 3), np.uint8)
     for k in range(count - 1):
         forward = dis.calc(grey[k], grey[k + 1], None)
         backward = dis.calc(grey[k + 1], grey[k], None)
         before = _warp(frames[k].astype(np.float32), backward / 2)
         after = _warp(frames[k + 1].astype(np.float32), forward / 2)
-        mids[k] = (before + after) / (2 * 255.0)
+        mids[k] = np.clip(np.rint((before + after) / 2), 0, 255)
     return mids

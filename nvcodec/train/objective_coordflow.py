@@ -82,7 +82,7 @@ class CoordFlowObjective(PixelObjective):
         self.weights = torch.from_numpy(pixel_weights(frames)).reshape(-1).to(self.device)
         self.interp_weight = float(self.options["interp_weight"]) if len(frames) > 1 else 0.0
         if self.interp_weight > 0:
-            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3).to(self.device)
+            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3).to(self.device)  # uint8
 
     def midpoint_sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(coords [N, 3] at times k + 1/2, their motion-compensated colours [N, 3]), seeded like ``sample``."""
@@ -91,7 +91,7 @@ class CoordFlowObjective(PixelObjective):
         flat = torch.randint(0, (t - 1) * h * w, (self.pixels_per_step // 4,), generator=g).to(self.device)
         coords = self.model.pixel_coords(flat, t - 1, h, w)  # frame k's pixel centres ...
         coords[:, 2] += 0.5 / (t - 1)  # ... half a frame later
-        return coords, self.midpoints[flat]
+        return coords, self.midpoints[flat].float().div_(255.0)
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         flat, coords, gt = self.sample(epoch, index)
