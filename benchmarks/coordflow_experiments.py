@@ -169,9 +169,9 @@ def interpolation(cpu_seconds: float, bpp: float, interp_weight: float) -> None:
 def interpolation_scores(path: Path, full: Video) -> dict:
     """PSNR of the odd frames: CoordFlow rendered at the odd times, and the baselines.
 
-    Two kinds of baseline: from the true even frames (what a lossless source would give) and from
-    the even frames decoded from the same file (what a decoder holding this file could do without
-    rendering between frames).
+    Baselines from the true even frames (what a lossless source would give: averaging, repeating,
+    and classical motion-compensated interpolation) and from the even frames decoded from the same
+    file (what a decoder holding this file could do without rendering between frames).
     """
     doubled = api.decode(path, request=api.RenderRequest(fps=Fraction(full.fps))).frames  # 0, 0.5, ..., 15
     decoded = api.decode(path).frames
