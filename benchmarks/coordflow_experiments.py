@@ -153,14 +153,10 @@ def upsampling(cpu_seconds: float, bpp: float) -> None:
                         run["report"]["psnr"], "baselines_psnr": baselines})
 
 
-def interpolation_name(interp_weight: float) -> str:
-    return "interpolation_interp" if interp_weight > 0 else "interpolation"
-
-
 def interpolation(cpu_seconds: float, bpp: float, interp_weight: float) -> None:
     full = clip(160, 90)
     even = Video(np.ascontiguousarray(full.frames[::2]), full.fps / 2)
-    name = interpolation_name(interp_weight)
+    name = "interpolation_interp" if interp_weight > 0 else "interpolation"
     path = RESULTS / f"{name}_even.nvc"
     run = budget_encode(even, path, bpp, cpu_seconds, {"interp_weight": interp_weight} if interp_weight else None)
     save(name, {"run": run, "interp_weight": interp_weight, **interpolation_scores(path, full)})

@@ -285,7 +285,7 @@ class _Reporter:
         self.loss, self.mse = self.loss / self.count, self.mse / self.count  # the window's means
         elapsed = time.monotonic() - self.start
         done = self.fraction - (self.first_fraction or 0.0)
-        eta = elapsed * (1 - self.fraction) / done if done > 0 else float("nan")
+        eta = elapsed * (1 - self.fraction) / done if done > 0 else 0.0
         self._emit(elapsed, max(0.0, eta))
         self.count = 0
 
