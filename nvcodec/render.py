@@ -62,8 +62,42 @@ def render_frames(
     """Yield uint8 [B, H, W, 3] batches of the frames at normalized ``times``.
 
     ``size`` (height, width) renders at another resolution (``any_scale`` backbones only).
+    A coded frame decodes to the same pixels whichever range or frame rate it is asked in: CPU
+    kernels may round differently with a batch's size and contents, so coded frames are always
+    rendered in the same groups (frames g x batch ... g x batch + batch - 1) and picked out;
+    times between coded frames are rendered together per batch.
     """
     model.to(device)
+    last = max(model.config.num_frames - 1, 1)
+    groups = _GroupCache(model, device, size, batch, last)
     for start in range(0, len(times), batch):
-        t = torch.tensor(times[start : start + batch], device=device, dtype=torch.float32)
-        yield to_uint8(model.render_frames(t, size))
+        window = times[start : start + batch]
+        frames: list[np.ndarray | None] = [None] * len(window)
+        between = [i for i, t in enumerate(window) if t * last != round(t * last)]
+        if between:
+            rendered = _render(model, [window[i] for i in between], device, size)
+            for i, frame in zip(between, rendered):
+                frames[i] = frame
+        for i, t in enumerate(window):
+            if frames[i] is None:
+                frames[i] = groups.frame(round(t * last))
+        yield np.stack(frames)
+
+
+def _render(model: Backbone, times: list[float], device: torch.device, size: tuple[int, int] | None) -> np.ndarray:
+    return to_uint8(model.render_frames(torch.tensor(times, device=device, dtype=torch.float32), size))
+
+
+class _GroupCache:
+    """Coded frames rendered in fixed groups of ``batch`` (the last group padded by repeating its last frame)."""
+
+    def __init__(self, model: Backbone, device: torch.device, size, batch: int, last: int) -> None:
+        self.model, self.device, self.size, self.batch, self.last = model, device, size, batch, last
+        self.group, self.frames = -1, None
+
+    def frame(self, index: int) -> np.ndarray:
+        group = index // self.batch
+        if group != self.group:
+            members = [min(k, self.last) for k in range(group * self.batch, (group + 1) * self.batch)]
+            self.group, self.frames = group, _render(self.model, [k / self.last for k in members], self.device, self.size)
+        return self.frames[index - group * self.batch]

@@ -72,9 +72,12 @@ def test_file_carries_embeddings_and_decoder_only(encoded):
     if name == "snerv-t":
         assert names[1] == "temporal" and nvc.arch.shapes[1][0] == 9  # one per frame pair (t-1, t), t = 0..T
     assert model.tensor_bits("embeddings", 8.0) == 6.0 and model.tensor_bits("stem.weight", 8.0) == 8.0
-    levels = [max(abs(t["symbols"][0]), abs(t["symbols"][1])) for t in inspect(path)["tensors"]]
-    bits = inspect(path)["metadata"]["quant_bits"]
-    assert levels[0] <= round(2 ** (bits - 3) - 1)  # embeddings quantized two bits coarser than the decoder
+    metadata = inspect(path)["metadata"]
+    if "quant_bits" in metadata:  # post-training quantization: embeddings two bits coarser than the decoder
+        levels = [max(abs(t["symbols"][0]), abs(t["symbols"][1])) for t in inspect(path)["tensors"]]
+        assert levels[0] <= round(2 ** (metadata["quant_bits"] - 3) - 1)
+    else:  # rate-aware training learned the steps
+        assert metadata["settings"]["rate_training"] and metadata["lambda"] > 0
 
 
 def test_interpolation_between_frames(encoded):
@@ -113,7 +116,8 @@ def test_finish_writes_the_encoder_output_into_the_model(name, tiny_clip):
     with torch.no_grad():
         encoded = objective.encode(idx)
         stored = model.frame_embeddings(idx)
-    assert all(torch.equal(encoded[k], stored[k]) for k in encoded)
+    # equal up to float rounding: the encoder ran on other batch sizes (CPU kernels may round differently)
+    assert all(torch.allclose(encoded[k], stored[k], rtol=0, atol=1e-5) for k in encoded)
     objective.start("finetune")
     loss, _ = objective.step(1, 0, torch.autocast("cpu", enabled=False))
     loss.backward()
