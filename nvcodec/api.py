@@ -19,7 +19,15 @@ import torch
 from . import __version__
 from .bitstream import format as nvc_format
 from .compress.codec import compress_tensors
-from .compress.ratecontrol import MAX_BITS, MIN_BITS, expected_file_bytes, land_on_target, param_budget
+from .compress.quantize import scale_steps
+from .compress.ratecontrol import (
+    MAX_BITS,
+    MIN_BITS,
+    expected_file_bytes,
+    land_on_target,
+    land_on_target_by_scale,
+    param_budget,
+)
 from .errors import InputError, RateError, UsageError
 from .fsutil import atomic_write_bytes
 from .io import FrameRange, Video, output_kind, write_frames
@@ -48,6 +56,9 @@ class EncodeSettings:
     loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
     quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
     resume: bool = True  # keep a checkpoint beside the output and resume from it
+    rate_training: bool = True  # train against the file's rate (D + lambda x R); False: quantize after training
+    lam: float | None = None  # constant lambda (quality mode; --bpp then only sizes the model) instead of a target
+    rate_options: dict = field(default_factory=dict)  # train.rate.RateSettings fields, for ablations
     objective_options: dict = field(default_factory=dict)  # the family objective's knobs, e.g. {"of_weight": 0.12}
 
 
@@ -63,14 +74,16 @@ class EncodeReport:
     num_frames: int
     file_bytes: int
     bpp: float
-    target_bpp: float
-    quant_bits: float
+    target_bpp: float | None  # None in constant-lambda mode
+    quant_bits: float | None  # the searched bit depth; None when rate-aware training learned the steps
     psnr: float
     y_psnr: float
     ms_ssim: float
     train_seconds: float
     encode_seconds: float
     decode_seconds: float
+    estimated_bytes: int | None = None  # rate-aware training's estimate of the file size, before writing it
+    lam: float | None = None  # the lambda training ended with (rate-aware)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,6 +119,11 @@ def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
         raise UsageError("--prune must be in [0, 1)")
     if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
         raise UsageError(f"--bits must be between {MIN_BITS:g} and {MAX_BITS:g}")
+    if settings.lam is not None:
+        if not settings.lam > 0:
+            raise UsageError("--lambda must be positive")
+        if not settings.rate_training or settings.quant_bits is not None:
+            raise UsageError("--lambda prices bits during rate-aware training: drop --rate-training off and --bits")
     if settings.objective_options:
         from .train.objectives import check_objective_options  # encoder-only; the decoder path never gets here
 
@@ -196,6 +214,7 @@ def encode(
 ) -> EncodeReport:
     """Fit, compress and write ``output``; then decode it and report what the decoder gives."""
     from .train.fit import TrainConfig, fit  # the decoder path never imports training
+    from .train.rate import RateSettings, RateTerm
 
     say = log or (lambda _msg: None)
     cls = _check_settings(settings, video)
@@ -203,43 +222,70 @@ def encode(
     output = Path(output)
     started = time.monotonic()
     torch.manual_seed(settings.seed)
-    config = plan_model(cls, video, settings.bpp)
+    rate_aware = settings.rate_training and settings.quant_bits is None
+    config = plan_model(cls, video, settings.bpp)  # rate-aware or not: a larger start measured worse per step
     model = cls(config)
     num_params = cls.count_params(config)
     amp = choose_amp(model, video, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix it
     epochs = settings.epochs or cls.preset_epochs[settings.preset]
     train_cfg = TrainConfig(**{
-        "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": settings.prune, "amp": amp,
-        "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
+        "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": 0.0 if rate_aware else settings.prune,
+        "amp": amp, "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
         "objective_options": dict(settings.objective_options),
         "time_budget": settings.train_seconds, "budget_clock": settings.train_clock,
     })
     length = (f"{settings.train_seconds:g} {settings.train_clock} seconds of training" if settings.train_seconds
               else f"{epochs}+{train_cfg.finetune_epochs} epochs")
-    say(f"{cls.name}: {num_params} parameters for {settings.bpp:g} bpp; {length} "
+    aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
+        ", rate-aware" if rate_aware else "")
+    say(f"{cls.name}: {num_params} parameters for {aim}; {length} "
         f"on {device.type}{' (bf16 autocast)' if train_cfg.amp else ''}")
+    shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
+    writer = _FileWriter(_header(video), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
+                         {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()})
+    target_bytes = settings.bpp * video.num_pixels / 8
+    rate = None
+    if rate_aware:
+        rate = RateTerm(model, RateSettings(
+            num_pixels=video.num_pixels, fixed_bits=8 * writer.fixed_bytes(),
+            target_bits=None if settings.lam else 8 * target_bytes, lam=settings.lam or RateSettings.lam,
+            **settings.rate_options))
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
-    model = fit(model, video.frames, train_cfg, device, progress, checkpoint)
+    model = fit(model, video.frames, train_cfg, device, progress, checkpoint, rate)
     train_seconds = time.monotonic() - started
 
-    coded = model.coded_tensors()
-    tensors = [t.detach().cpu().float().numpy() for t in coded.values()]
-    arch = nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), tuple(t.shape for t in tensors))
-    header = _header(video)
+    estimated_bytes = None
+    if rate is not None:
+        tensors, learned = rate.export()
+        bits = None
 
-    def build(bits: float, metadata: dict) -> bytes:
-        depths = [min(MAX_BITS, max(MIN_BITS, model.tensor_bits(name, bits))) for name in coded]
-        records, digest = compress_tensors(tensors, depths)
-        return nvc_format.write(nvc_format.NvcFile(header, arch, records, digest, metadata))
+        def build(metadata: dict, scale: float) -> bytes:
+            return writer.write(tensors, steps=scale_steps(tensors, learned, scale), metadata=metadata)
 
-    metadata = {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()}
-    target_bytes = settings.bpp * video.num_pixels / 8
-    bits = settings.quant_bits or land_on_target(lambda b: len(build(b, metadata)), target_bytes)
-    atomic_write_bytes(output, build(bits, metadata))
+        scale = 1.0 if settings.lam else land_on_target_by_scale(lambda c: len(build(writer.metadata, c)), target_bytes)
+        final_steps = scale_steps(tensors, learned, scale)
+        rate.set_steps(final_steps)  # the estimate of the steps the file will carry
+        with torch.no_grad():
+            estimated_bytes = int(round(float(rate.bits()) / 8))
+        write = lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata)  # noqa: E731
+    else:
+        tensors = [t.detach().cpu().float().numpy() for t in model.coded_tensors().values()]
+        names = list(model.coded_tensors())
+
+        def build_at(bits: float, metadata: dict) -> bytes:
+            depths = [min(MAX_BITS, max(MIN_BITS, model.tensor_bits(name, bits))) for name in names]
+            return writer.write(tensors, bits=depths, metadata=metadata)
+
+        bits = settings.quant_bits or land_on_target(lambda b: len(build_at(b, writer.metadata)), target_bytes)
+        write = lambda metadata: build_at(bits, metadata)  # noqa: E731
+
+    atomic_write_bytes(output, write(writer.metadata))
     first = decode(output, device=device)
     measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
     # Rewrite with the measured quality in mETA (ancillary: it cannot change the decode) ...
-    atomic_write_bytes(output, build(bits, {**metadata, "measured": measured, "quant_bits": bits}))
+    final_metadata = {**writer.metadata, "measured": measured}
+    final_metadata.update({"quant_bits": bits} if bits is not None else {"lambda": rate.controller.lam})
+    atomic_write_bytes(output, write(final_metadata))
     encode_seconds = time.monotonic() - started
     # ... and report what the decoder makes of the final file.
     decode_start = time.monotonic()
@@ -251,10 +297,32 @@ def encode(
     return EncodeReport(
         path=str(output), model=cls.name, num_params=num_params, width=video.width, height=video.height,
         num_frames=video.num_frames, file_bytes=size, bpp=bits_per_pixel(size, video.width, video.height, video.num_frames),
-        target_bpp=settings.bpp, quant_bits=round(bits, 3), psnr=psnr(video.frames, final.frames),
+        target_bpp=None if settings.lam else settings.bpp, quant_bits=None if bits is None else round(bits, 3), psnr=psnr(video.frames, final.frames),
         y_psnr=y_psnr(video.frames, final.frames), ms_ssim=ms_ssim(video.frames, final.frames),
         train_seconds=train_seconds, encode_seconds=encode_seconds, decode_seconds=decode_seconds,
+        estimated_bytes=estimated_bytes, lam=None if rate is None else rate.controller.lam,
     )
+
+
+class _FileWriter:
+    """Everything of the file but the tensors is fixed before training: write it around any tensors."""
+
+    # mETA's measured quality, as the final rewrite adds it, for the fixed-size estimate
+    MEASURED_PLACEHOLDER = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345}}
+
+    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict) -> None:
+        self.header, self.arch, self.metadata = header, arch, metadata
+
+    def write(self, tensors: list[np.ndarray], metadata: dict, bits: list[float] | None = None,
+              steps: list[np.ndarray] | None = None) -> bytes:
+        records, digest = compress_tensors(tensors, bits, steps)
+        return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata))
+
+    def fixed_bytes(self) -> int:
+        """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
+        zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
+        return len(self.write(zeros, {**self.metadata, **self.MEASURED_PLACEHOLDER, "lambda": 0.012345678901234},
+                              bits=[8.0] * len(zeros)))
 
 
 def _utc_now() -> str:

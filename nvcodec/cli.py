@@ -77,8 +77,9 @@ def _progress_printer(quiet: bool):
         last[0] = now
         eta = f"{int(p.eta // 60)}m{int(p.eta % 60):02d}s"
         steps = f"{p.step}/{p.total_steps}" if p.total_steps else str(p.step)
+        rate = f"  est. {p.bpp:.4f} bpp" if p.bpp else ""
         line = (f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
-                f"train PSNR {p.psnr:5.2f} dB  ETA {eta}")
+                f"train PSNR {p.psnr:5.2f} dB{rate}  ETA {eta}")
         click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
         if tty and finished:
             click.echo("", err=True)
@@ -97,13 +98,21 @@ def _emit(record: dict, as_json: bool, lines: list[str]) -> None:
 
 
 def _report_lines(report) -> list[str]:
-    return [
-        f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp (target {report.target_bpp:g}), "
-        f"{report.num_params} parameters, {report.quant_bits:g}-bit steps",
+    steps = (f"{report.quant_bits:g}-bit steps" if report.quant_bits is not None
+             else f"learned steps, lambda {report.lam:.3g}")
+    target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
+    lines = [
+        f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp ({target}), "
+        f"{report.num_params} parameters, {steps}",
         f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, MS-SSIM {report.ms_ssim:.4f}",
         f"time: train {report.train_seconds:.1f} s, encode total {report.encode_seconds:.1f} s, "
         f"decode {report.decode_seconds:.2f} s",
     ]
+    if report.estimated_bytes is not None:
+        error = 100 * (report.estimated_bytes - report.file_bytes) / report.file_bytes
+        lines.insert(1, f"rate: estimated during training {report.estimated_bytes} bytes, written {report.file_bytes} "
+                        f"bytes ({error:+.1f} %)")
+    return lines
 
 
 @main.command()
@@ -123,7 +132,13 @@ def _report_lines(report) -> list[str]:
 @click.option("--prune", type=float, default=0.10, show_default=True, help="Fraction of weights pruned.")
 @click.option("--loss", type=click.Choice(["l2", "fusion"]), default="l2", show_default=True,
               help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).")
-@click.option("--bits", type=float, default=None, help="Fixed quantization bit depth (skips landing on --bpp).")
+@click.option("--bits", type=float, default=None,
+              help="Fixed quantization bit depth after training (implies --rate-training off).")
+@click.option("--rate-training", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="on: train against the file's rate (learned steps, D + lambda x R); off: quantize after training.")
+@click.option("--lambda", "lam", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Constant-quality mode: price of a bit per pixel in squared error (larger: smaller file); "
+                   "--bpp then only sizes the model.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
@@ -133,7 +148,7 @@ def _report_lines(report) -> list[str]:
               help="coordflow: also fit motion-compensated in-between frames with this weight, for decoding at "
                    "a higher --fps (0, the default, disables; 0.5 measured well).")
 def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
-           bits, resume, as_json, quiet, **objective_knobs):
+           bits, rate_training, lam, resume, as_json, quiet, **objective_knobs):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .api import EncodeSettings
     from .api import encode as api_encode
@@ -143,6 +158,7 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
     video = _read_input(input_path, frames, resize)
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
                               device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
+                              rate_training=rate_training == "on" and bits is None, lam=lam,
                               objective_options={k: v for k, v in objective_knobs.items() if v is not None})
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)

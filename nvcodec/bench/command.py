@@ -48,6 +48,11 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the preset's training epochs.")
+@click.option("--rate-training", "rate_training", type=click.Choice(["on", "off", "both"]), default="on",
+              show_default=True, help="nvcodec pipeline: rate-aware training, post-training quantization, or both "
+                                      "(two curves per backbone, for the ablation).")
+@click.option("--train-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="Clock of --train-seconds: wall, or process CPU seconds (equal compute whatever else runs).")
 @click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).")
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
@@ -87,6 +92,8 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         device=str(opts["device"]),
         epochs=opts["epochs"],  # type: ignore[arg-type]
         train_seconds=opts["train_seconds"],  # type: ignore[arg-type]
+        rate_training={"on": (True,), "off": (False,), "both": (True, False)}[str(opts["rate_training"])],
+        train_clock=str(opts["train_clock"]),
         resume=not opts["fresh"],
         plot=not opts["no_plot"],
     )

@@ -153,7 +153,9 @@ class NvcodecJob:
     device: str = "cpu"
     epochs: int | None = None
     nvcodec_version: str = "unknown"  # part of the cache identity: a new codec build recomputes
-    train_seconds: float | None = None  # equal wall-clock training per point instead of the preset's epochs
+    train_seconds: float | None = None  # equal training time per point instead of the preset's epochs
+    train_clock: str = "wall"  # of train_seconds: "wall" or "cpu" (process CPU seconds)
+    rate_training: bool = True  # False: the post-training quantization pipeline (the ablation)
 
     codec = "nvcodec"
     stream_suffix = ".nvc"
@@ -161,7 +163,9 @@ class NvcodecJob:
     @property
     def curve(self) -> str:
         length = f"{self.train_seconds:g}s" if self.train_seconds else self.preset
-        return f"nvcodec {self.model} {length}"
+        if self.train_seconds and self.train_clock == "cpu":
+            length += " cpu"
+        return f"nvcodec {self.model} {length}" + ("" if self.rate_training else " rate-training off")
 
     @property
     def knob(self) -> tuple[str, float]:
@@ -176,6 +180,8 @@ class NvcodecJob:
             "device": self.device,
             "epochs": self.epochs,
             "train_seconds": self.train_seconds,
+            "train_clock": self.train_clock,
+            "rate_training": self.rate_training,
         }
 
     def identity(self) -> dict[str, object]:

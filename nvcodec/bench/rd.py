@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -46,7 +46,9 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"
     epochs: int | None = None
-    train_seconds: float | None = None  # wall-clock training per nvcodec point (overrides the preset's epochs)
+    train_seconds: float | None = None  # training per nvcodec point (overrides the preset's epochs)
+    train_clock: str = "wall"  # of train_seconds: "wall" or "cpu" (process CPU seconds)
+    rate_training: tuple[bool, ...] = (True,)  # pipelines to measure: rate-aware (True), post-training (False)
     resume: bool = True  # reuse cached points
     plot: bool = True
 
@@ -152,8 +154,9 @@ def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job],
         raise UsageError(f"unknown nvcodec model(s) {', '.join(unknown)}; available: {', '.join(known)}")
     jobs: list[Job] = [
         NvcodecJob(m, b, config.nvc_preset, config.seed, config.device, config.epochs, nvcodec_version,
-                   config.train_seconds)
+                   config.train_seconds, config.train_clock, rate_aware)
         for m in dict.fromkeys(config.models)
+        for rate_aware in config.rate_training
         for b in dict.fromkeys(config.bpps)
     ]
     return jobs, []
@@ -178,21 +181,35 @@ def _describe(job: Job) -> str:
     return f"{job.curve} {'crf' if knob == 'crf' else 'bpp target'} {value:g}"
 
 
-def _bd_entries(clip: str, points: list[RDPoint], anchor_curves: list[str]) -> list[BDEntry]:
+def _bd_entries(clip: str, points: list[RDPoint], pairs: list[tuple[str, str]]) -> list[BDEntry]:
+    """BD deltas of each (test curve, reference curve) pair that has points on this clip."""
     curves: dict[str, list[RDPoint]] = {}
     for p in points:
         curves.setdefault(p.curve, []).append(p)
     entries = []
-    for test, test_points in curves.items():
-        for anchor in anchor_curves:
-            if anchor == test or anchor not in curves:
-                continue
-            ref = curves[anchor]
-            args = ([p.bpp for p in ref], [p.psnr for p in ref], [p.bpp for p in test_points], [p.psnr for p in test_points])
-            rate, quality = bd_rate(*args), bd_psnr(*args)
-            notes = list(dict.fromkeys(n for n in (rate.reason, quality.reason) if n))
-            entries.append(BDEntry(clip, test, anchor, rate.value, quality.value, "; ".join(notes)))
+    for test, anchor in pairs:
+        if test not in curves or anchor not in curves:
+            continue
+        ref, test_points = curves[anchor], curves[test]
+        args = ([p.bpp for p in ref], [p.psnr for p in ref], [p.bpp for p in test_points], [p.psnr for p in test_points])
+        rate, quality = bd_rate(*args), bd_psnr(*args)
+        notes = list(dict.fromkeys(n for n in (rate.reason, quality.reason) if n))
+        entries.append(BDEntry(clip, test, anchor, rate.value, quality.value, "; ".join(notes)))
     return entries
+
+
+def _bd_pairs(jobs: list[Job]) -> list[tuple[str, str]]:
+    """Every curve against every anchor curve, and each rate-aware nvcodec curve against the
+    post-training curve of the same backbone and length (the ablation of rate-aware training)."""
+    curves = list(dict.fromkeys(j.curve for j in jobs))
+    anchors = list(dict.fromkeys(j.curve for j in jobs if isinstance(j, AnchorJob)))
+    pairs = [(test, anchor) for test in curves for anchor in anchors if test != anchor]
+    for job in jobs:
+        if isinstance(job, NvcodecJob) and job.rate_training:
+            post_training = replace(job, rate_training=False).curve
+            if post_training in curves and (job.curve, post_training) not in pairs:
+                pairs.append((job.curve, post_training))
+    return pairs
 
 
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stderr) -> BenchResults:
@@ -245,8 +262,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stde
                 + (" [cached]" if point.from_cache else "")
             )
         points += clip_points
-        anchor_curves = list(dict.fromkeys(j.curve for j in anchor_jobs))
-        bd += _bd_entries(clip.name, clip_points, anchor_curves)
+        bd += _bd_entries(clip.name, clip_points, _bd_pairs(jobs))
 
     results = BenchResults(
         config=config,

@@ -12,21 +12,23 @@ import numpy as np
 from ..bitstream.format import NvcFile, TensorRecord, weights_digest
 from ..errors import PayloadError
 from .entropy import decode_symbols, encode_symbols
-from .quantize import QuantAxis, dequantize, quantize
+from .quantize import QuantAxis, dequantize, quantize, quantize_with_steps
 
 
-def compress_tensors(tensors: list[np.ndarray], bits: float | list[float]) -> tuple[tuple[TensorRecord, ...], bytes]:
-    """Quantize (at one bit depth, or one per tensor) and entropy-code each tensor.
+def compress_tensors(tensors: list[np.ndarray], bits: float | list[float] | None = None,
+                     steps: list[np.ndarray] | None = None) -> tuple[tuple[TensorRecord, ...], bytes]:
+    """Quantize and entropy-code each tensor: at one bit depth, one per tensor, or with given steps.
 
+    ``steps`` (binary16, one array per tensor) are those learned by rate-aware training.
     Returns the records and the digest of their reconstruction.
     """
-    depths = bits if isinstance(bits, list) else [bits] * len(tensors)
-    records, rebuilt = [], []
-    for index, (weights, depth) in enumerate(zip(tensors, depths)):
-        q = quantize(weights, depth)
-        records.append(TensorRecord(index, q.axis, q.steps, encode_symbols(q.symbols)))
-        rebuilt.append(q.dequantize())
-    return tuple(records), weights_digest(rebuilt)
+    if steps is not None:
+        quantized = [quantize_with_steps(t, s) for t, s in zip(tensors, steps)]
+    else:
+        depths = bits if isinstance(bits, list) else [bits] * len(tensors)
+        quantized = [quantize(t, depth) for t, depth in zip(tensors, depths)]
+    records = tuple(TensorRecord(index, q.axis, q.steps, encode_symbols(q.symbols)) for index, q in enumerate(quantized))
+    return records, weights_digest([q.dequantize() for q in quantized])
 
 
 def decompress_tensors(nvc: NvcFile) -> list[np.ndarray]:

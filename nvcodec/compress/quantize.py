@@ -61,6 +61,27 @@ def quantize(weights: np.ndarray, bits: float) -> QuantizedTensor:
     return QuantizedTensor(shape, axis, steps, symbols)
 
 
+def quantize_with_steps(weights: np.ndarray, steps: np.ndarray) -> QuantizedTensor:
+    """Quantize with given binary16 steps (learned by rate-aware training), one per row of ``choose_axis``."""
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    shape = tuple(int(d) for d in weights.shape)
+    axis = choose_axis(shape)
+    steps = np.asarray(steps, dtype=np.float16).reshape(-1)
+    if len(steps) != (shape[0] if axis == QuantAxis.PER_CHANNEL else 1):
+        raise ValueError(f"{len(steps)} steps for a tensor of shape {shape} ({axis.name})")
+    symbols = np.rint(weights.reshape(len(steps), -1) / steps.astype(np.float32)[:, None]).astype(np.int64).ravel()
+    return QuantizedTensor(shape, axis, steps, symbols)
+
+
+def scale_steps(tensors: list[np.ndarray], steps: list[np.ndarray], factor: float) -> list[np.ndarray]:
+    """Every step times ``factor``, as binary16, never so fine that a symbol passes +-30,000."""
+    scaled = []
+    for weights, rows in zip(tensors, steps):
+        floor = np.abs(weights.reshape(len(rows), -1)).max(axis=1) / 29_900  # binary16 rounding stays under 30,000
+        scaled.append(np.clip(np.maximum(rows.astype(np.float32) * factor, floor), MIN_STEP, MAX_STEP).astype(np.float16))
+    return scaled
+
+
 def dequantize(symbols: np.ndarray, steps: np.ndarray, shape: tuple[int, ...], axis: QuantAxis) -> np.ndarray:
     """The normative reconstruction: float32(q) * float32(step), row-major."""
     rows = symbols.astype(np.float32).reshape(len(steps), -1)

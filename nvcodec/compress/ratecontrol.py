@@ -9,6 +9,7 @@ every candidate) until the written file lands on the target.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 EXPECTED_BITS_PER_PARAM = 6.0  # measured 5.9 bits/param at 6-bit steps on a trained NeRV
@@ -51,3 +52,48 @@ def land_on_target(size_at_bits: Callable[[float], int], target_bytes: float, it
         else:
             lo = mid
     return best_bits
+
+
+# ------------------------------------------------------------------ rate-aware training
+
+
+class LambdaController:
+    """Steers lambda so that the file's estimated bits settle on a target (a dual update).
+
+    At each estimate: log(lambda) += gain x log(estimated / target), clamped. Bits above the
+    target raise the price of a bit, bits below lower it; without a target lambda stays constant.
+    """
+
+    MIN_LAMBDA, MAX_LAMBDA = 1e-8, 1e3
+
+    def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05) -> None:
+        self.target_bits, self.lam, self.gain = target_bits, lam, gain
+
+    def update(self, estimated_bits: float) -> float:
+        if self.target_bits is not None and estimated_bits > 0:
+            factor = math.exp(self.gain * math.log(estimated_bits / self.target_bits))
+            self.lam = min(self.MAX_LAMBDA, max(self.MIN_LAMBDA, self.lam * factor))
+        return self.lam
+
+
+def land_on_target_by_scale(size_at_scale: Callable[[float], int], target_bytes: float,
+                            iterations: int = 16) -> float:
+    """A common factor on all learned steps whose file lands closest to the target (1.0 if it does).
+
+    The real size falls as the factor grows; bisection on log2(factor) in [-4, 4].
+    """
+    best_scale, best_error = 1.0, abs(size_at_scale(1.0) - target_bytes) / target_bytes
+    lo, hi = -4.0, 4.0
+    for _ in range(iterations):
+        if best_error <= TOLERANCE:
+            break
+        mid = 0.5 * (lo + hi)
+        size = size_at_scale(2.0**mid)
+        error = abs(size - target_bytes) / target_bytes
+        if error < best_error:
+            best_scale, best_error = 2.0**mid, error
+        if size > target_bytes:
+            lo = mid
+        else:
+            hi = mid
+    return best_scale

@@ -31,6 +31,7 @@ from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone
 from .objectives import objective_for
+from .rate import RateTerm
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,10 @@ class Progress:
     total_steps: int  # 0 under a time budget (the step count is not known in advance)
     fraction: float  # of the whole run done, by steps or by the time budget
     loss: float
-    psnr: float  # of the training batches since the last report, before quantization
+    psnr: float  # of the training batches since the last report (through the quantization proxy if rate-aware)
     elapsed: float
     eta: float
+    bpp: float = 0.0  # rate-aware training: the file's estimated bits per pixel (0 otherwise)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -125,11 +127,12 @@ class Checkpoint:
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
-    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict, extra=()) -> None:
+    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict, extra=(), steps=()) -> None:
         if self.path is None:
             return
         arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         arrays.update({f"extra/{i}": p.detach().cpu().numpy() for i, p in enumerate(extra)})  # objective's encoder
+        arrays.update({f"steps/{i}": p.detach().cpu().numpy() for i, p in enumerate(steps)})  # learned log-steps
         arrays.update({f"mask/{k}": v.cpu().numpy() for k, v in masks.items()})
         for i, st in opt.state_dict()["state"].items():
             arrays.update({f"opt/{i}/{k}": torch.as_tensor(v).cpu().numpy() for k, v in st.items()})
@@ -139,7 +142,7 @@ class Checkpoint:
                 np.savez(fh, **arrays)
 
     def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device,
-             expected_run: dict, extra=()) -> tuple[dict, dict] | None:
+             expected_run: dict, extra=(), steps=()) -> tuple[dict, dict] | None:
         """Restore a checkpoint of the same run; None (start over) for none or another run's."""
         if self.path is None or not self.path.is_file():
             return None
@@ -149,9 +152,10 @@ class Checkpoint:
                 return None
             model.load_state_dict({k[6:]: torch.from_numpy(data[k]) for k in data.files if k.startswith("model/")})
             with torch.no_grad():
-                for i, p in enumerate(extra):
-                    if f"extra/{i}" in data.files:
-                        p.copy_(torch.from_numpy(data[f"extra/{i}"]))
+                for prefix, params in (("extra", extra), ("steps", steps)):
+                    for i, p in enumerate(params):
+                        if f"{prefix}/{i}" in data.files:
+                            p.copy_(torch.from_numpy(data[f"{prefix}/{i}"]))
             masks = {k[5:]: torch.from_numpy(data[k]).to(device) for k in data.files if k.startswith("mask/")}
             opt_state: dict[int, dict] = {}
             for k in data.files:
@@ -165,18 +169,30 @@ class Checkpoint:
         return state, masks
 
 
-def _run_identity(model: Backbone, cfg: TrainConfig) -> dict:
+def _rate_state(rate: RateTerm | None) -> dict:
+    """The rate term's state beyond its parameters, for a checkpoint."""
+    return {} if rate is None else {"lambda": rate.controller.lam, "calibrated": rate.calibrated}
+
+
+def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | None = None) -> dict:
     """What a checkpoint must match to be resumed: the model and the training trajectory.
 
     Precision (``amp``) and the save interval may differ between the two runs.
     """
     trajectory = {k: v for k, v in asdict(cfg).items() if k not in ("amp", "checkpoint_seconds")}
-    return {"family": model.name, "model": model.config.to_json(), "train": trajectory}
+    identity = {"family": model.name, "model": model.config.to_json(), "train": trajectory}
+    return identity if rate is None else {**identity, "rate": rate.identity()}
 
 
-def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=()) -> torch.optim.Optimizer:
+def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | None = None) -> torch.optim.Optimizer:
+    """Adam(W) over the model, the objective's encoder-side parameters and the learned steps (own lr scale)."""
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return kind([*model.parameters(), *extra], lr=lr, weight_decay=cfg.weight_decay)
+    steps = [] if rate is None else rate.step_parameters()
+    ids = {id(p) for p in steps}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids] + list(extra)}]
+    if steps:
+        groups.append({"params": steps, "lr_scale": rate.settings.step_lr_scale, "weight_decay": 0.0})
+    return kind(groups, lr=lr, weight_decay=cfg.weight_decay, foreach=True)  # one kernel per op for all tensors
 
 
 def fit(
@@ -186,33 +202,45 @@ def fit(
     device: torch.device,
     progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
+    rate: RateTerm | None = None,
 ) -> Backbone:
-    """Overfit ``model`` to uint8 frames [T, H, W, 3]; return it pruned and fine-tuned."""
+    """Overfit ``model`` to uint8 frames [T, H, W, 3]; return it pruned and fine-tuned.
+
+    With ``rate`` (attached to ``model``), the loss is D + lambda x R through quantization proxies:
+    additive noise in the "train" stage, where lambda is steered toward the target, then hard
+    rounding (straight-through) in the "finetune" stage at the lambda reached.
+    """
     torch.manual_seed(cfg.seed)
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
+    objective.rate = rate
     steps_per_epoch = objective.steps_per_epoch
     stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
     all_epochs = sum(e for _, e, _ in stages)
     shares = [epochs / all_epochs for _, epochs, _ in stages]  # of the run, by epochs or by the time budget
     ckpt = Checkpoint(checkpoint)
-    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters())
+    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate)
     masks: dict[str, torch.Tensor] = {}
-    position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg)}
-    restored = ckpt.load(model, opt, device, expected_run=position["run"], extra=objective.extra_parameters())
+    position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg, rate)}
+    steps = [] if rate is None else rate.step_parameters()
+    restored = ckpt.load(model, opt, device, expected_run=position["run"], extra=objective.extra_parameters(),
+                         steps=steps)
     if restored is not None:
         position, masks = restored
+        if rate is not None:
+            rate.controller.lam, rate.calibrated = position["lambda"], position["calibrated"]
     step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
     report = _Reporter(progress, 0 if cfg.time_budget else all_epochs * steps_per_epoch)
     last_save = time.monotonic()
+    last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
     for stage_index in range(position["stage"], len(stages)):
         name, epochs, lr = stages[stage_index]
         if name == "finetune" and not masks and position["epoch"] == 0:
             masks = magnitude_masks(model, cfg.prune_amount)
             apply_masks(model, masks)
-            opt = _optimizer(model, cfg, lr, objective.extra_parameters())
+            opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate)
         resumed = stage_index == position["stage"]
         budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
         clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, position["spent"] if resumed else 0.0)
@@ -225,24 +253,39 @@ def fit(
                 if fraction >= 1.0:
                     break
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(fraction, lr, cfg.warmup)
-                loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
+                    group["lr"] = _lr_at(fraction, lr, cfg.warmup) * group.get("lr_scale", 1.0)
+                if rate is not None:
+                    rate.schedule(name, fraction)
+                bits = None
                 opt.zero_grad(set_to_none=True)
+                if rate is not None:
+                    rate.perturb()
+                loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
+                if rate is not None and rate.due(step):
+                    bits = rate.bits()
+                    loss = loss + rate.penalty(bits)
                 loss.backward()
+                if rate is not None:
+                    rate.restore()
                 opt.step()
                 if masks:
                     apply_masks(model, masks)
+                if bits is not None:
+                    rate.controller.update(float(bits.detach()))
                 step += 1
                 done = sum(shares[:stage_index]) + shares[stage_index] * clock.fraction(epoch, index + 1)
-                report.add(name, step, done, float(loss.detach()), mse)
+                if bits is not None:
+                    last_bpp = float(bits.detach()) / rate.settings.num_pixels
+                report.add(name, step, done, float(loss.detach()), mse, last_bpp)
             epoch += 1
             if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
                 ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch,
-                                              "spent": clock.spent()}, objective.extra_parameters())
+                                              "spent": clock.spent(), **_rate_state(rate)},
+                          objective.extra_parameters(), steps)
                 last_save = time.monotonic()
         objective.finish(name)
-        position = {**position, "stage": stage_index + 1, "epoch": 0, "spent": 0.0}
-        ckpt.save(model, opt, masks, position, objective.extra_parameters())
+        position = {**position, "stage": stage_index + 1, "epoch": 0, "spent": 0.0, **_rate_state(rate)}
+        ckpt.save(model, opt, masks, position, objective.extra_parameters(), steps)
     report.finish()
     model.eval()
     return model.to(memory_format=torch.contiguous_format)
@@ -257,7 +300,7 @@ class _Reporter:
 
     def __init__(self, progress: ProgressFn | None, total_steps: int) -> None:
         self.progress, self.total = progress, total_steps
-        self.loss = self.mse = 0.0
+        self.loss = self.mse = self.bpp = 0.0
         self.count = 0
         self.start = time.monotonic()
         self.last = 0.0
@@ -265,13 +308,14 @@ class _Reporter:
         self.stage, self.step, self.fraction = "", 0, 0.0
         self.reported = 0.0  # the fraction of the last report
 
-    def add(self, stage: str, step: int, fraction: float, loss: float, mse: float) -> None:
+    def add(self, stage: str, step: int, fraction: float, loss: float, mse: float, bpp: float = 0.0) -> None:
         if self.first_fraction is None:
             self.first_fraction = fraction
         if self.count == 0:  # a new window
             self.loss = self.mse = 0.0
         self.loss += loss
         self.mse += mse
+        self.bpp = bpp  # the latest estimate, not a mean
         self.count += 1
         self.stage, self.step, self.fraction = stage, step, fraction
         now = time.monotonic()
@@ -302,4 +346,4 @@ class _Reporter:
             return
         self.reported = self.fraction
         self.progress(Progress(self.stage, self.step, self.total, self.fraction, self.loss, psnr_from_mse(self.mse),
-                               elapsed, eta))
+                               elapsed, eta, self.bpp))

@@ -83,11 +83,34 @@ class EmbeddingObjective(FrameObjective):
         """Frame indices -> the decoder's inputs, from the encoders (the keys of ``frame_embeddings``)."""
         return {"embeddings": self.encoders["embeddings"](self.frames(idx))}
 
+    def stored(self, name: str) -> torch.Tensor:
+        """The model's coded tensor ``name`` as a writable float tensor (behind its quantizer, if any)."""
+        return self.rate.latent(name) if self.rate is not None else getattr(self.model, name)
+
+    def quantization_proxy(self, embeds: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rate-aware training: the encoder's embeddings as the decoder will get them.
+
+        They are also copied into the stored tensor, so that the rate term prices what the
+        encoder makes now rather than the tensor written at the end of the stage.
+        """
+        if self.rate is None:
+            return embeds
+        with torch.no_grad():
+            self.stored("embeddings")[idx] = embeds["embeddings"].detach().float()
+        proxied = {}
+        for key, value in embeds.items():
+            name, offset = self.coded_rows[key]
+            proxied[key] = self.rate.proxy(name, value, idx + offset)
+        return proxied
+
+    # key of ``encode``'s output -> (the coded tensor it is stored in, offset of its rows from the frame index)
+    coded_rows = {"embeddings": ("embeddings", 0)}
+
     @torch.no_grad()
     def write_embeddings(self) -> None:
         """Encode every frame into the model's embedding tensor."""
         for idx in torch.arange(self.num_frames, device=self.device).split(8):
-            self.model.embeddings[idx] = self.encode(idx)["embeddings"].to(self.model.embeddings.dtype)
+            self.stored("embeddings")[idx] = self.encode(idx)["embeddings"].float()
 
     def predict(self, embeds: dict[str, torch.Tensor]) -> torch.Tensor:
         """The decoder's output for a batch (under autocast)."""
@@ -119,7 +142,7 @@ class EmbeddingObjective(FrameObjective):
         idx = self.frame_batch(epoch, index)
         gt = self.frames(idx)
         with autocast:
-            embeds = self.encode(idx) if self.encoding else self.model.frame_embeddings(idx)
+            embeds = self.quantization_proxy(self.encode(idx), idx) if self.encoding else self.model.frame_embeddings(idx)
             out = self.predict(embeds)
         loss, pred = self.score(out, idx, gt)
         with torch.no_grad():

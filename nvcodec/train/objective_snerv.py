@@ -30,6 +30,8 @@ class WaveletObjective(EmbeddingObjective):
             self.bands = torch.cat([haar_dwt(self.frames(idx)) for idx in torch.arange(self.num_frames).split(8)])
         self.size = tuple(self.target.shape[-2:])
 
+    coded_rows = {"embeddings": ("embeddings", 0), "backward": ("temporal", 0), "forward": ("temporal", 1)}
+
     def make_encoders(self) -> dict:
         cfg = self.model.config
         encoders = {"embeddings": FrameEncoder(cfg.strides, cfg.embed_channels)}
@@ -54,7 +56,7 @@ class WaveletObjective(EmbeddingObjective):
         super().write_embeddings()
         if "temporal" in self.encoders:
             for pairs in torch.arange(self.num_frames + 1, device=self.device).split(8):
-                self.model.temporal[pairs] = self.encoders["temporal"](self.pair_lows(pairs)).to(self.model.temporal.dtype)
+                self.stored("temporal")[pairs] = self.encoders["temporal"](self.pair_lows(pairs)).float()
 
     def predict(self, embeds: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.decode_bands(embeds)

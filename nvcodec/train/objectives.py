@@ -73,6 +73,7 @@ class Objective:
     """One training step's data and loss. ``step`` returns (loss, mse in 8-bit units squared)."""
 
     steps_per_epoch: int
+    rate = None  # train.rate.RateTerm when training is rate-aware (set by fit)
     option_defaults: dict[str, float] = {}  # knobs (e.g. SIREN's of_weight); subclasses taking them accept options=
 
     @classmethod

@@ -1,0 +1,197 @@
+"""Rate-aware training: every coded tensor seen through its quantization proxy, loss D + lambda x R.
+
+``RateTerm`` keeps a ``LearnedQuantizer`` (``compress/proxy.py``) for each coded parameter of a
+backbone. Around each training step it swaps every coded weight for its proxy value in place
+(``perturb``) and back (``restore``), turning the gradient of the proxy into the steps' gradient
+by hand (noise: sum g x u x s; hard rounding: sum g x (round(w/s) - w/s) x s, straight-through
+to w). The family's model and objective code run unchanged and pay no autograd graph for the
+proxy: on a small model that graph cost as much as the model's own step. ``RateTerm`` also
+estimates the bits of the whole file (the measured fixed part plus each tensor's geometric code
+length) and holds the lambda that prices them, steered by ``ratecontrol.LambdaController``.
+
+Lambda is in the loss's units per bit per pixel: loss = mse (on [0, 1] values) + lambda x bpp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..compress.proxy import LearnedQuantizer, ProxyMode, record_bits
+from ..compress.ratecontrol import LambdaController
+from ..models.base import Backbone
+
+CONSTANT_LAMBDA_START_BITS = 6.0
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    """What rate-aware training aims at: a file size, or a constant lambda."""
+
+    num_pixels: int  # W x H x frames: bits / num_pixels = bpp
+    fixed_bits: float  # bits of the file that do not depend on the symbols (header, steps, metadata; measured)
+    target_bits: float | None = None  # steer lambda toward this file size; None: keep ``lam``
+    lam: float = 1e-4  # the start (or constant) lambda (the controller settled at 2e-5..3e-3 on 160x90 nerv)
+    init_bits: float = 8.0  # initial steps: the range of each row over this many bits
+    train_proxy: ProxyMode = ProxyMode.NOISE  # the "train" stage's proxy; "finetune" is always HARD
+    proxy_start: float = 0.5  # fraction of the "train" stage run on float weights, without the rate term
+    step_lr_scale: float = 5.0  # the steps' learning rate relative to the weights'
+    every: int = 4  # the rate term's period in steps (weighted by it): it costs as much as a small model's step
+
+
+class RateTerm:
+    """Learned quantizers on a backbone's coded tensors, the file's estimated bits and lambda."""
+
+    def __init__(self, model: Backbone, settings: RateSettings) -> None:
+        self.model, self.settings = model, settings
+        self.names = list(model.coded_tensors())
+        params = dict(model.named_parameters())
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise ValueError(f"rate-aware training needs every coded tensor to be a parameter: {missing}")
+        self.params = [params[name] for name in self.names]
+        self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, settings.init_bits)).to(p.device)
+                           for n, p in zip(self.names, self.params)]
+        self.controller = LambdaController(settings.target_bits, settings.lam)
+        self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
+        self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    # --- what training calls --------------------------------------------------------------
+    def latent(self, name: str) -> torch.Tensor:
+        """The float weights of tensor ``name`` (writable: e.g. HNeRV's embeddings), also mid-step."""
+        index = self.names.index(name)
+        return self._swapped[index][0] if self._swapped else self.params[index]
+
+    @property
+    def mode(self) -> ProxyMode:
+        return self.quantizers[0].mode
+
+    @torch.no_grad()
+    def perturb(self) -> None:
+        """Before a step's forward: every coded weight holds its proxy value (nothing with the proxy OFF)."""
+        if self.mode == ProxyMode.OFF:
+            return
+        for param, quantizer in zip(self.params, self.quantizers):
+            step = quantizer.step()
+            original = param.detach().clone()
+            if self.mode == ProxyMode.NOISE:
+                slope = torch.rand_like(original) - 0.5  # d proxy / d step
+                param.add_(step * slope)
+            else:
+                ratio = original / step
+                slope = torch.round(ratio) - ratio
+                param.copy_(torch.round(ratio) * step)
+            self._swapped.append((original, slope, step))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """After backward: the steps' gradients from the weights', and the float weights back.
+
+        The weights keep their gradient unchanged (straight-through for both proxies).
+        """
+        for param, quantizer, (original, slope, step) in zip(self.params, self.quantizers, self._swapped):
+            if param.grad is not None:
+                rows = quantizer.log_step.shape[0]
+                grad = (param.grad * slope * step).reshape(rows, -1).sum(dim=1)
+                quantizer.log_step.grad = grad if quantizer.log_step.grad is None else quantizer.log_step.grad + grad
+            param.copy_(original)
+        self._swapped = []
+
+    def proxy(self, name: str, value: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``value``, rows ``rows`` of tensor ``name``, through its quantizer (e.g. an encoder's embeddings)."""
+        return self.quantizers[self.names.index(name)](value, rows)
+
+    def step_parameters(self) -> list[nn.Parameter]:
+        return [quantizer.log_step for quantizer in self.quantizers]
+
+    def set_mode(self, mode: ProxyMode) -> None:
+        for quantizer in self.quantizers:
+            quantizer.mode = mode
+
+    def bits(self) -> torch.Tensor:
+        """Estimated bits of the whole file, differentiable in the steps.
+
+        The weights get no rate gradient: measured, a rate pull on the weights drove them to zero
+        instead of coarsening the steps, and lost PSNR at equal rate.
+        """
+        total = torch.zeros((), device=self.quantizers[0].log_step.device) + self.settings.fixed_bits
+        for name, quantizer in zip(self.names, self.quantizers):
+            symbols = quantizer.symbols(self.latent(name).detach())
+            total = total + record_bits(symbols)
+        return total
+
+    def schedule(self, stage: str, fraction: float) -> None:
+        """The proxy for this point of training: OFF, then the train proxy, then HARD in "finetune"."""
+        if stage != "train":
+            mode = ProxyMode.HARD
+        else:
+            mode = ProxyMode.OFF if fraction < self.settings.proxy_start else self.settings.train_proxy
+        if mode != self.mode:
+            self.set_mode(mode)
+        if mode != ProxyMode.OFF and self.calibrated != mode.value:
+            self.calibrate(mode)
+
+    @torch.no_grad()
+    def calibrate(self, mode: ProxyMode, iterations: int = 12) -> None:
+        """Set the steps so that the estimate meets the target as a phase starts.
+
+        When the noise proxy starts, every row's step is its range over b bits (``quantize``'s
+        rule) with b bisected; when hard rounding starts, the learned steps are scaled by one
+        common factor, bisected. Each phase then trains at the rate it must end on, so the
+        final search with the real coder has (almost) nothing left to move.
+        """
+        first = self.calibrated == ""
+        self.calibrated = mode.value
+        if self.settings.target_bits is None:  # constant lambda: start from 6-bit steps (D.1's assumed cost)
+            for name, quantizer in zip(self.names, self.quantizers):
+                if first:
+                    quantizer.reset(self.latent(name), self.model.tensor_bits(name, CONSTANT_LAMBDA_START_BITS))
+            return
+        learned = [q.log_step.detach().clone() for q in self.quantizers]
+        lo, hi = (2.0, 12.0) if first else (-3.0, 3.0)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            for name, quantizer, log_step in zip(self.names, self.quantizers, learned):
+                if first:
+                    quantizer.reset(self.latent(name), self.model.tensor_bits(name, mid))
+                else:  # a factor 2^-mid on the learned steps
+                    quantizer.log_step.copy_(log_step - mid * math.log(2.0))
+            if float(self.bits()) > self.settings.target_bits:
+                hi = mid
+            else:
+                lo = mid
+
+    def due(self, step: int) -> bool:
+        """Whether step number ``step`` carries the rate term (never while the proxy is off)."""
+        return self.mode != ProxyMode.OFF and step % self.settings.every == 0
+
+    def penalty(self, bits: torch.Tensor) -> torch.Tensor:
+        """lambda x bpp, weighted by the period so that its mean over steps is lambda x bpp."""
+        return self.controller.lam * self.settings.every * bits / self.settings.num_pixels
+
+    # --- what the encoder calls after training ----------------------------------------------
+    def export(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(latent float weights, binary16 steps) of every coded tensor, in manifest order."""
+        weights, steps = [], []
+        for name, quantizer in zip(self.names, self.quantizers):
+            latent = self.latent(name).detach()
+            weights.append(latent.float().contiguous().cpu().numpy())
+            steps.append(quantizer.file_steps())
+        return weights, steps
+
+    @torch.no_grad()
+    def set_steps(self, steps: list[np.ndarray]) -> None:
+        """Replace the learned steps (e.g. after the encoder's final search with the real coder)."""
+        for quantizer, rows in zip(self.quantizers, steps):
+            quantizer.log_step.copy_(torch.from_numpy(rows.astype(np.float32)).log().to(quantizer.log_step.device))
+
+    def identity(self) -> dict:
+        """What a resumed run must share with the interrupted one."""
+        s = self.settings
+        return {"target_bits": s.target_bits, "lam": s.lam, "init_bits": s.init_bits, "num_pixels": s.num_pixels,
+                "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
+                "every": s.every, "proxy_start": s.proxy_start}
