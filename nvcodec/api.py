@@ -29,7 +29,7 @@ from .compress.ratecontrol import (
     param_budget,
 )
 from .errors import InputError, RateError, UsageError
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, check_writable
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
@@ -220,6 +220,7 @@ def encode(
     cls = _check_settings(settings, video)
     device = resolve_device(settings.device)
     output = Path(output)
+    check_writable(output)  # before training, not after it
     started = time.monotonic()
     torch.manual_seed(settings.seed)
     rate_aware = settings.rate_training and settings.quant_bits is None
@@ -297,8 +298,8 @@ def encode(
     return EncodeReport(
         path=str(output), model=cls.name, num_params=num_params, width=video.width, height=video.height,
         num_frames=video.num_frames, file_bytes=size, bpp=bits_per_pixel(size, video.width, video.height, video.num_frames),
-        target_bpp=None if settings.lam else settings.bpp, quant_bits=None if bits is None else round(bits, 3), psnr=psnr(video.frames, final.frames),
-        y_psnr=y_psnr(video.frames, final.frames), ms_ssim=ms_ssim(video.frames, final.frames),
+        target_bpp=None if settings.lam else settings.bpp, quant_bits=None if bits is None else round(bits, 3),
+        psnr=psnr(video.frames, final.frames), y_psnr=y_psnr(video.frames, final.frames), ms_ssim=ms_ssim(video.frames, final.frames),
         train_seconds=train_seconds, encode_seconds=encode_seconds, decode_seconds=decode_seconds,
         estimated_bytes=estimated_bytes, lam=None if rate is None else rate.controller.lam,
     )
@@ -412,6 +413,7 @@ def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest 
                    device: str = "cpu", lossless: bool = False) -> int:
     """Decode straight to a video file in bounded-memory batches; return the frame count."""
     output_kind(output)
+    check_writable(output)
     nvc = read_nvc(path)
     model = build_backbone(nvc)
     times, (height, width), fps = plan_render(nvc, type(model), request)

@@ -129,7 +129,9 @@ def _report_lines(report) -> list[str]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: when it measures faster).")
-@click.option("--prune", type=float, default=0.10, show_default=True, help="Fraction of weights pruned.")
+@click.option("--prune", type=float, default=0.10, show_default=True,
+              help="Fraction of weights pruned (--rate-training off; rate-aware training zeroes what its rate "
+                   "prices out).")
 @click.option("--loss", type=click.Choice(["l2", "fusion"]), default="l2", show_default=True,
               help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).")
 @click.option("--bits", type=float, default=None,

@@ -9,6 +9,31 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import NvcError, OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Fail now, naming ``target``, if its folder is missing or cannot take a new file.
+
+    Encodes call this before training, so an unwritable output costs seconds, not the encode.
+    """
+    target = Path(target)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(name)
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
@@ -16,30 +41,35 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
 
     The temporary name keeps the target's suffix so writers that pick a format from the
     extension (FFmpeg) still see the right one. On any exception the temporary is removed
-    and ``target`` is left as it was.
+    and ``target`` is left as it was. The result gets the mode a plain ``open()`` would give
+    it under the user's umask (temporary files are created 0600), and an ``OSError`` becomes
+    an ``OutputError`` (exit 6) naming ``target``.
     """
     target = Path(target)
+    check_writable(target)
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        from .errors import OutputError
-
-        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         if directory and target.is_dir():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, NvcError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
 
 

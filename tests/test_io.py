@@ -70,3 +70,24 @@ def test_argument_parsers():
     for bad in ("320", "0x10", "x"):
         with pytest.raises(errors.UsageError):
             parse_size(bad)
+
+
+def test_outputs_get_the_umask_mode_and_clear_errors(tmp_path):
+    import os
+
+    from nvcodec.errors import OutputError
+    from nvcodec.fsutil import atomic_path, atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        with atomic_path(tmp_path / "frames", directory=True) as folder:
+            (folder / "0.png").write_bytes(b"")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644  # as open() would make it, not mkstemp's 0600
+    assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o755
+    with pytest.raises(OutputError, match="missing"):
+        atomic_write_bytes(tmp_path / "missing" / "a.bin", b"x")
+    with pytest.raises(OutputError, match="/proc/x.nvc"):
+        atomic_write_bytes("/proc/x.nvc", b"x")

@@ -187,11 +187,9 @@ def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | None = Non
 def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | None = None) -> torch.optim.Optimizer:
     """Adam(W) over the model, the objective's encoder-side parameters and the learned steps (own lr scale)."""
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    steps = [] if rate is None else rate.step_parameters()
-    ids = {id(p) for p in steps}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids] + list(extra)}]
-    if steps:
-        groups.append({"params": steps, "lr_scale": rate.settings.step_lr_scale, "weight_decay": 0.0})
+    groups = [{"params": [*model.parameters(), *extra]}]
+    if rate is not None:
+        groups.append({"params": rate.step_parameters(), "lr_scale": rate.settings.step_lr_scale, "weight_decay": 0.0})
     return kind(groups, lr=lr, weight_decay=cfg.weight_decay, foreach=True)  # one kernel per op for all tensors
 
 
