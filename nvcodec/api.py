@@ -252,7 +252,12 @@ def encode(
             target_bits=None if settings.lam else 8 * target_bytes, lam=settings.lam or RateSettings.lam,
             **settings.rate_options))
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
-    model = fit(model, video.frames, train_cfg, device, progress, checkpoint, rate)
+    try:
+        model = fit(model, video.frames, train_cfg, device, progress, checkpoint, rate)
+    except KeyboardInterrupt:
+        if checkpoint is not None and checkpoint.is_file():
+            raise KeyboardInterrupt(f"interrupted; the same command resumes from {checkpoint}") from None
+        raise KeyboardInterrupt("interrupted before the first checkpoint: nothing to resume") from None
     train_seconds = time.monotonic() - started
 
     estimated_bytes = None
@@ -285,7 +290,8 @@ def encode(
     measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
     # Rewrite with the measured quality in mETA (ancillary: it cannot change the decode) ...
     final_metadata = {**writer.metadata, "measured": measured}
-    final_metadata.update({"quant_bits": bits} if bits is not None else {"lambda": rate.controller.lam})
+    final_metadata.update({"quant_bits": bits} if bits is not None else
+                          {"lambda": rate.controller.lam, "estimated_bytes": estimated_bytes})
     atomic_write_bytes(output, write(final_metadata))
     encode_seconds = time.monotonic() - started
     # ... and report what the decoder makes of the final file.
@@ -322,8 +328,8 @@ class _FileWriter:
     def fixed_bytes(self) -> int:
         """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
         zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
-        return len(self.write(zeros, {**self.metadata, **self.MEASURED_PLACEHOLDER, "lambda": 0.012345678901234},
-                              bits=[8.0] * len(zeros)))
+        placeholders = {**self.MEASURED_PLACEHOLDER, "lambda": 0.012345678901234, "estimated_bytes": 12345}
+        return len(self.write(zeros, {**self.metadata, **placeholders}, bits=[8.0] * len(zeros)))
 
 
 def _utc_now() -> str:

@@ -30,8 +30,8 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            click.echo("nvc: interrupted (an encode resumes from its checkpoint when run again)", err=True)
+        except KeyboardInterrupt as exc:  # an encode says whether, and from where, it can resume
+            click.echo(f"nvc: {exc or 'interrupted'}", err=True)
             sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
             if os.environ.get("NVC_DEBUG"):

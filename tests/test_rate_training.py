@@ -90,6 +90,21 @@ def test_proxy_schedule_switches_as_planned(tiny_clip):
     assert not rate.due(1) and rate.due(0)
 
 
+def test_in_place_proxy_is_reproducible_and_restored(tiny_clip):
+    model = NeRV(NeRV.config_for_budget(36, 64, 8, 3_000)).to(memory_format=torch.channels_last)
+    rate = RateTerm(model, RateSettings(num_pixels=tiny_clip.num_pixels, fixed_bits=800.0, target_bits=20_000.0))
+    rate.schedule("train", 0.9)  # the noise phase
+    before = [p.detach().clone() for p in rate.params]
+    seen = []
+    for _ in range(2):
+        rate.perturb(seed=5)
+        seen.append([p.detach().clone() for p in rate.params])
+        rate.restore()
+    assert all(torch.equal(a, b) for a, b in zip(*seen))  # the same step draws the same noise (resume)
+    assert not all(torch.equal(a, b) for a, b in zip(seen[0], before))
+    assert all(torch.equal(a, b) for a, b in zip(rate.params, before))  # the float weights come back
+
+
 @pytest.fixture(scope="module")
 def rate_encoded(tiny_clip, tmp_path_factory):
     path = tmp_path_factory.mktemp("rate") / "tiny.nvc"
@@ -104,6 +119,7 @@ def test_rate_aware_encode_lands_on_target_and_estimate_matches_file(rate_encode
     # 40 epochs on 8 real frames of 64x36 at 3 bpp: measured 24.3 dB; a grey picture scores about 12 dB
     assert report.psnr > 20
     assert inspect(path)["metadata"]["lambda"] == pytest.approx(report.lam)
+    assert inspect(path)["metadata"]["estimated_bytes"] == report.estimated_bytes
 
 
 @pytest.mark.parametrize("model", ["snerv-t", "coordflow"])
@@ -133,8 +149,10 @@ def test_resumed_rate_aware_encode_lands_on_the_same_budget(tiny_clip, tmp_path)
         if p.stage == "finetune":
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="resumes from"):
         encode(tiny_clip, path, settings, progress=stop_in_finetune)
+    with pytest.raises(KeyboardInterrupt, match="nothing to resume"):
+        encode(tiny_clip, tmp_path / "other.nvc", settings, progress=_interrupt)  # at the first step
     checkpoint = path.with_name(path.name + ".ckpt.npz")
     assert checkpoint.is_file() and not path.exists()
     report = encode(tiny_clip, path, settings)
@@ -142,6 +160,10 @@ def test_resumed_rate_aware_encode_lands_on_the_same_budget(tiny_clip, tmp_path)
     assert not checkpoint.exists()
     # resumed from the end of the "train" stage: the same file as the run that was never interrupted
     assert inspect(path)["weights_sha256"] == inspect(reference)["weights_sha256"]
+
+
+def _interrupt(_progress):
+    raise KeyboardInterrupt
 
 
 def test_rate_training_off_is_the_post_training_path(tiny_clip, tmp_path):

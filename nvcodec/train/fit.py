@@ -61,6 +61,7 @@ class TrainConfig:
 
 
 CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
+FIRST_CHECKPOINT_SECONDS = 10.0  # then every checkpoint_seconds
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ def fit(
             rate.controller.lam, rate.calibrated = position["lambda"], position["calibrated"]
     step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
     report = _Reporter(progress, 0 if cfg.time_budget else all_epochs * steps_per_epoch)
-    last_save = time.monotonic()
+    # the first checkpoint after min(FIRST_CHECKPOINT_SECONDS, checkpoint_seconds), then every checkpoint_seconds
+    last_save = time.monotonic() - max(0.0, cfg.checkpoint_seconds - FIRST_CHECKPOINT_SECONDS)
     last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
     for stage_index in range(position["stage"], len(stages)):
         name, epochs, lr = stages[stage_index]
@@ -257,7 +259,7 @@ def fit(
                 bits = None
                 opt.zero_grad(set_to_none=True)
                 if rate is not None:
-                    rate.perturb()
+                    rate.perturb(seed=cfg.seed * 1_000_003 + step)
                 loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
                 if rate is not None and rate.due(step):
                     bits = rate.bits()

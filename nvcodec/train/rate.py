@@ -43,6 +43,12 @@ class RateSettings:
     every: int = 4  # the rate term's period in steps (weighted by it): it costs as much as a small model's step
 
 
+def _format_of(tensor: torch.Tensor) -> torch.memory_format:
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class RateTerm:
     """Learned quantizers on a backbone's coded tensors, the file's estimated bits and lambda."""
 
@@ -71,15 +77,20 @@ class RateTerm:
         return self.quantizers[0].mode
 
     @torch.no_grad()
-    def perturb(self) -> None:
-        """Before a step's forward: every coded weight holds its proxy value (nothing with the proxy OFF)."""
+    def perturb(self, seed: int) -> None:
+        """Before a step's forward: every coded weight holds its proxy value (nothing with the proxy OFF).
+
+        The noise comes from ``seed`` (the step's), so a resumed encode draws what an uninterrupted one would.
+        """
         if self.mode == ProxyMode.OFF:
             return
+        generator = torch.Generator(device=self.params[0].device).manual_seed(seed)
         for param, quantizer in zip(self.params, self.quantizers):
             step = quantizer.step()
             original = param.detach().clone()
             if self.mode == ProxyMode.NOISE:
-                slope = torch.rand_like(original) - 0.5  # d proxy / d step
+                noise = torch.rand(original.shape, generator=generator, device=original.device, dtype=original.dtype)
+                slope = noise.to(memory_format=_format_of(original)) - 0.5  # d proxy / d step
                 param.add_(step * slope)
             else:
                 ratio = original / step
