@@ -22,6 +22,18 @@ INTERNAL_ERROR_EXIT = 70
 
 
 class _Group(click.Group):
+    def main(self, *args, **kwargs):
+        """A bad option or value is one line, ``nvc: error: ...`` (exit 2), like every other error."""
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"nvc: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(UsageError.exit_code)
+        except click.exceptions.Abort:
+            click.echo("nvc: interrupted", err=True)
+            sys.exit(130)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

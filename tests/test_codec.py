@@ -182,3 +182,12 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
 def test_train_time_and_epochs_are_exclusive(tiny_clip, tmp_path):
     with pytest.raises(errors.UsageError, match="--train-time"):
         encode(tiny_clip, tmp_path / "x.nvc", EncodeSettings(bpp=3.0, epochs=2, train_seconds=1.0, device="cpu"))
+
+
+def test_cli_bad_values_are_one_line_errors(runner):
+    for args, words in ([["encode", "x.mp4", "-o", "y.nvc", "--bpp", "abc"], "'--bpp'"],
+                        [["encode"], "INPUT"], [["decode", "x.nvc", "-o", "y.mkv", "--nope"], "--nope"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nvc: error: ") and words in lines[0], result.output
