@@ -122,7 +122,7 @@ def _report_lines(report) -> list[str]:
     ]
     if report.estimated_bytes is not None:
         error = 100 * (report.estimated_bytes - report.file_bytes) / report.file_bytes
-        lines.insert(1, f"rate: estimated during training {report.estimated_bytes} bytes, written {report.file_bytes} "
+        lines.insert(1, f"rate: the training's estimate {report.estimated_bytes} bytes, written {report.file_bytes} "
                         f"bytes ({error:+.1f} %)")
     return lines
 

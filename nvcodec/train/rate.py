@@ -6,8 +6,9 @@ backbone. Around each training step it swaps every coded weight for its proxy va
 by hand (noise: sum g x u x s; hard rounding: sum g x (round(w/s) - w/s) x s, straight-through
 to w). The family's model and objective code run unchanged and pay no autograd graph for the
 proxy: on a small model that graph cost as much as the model's own step. ``RateTerm`` also
-estimates the bits of the whole file (the measured fixed part plus each tensor's geometric code
-length) and holds the lambda that prices them, steered by ``ratecontrol.LambdaController``.
+estimates the bits of the whole file (the measured fixed part plus each tensor's code length under
+the entropy model the file will choose) and holds the lambda that prices them, steered by
+``ratecontrol.LambdaController``.
 
 Lambda is in the loss's units per bit per pixel: loss = mse (on [0, 1] values) + lambda x bpp.
 """
