@@ -275,8 +275,8 @@ def encode(
             estimated_bytes = int(round(float(rate.bits()) / 8))
         write = lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata)  # noqa: E731
     else:
-        tensors = [t.detach().cpu().float().numpy() for t in model.coded_tensors().values()]
-        names = list(model.coded_tensors())
+        coded = model.coded_tensors()
+        names, tensors = list(coded), [t.detach().cpu().float().numpy() for t in coded.values()]
 
         def build_at(bits: float, metadata: dict) -> bytes:
             depths = [min(MAX_BITS, max(MIN_BITS, model.tensor_bits(name, bits))) for name in names]
@@ -314,8 +314,11 @@ def encode(
 class _FileWriter:
     """Everything of the file but the tensors is fixed before training: write it around any tensors."""
 
-    # mETA's measured quality, as the final rewrite adds it, for the fixed-size estimate
-    MEASURED_PLACEHOLDER = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345}}
+    # mETA as the final rewrite will hold it, for the fixed-size estimate. The creation time is a
+    # placeholder too: its digits change how well zstd packs mETA, and a resumed encode must
+    # estimate (hence calibrate and train) exactly as the interrupted one did.
+    PLACEHOLDERS = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
+                    "lambda": 0.012345678901234, "estimated_bytes": 12345, "created": "2000-01-01T00:00:00+00:00"}
 
     def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict) -> None:
         self.header, self.arch, self.metadata = header, arch, metadata
@@ -328,8 +331,7 @@ class _FileWriter:
     def fixed_bytes(self) -> int:
         """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
         zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
-        placeholders = {**self.MEASURED_PLACEHOLDER, "lambda": 0.012345678901234, "estimated_bytes": 12345}
-        return len(self.write(zeros, {**self.metadata, **placeholders}, bits=[8.0] * len(zeros)))
+        return len(self.write(zeros, {**self.metadata, **self.PLACEHOLDERS}, bits=[8.0] * len(zeros)))
 
 
 def _utc_now() -> str:

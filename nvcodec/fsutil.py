@@ -18,15 +18,20 @@ def _umask() -> int:
     return mask
 
 
+def _existing_folder(target: Path) -> Path:
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
+    return parent
+
+
 def check_writable(target: str | os.PathLike) -> None:
     """Fail now, naming ``target``, if its folder is missing or cannot take a new file.
 
     Encodes call this before training, so an unwritable output costs seconds, not the encode.
     """
     target = Path(target)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
+    parent = _existing_folder(target)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
     except OSError as exc:
@@ -46,8 +51,7 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     an ``OutputError`` (exit 6) naming ``target``.
     """
     target = Path(target)
-    check_writable(target)
-    parent = target.parent if str(target.parent) else Path(".")
+    parent = _existing_folder(target)
     try:
         if directory:
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))

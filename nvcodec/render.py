@@ -73,7 +73,7 @@ def render_frames(
     for start in range(0, len(times), batch):
         window = times[start : start + batch]
         frames: list[np.ndarray | None] = [None] * len(window)
-        between = [i for i, t in enumerate(window) if t * last != round(t * last)]
+        between = [i for i, t in enumerate(window) if abs(t * last - round(t * last)) > 1e-9]
         if between:
             rendered = _render(model, [window[i] for i in between], device, size)
             for i, frame in zip(between, rendered):

@@ -33,6 +33,12 @@ def leb128_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
+def leb128_sizes(values: np.ndarray) -> np.ndarray:
+    """``leb128_size`` of every value of a non-negative integer array, at once."""
+    values = np.asarray(values, dtype=np.uint64)
+    return 1 + sum((values >= np.uint64(1 << (7 * k))).astype(np.int64) for k in range(1, LEB128_MAX_BYTES))
+
+
 class ByteWriter:
     """Append-only builder for one chunk payload."""
 

@@ -14,8 +14,8 @@ weights through a *proxy* of the decoder's reconstruction ``round(w / step) * st
 The rate of a tensor is the code length of its rounded symbols under the two-sided geometric
 distribution (the discrete Laplace) whose decay is the maximum-likelihood fit to them: the same
 family, fitted the same way, as the file's ``GEOMETRIC`` entropy model (``entropy.py``), so the
-estimate is what the range coder will spend on it. Its gradient is an L1 pull on the weights,
-scaled by ``-log2(decay) / step``, and a push on each step toward coarser values.
+estimate is what the range coder will spend on it (``record_bits`` also takes CATEGORICAL's cost
+when the encoder will choose it). Its gradient pushes each step toward coarser values.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .entropy import categorical_record_bits
 from .quantize import MAX_STEP, MIN_STEP, QuantAxis, choose_axis, levels_for_bits
-
 
 
 class ProxyMode(str, enum.Enum):
@@ -50,8 +50,9 @@ def geometric_bits(symbols: torch.Tensor) -> torch.Tensor:
     """Bits of ``symbols`` (rounded, any shape) under the ML-fitted two-sided geometric model.
 
     p(k) = r^|k| (1 - r) / (1 + r), with r the maximum-likelihood decay for the mean |k| = m:
-    r = (sqrt(1 + m^2) - 1) / m = m / (sqrt(1 + m^2) + 1). The decay is held constant in the gradient (at the ML point the
-    code length's derivative in r is zero anyway). All zeros cost (almost) nothing, as in the file.
+    r = (sqrt(1 + m^2) - 1) / m = m / (sqrt(1 + m^2) + 1). The decay is held constant in the
+    gradient (at the ML point the code length's derivative in r is zero anyway). All zeros cost
+    (almost) nothing, as in the file.
     """
     magnitude = symbols.abs()
     with torch.no_grad():
@@ -67,20 +68,6 @@ GEOMETRIC_SIDE_BITS = 52
 CATEGORICAL_SIDE_BITS = 8
 
 
-@torch.no_grad()
-def categorical_bits(symbols: torch.Tensor) -> float:
-    """Bits of a CATEGORICAL record of integer ``symbols``: their empirical entropy plus the table.
-
-    The table is one leb128 count per symbol of [min, max] (at least one byte each).
-    """
-    q = symbols.reshape(-1).to(torch.int64)
-    counts = torch.bincount(q - q.min()).double()
-    used = counts[counts > 0]
-    entropy = float(-(used * torch.log2(used / used.sum())).sum())
-    table_bytes = float(torch.clamp(torch.ceil(torch.log2(counts + 1) / 7), min=1).sum())
-    return entropy + 8 * table_bytes
-
-
 def record_bits(symbols: torch.Tensor) -> torch.Tensor:
     """Bits the file will spend on a tensor's rounded ``symbols``, beyond an all-zero record.
 
@@ -91,7 +78,8 @@ def record_bits(symbols: torch.Tensor) -> torch.Tensor:
     if not bool(symbols.detach().any()):
         return geometric
     geometric = geometric + GEOMETRIC_SIDE_BITS
-    chosen = min(float(geometric.detach()), categorical_bits(symbols.detach()) + CATEGORICAL_SIDE_BITS)
+    categorical = categorical_record_bits(symbols.detach().to(torch.int64).cpu().numpy())
+    chosen = min(float(geometric.detach()), categorical + CATEGORICAL_SIDE_BITS)
     return geometric + (chosen - geometric.detach())
 
 

@@ -56,9 +56,7 @@ def quantize(weights: np.ndarray, bits: float) -> QuantizedTensor:
     rows = weights.reshape(shape[0] if axis == QuantAxis.PER_CHANNEL else 1, -1)
     max_abs = np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
     steps = np.clip(max_abs / levels_for_bits(bits), MIN_STEP, MAX_STEP).astype(np.float16)
-    steps = np.where(steps > 0, steps, np.float16(MIN_STEP)).astype(np.float16)
-    symbols = np.rint(rows / steps.astype(np.float32)[:, None]).astype(np.int64).ravel()
-    return QuantizedTensor(shape, axis, steps, symbols)
+    return quantize_with_steps(weights, np.where(steps > 0, steps, np.float16(MIN_STEP)).astype(np.float16))
 
 
 def quantize_with_steps(weights: np.ndarray, steps: np.ndarray) -> QuantizedTensor:

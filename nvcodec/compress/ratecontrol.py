@@ -31,27 +31,37 @@ def expected_file_bytes(params: int, num_tensors_guess: int = 12) -> int:
     return int(overhead + params * EXPECTED_BITS_PER_PARAM / 8)
 
 
+def _closest_by_bisection(size_at: Callable[[float], int], target_bytes: float, lo: float, hi: float,
+                          grows: bool, iterations: int, start: float | None = None) -> float:
+    """The x in [lo, hi] (or ``start``) whose real size is closest to the target; stops within TOLERANCE.
+
+    ``grows``: the size grows with x (else it falls). ``start`` is tried first, if given.
+    """
+    best, best_error = (lo + hi) / 2, float("inf")
+    if start is not None:
+        best, best_error = start, abs(size_at(start) - target_bytes) / target_bytes
+    for _ in range(iterations):
+        if best_error <= TOLERANCE:
+            break
+        mid = 0.5 * (lo + hi)
+        size = size_at(mid)
+        error = abs(size - target_bytes) / target_bytes
+        if error < best_error:
+            best, best_error = mid, error
+        if (size > target_bytes) == grows:
+            hi = mid
+        else:
+            lo = mid
+    return best
+
+
 def land_on_target(size_at_bits: Callable[[float], int], target_bytes: float, iterations: int = 14) -> float:
     """The bit depth in [MIN_BITS, MAX_BITS] whose file size is closest to the target.
 
     ``size_at_bits`` returns the real size of the file written with that bit depth; the size
     grows with the bit depth, so a bisection converges.
     """
-    lo, hi = MIN_BITS, MAX_BITS
-    best_bits, best_error = 8.0, float("inf")
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        size = size_at_bits(mid)
-        error = abs(size - target_bytes) / target_bytes
-        if error < best_error:
-            best_bits, best_error = mid, error
-        if error <= TOLERANCE:
-            break
-        if size > target_bytes:
-            hi = mid
-        else:
-            lo = mid
-    return best_bits
+    return _closest_by_bisection(size_at_bits, target_bytes, MIN_BITS, MAX_BITS, grows=True, iterations=iterations)
 
 
 # ------------------------------------------------------------------ rate-aware training
@@ -82,18 +92,6 @@ def land_on_target_by_scale(size_at_scale: Callable[[float], int], target_bytes:
 
     The real size falls as the factor grows; bisection on log2(factor) in [-4, 4].
     """
-    best_scale, best_error = 1.0, abs(size_at_scale(1.0) - target_bytes) / target_bytes
-    lo, hi = -4.0, 4.0
-    for _ in range(iterations):
-        if best_error <= TOLERANCE:
-            break
-        mid = 0.5 * (lo + hi)
-        size = size_at_scale(2.0**mid)
-        error = abs(size - target_bytes) / target_bytes
-        if error < best_error:
-            best_scale, best_error = 2.0**mid, error
-        if size > target_bytes:
-            lo = mid
-        else:
-            hi = mid
-    return best_scale
+    exponent = _closest_by_bisection(lambda x: size_at_scale(2.0**x), target_bytes, -4.0, 4.0, grows=False,
+                                     iterations=iterations, start=0.0)
+    return 2.0**exponent

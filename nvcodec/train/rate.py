@@ -37,17 +37,10 @@ class RateSettings:
     fixed_bits: float  # bits of the file that do not depend on the symbols (header, steps, metadata; measured)
     target_bits: float | None = None  # steer lambda toward this file size; None: keep ``lam``
     lam: float = 1e-4  # the start (or constant) lambda (the controller settled at 2e-5..3e-3 on 160x90 nerv)
-    init_bits: float = 8.0  # initial steps: the range of each row over this many bits
     train_proxy: ProxyMode = ProxyMode.NOISE  # the "train" stage's proxy; "finetune" is always HARD
     proxy_start: float = 0.5  # fraction of the "train" stage run on float weights, without the rate term
     step_lr_scale: float = 5.0  # the steps' learning rate relative to the weights'
     every: int = 4  # the rate term's period in steps (weighted by it): it costs as much as a small model's step
-
-
-def _format_of(tensor: torch.Tensor) -> torch.memory_format:
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class RateTerm:
@@ -61,7 +54,8 @@ class RateTerm:
         if missing:
             raise ValueError(f"rate-aware training needs every coded tensor to be a parameter: {missing}")
         self.params = [params[name] for name in self.names]
-        self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, settings.init_bits)).to(p.device)
+        # placeholders: ``calibrate`` sets every step when the proxy starts, from the weights trained by then
+        self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
                            for n, p in zip(self.names, self.params)]
         self.controller = LambdaController(settings.target_bits, settings.lam)
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
@@ -90,8 +84,7 @@ class RateTerm:
             step = quantizer.step()
             original = param.detach().clone()
             if self.mode == ProxyMode.NOISE:
-                noise = torch.rand(original.shape, generator=generator, device=original.device, dtype=original.dtype)
-                slope = noise.to(memory_format=_format_of(original)) - 0.5  # d proxy / d step
+                slope = torch.empty_like(original).uniform_(-0.5, 0.5, generator=generator)  # d proxy / d step
                 param.add_(step * slope)
             else:
                 ratio = original / step
@@ -159,8 +152,8 @@ class RateTerm:
         first = self.calibrated == ""
         self.calibrated = mode.value
         if self.settings.target_bits is None:  # constant lambda: start from 6-bit steps (D.1's assumed cost)
-            for name, quantizer in zip(self.names, self.quantizers):
-                if first:
+            if first:
+                for name, quantizer in zip(self.names, self.quantizers):
                     quantizer.reset(self.latent(name), self.model.tensor_bits(name, CONSTANT_LAMBDA_START_BITS))
             return
         learned = [q.log_step.detach().clone() for q in self.quantizers]
@@ -204,6 +197,6 @@ class RateTerm:
     def identity(self) -> dict:
         """What a resumed run must share with the interrupted one."""
         s = self.settings
-        return {"target_bits": s.target_bits, "lam": s.lam, "init_bits": s.init_bits, "num_pixels": s.num_pixels,
+        return {"target_bits": s.target_bits, "lam": s.lam, "num_pixels": s.num_pixels,
                 "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
                 "every": s.every, "proxy_start": s.proxy_start}
