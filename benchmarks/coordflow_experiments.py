@@ -9,7 +9,7 @@ Results: ``benchmarks/results/coordflow/<experiment>.json`` (+ videos from the r
 
 Budgets: every encode trains for B seconds of process CPU time (``EncodeSettings.train_seconds`` with the "cpu"
 clock; 5/6 training, 1/6 fine-tuning after pruning, the learning-rate schedule following the budget spent), in the
-precision ``api.choose_amp`` picks. Process CPU time, not wall time, so other jobs on the machine do not bias a
+precision ``train.trial.run_trial`` picks. Process CPU time, not wall time, so other jobs on the machine do not bias a
 comparison.
 Every PSNR is measured on what the decoder renders from the written .nvc file (``api.encode`` / ``api.decode``).
 

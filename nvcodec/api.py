@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from .compress.ratecontrol import (
     param_budget,
 )
 from .errors import InputError, RateError, UsageError
-from .fsutil import atomic_write_bytes, check_writable
+from .fsutil import atomic_path, check_writable, remove_stale_temporaries, require_file
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
@@ -37,7 +37,6 @@ from .models.base import ANY_SCALE, ANY_TIME, FRAMEWISE, Backbone
 from .models.registry import available_models, backbone_class
 from .render import build_backbone, render_frames
 
-PRESETS = ("fast", "medium", "slow")
 MAX_ENCODE_PARAMS = 20_000_000
 
 
@@ -45,9 +44,9 @@ MAX_ENCODE_PARAMS = 20_000_000
 class EncodeSettings:
     model: str = "nerv"
     bpp: float = 0.1
-    preset: str = "medium"
-    epochs: int | None = None  # overrides the preset
-    train_seconds: float | None = None  # train for this long instead (epochs then only split it train : fine-tune)
+    preset: str = "medium"  # a training time that fits the clip (train.presets)
+    epochs: int | None = None  # train for this many epochs instead
+    train_seconds: float | None = None  # or for this many seconds (overrides the preset)
     train_clock: str = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
     seed: int = 0
     device: str = "auto"
@@ -97,6 +96,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
+    from .train.presets import PRESETS
+
     cls = backbone_class(settings.model)
     if settings.preset not in PRESETS:
         raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESETS)}")
@@ -177,32 +178,34 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def choose_amp(model: Backbone, video: Video, device: torch.device, requested: bool | None) -> bool:
-    """Use bf16 autocast if asked, or (None) if it trains measurably faster here.
+@dataclass(frozen=True)
+class TrainingLength:
+    epochs: int  # with a budget, epochs : finetune_epochs only split it between the two stages
+    finetune_epochs: int
+    budget: float | None  # seconds of settings.train_clock, or None: run the epochs
+    message: str  # what the user is told before training starts
 
-    Small models with few channels can be slower in bf16 on CPU (oneDNN picks generic
-    kernels), so it is measured rather than assumed: a few steps each way.
-    """
-    if requested is not None:
-        return requested
-    import copy
 
-    from .train.fit import autocast_for
-    from .train.objectives import objective_for
+def plan_length(settings: EncodeSettings, video: Video, trial) -> TrainingLength:
+    """How long to train, and the sentence that says so (and how to change it) before training."""
+    from .train.presets import FINETUNE_SHARE, PRESETS, format_seconds
 
-    timings = {}
-    for amp in (False, True):
-        trial = copy.deepcopy(model).to(device)
-        if device.type == "cpu":
-            trial.to(memory_format=torch.channels_last)
-        objective = objective_for(trial, video.frames[:2], device, "l2", 0)
-        start = 0.0
-        for step in range(6):
-            if step == 2:
-                start = time.perf_counter()
-            objective.step(0, 0, autocast_for(device, amp))[0].backward()
-        timings[amp] = time.perf_counter() - start
-    return timings[True] < 0.9 * timings[False]
+    if settings.epochs is not None:
+        finetune = max(1, settings.epochs // 5)
+        expected = trial.epochs_seconds(settings.epochs + finetune)
+        return TrainingLength(settings.epochs, finetune, None, (
+            f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
+            f"({trial.step_seconds * 1e3:.1f} ms per step measured); --train-time SECONDS sets a duration instead"))
+    train_share = round((1 - FINETUNE_SHARE) / FINETUNE_SHARE)
+    if settings.train_seconds is not None:
+        budget, why = settings.train_seconds, "as --train-time asks"
+    else:
+        preset = PRESETS[settings.preset]
+        budget = preset.train_seconds(video.num_pixels)
+        why = (f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
+               f"--train-time SECONDS or another --preset changes it")
+    clock = "wall-clock" if settings.train_clock == "wall" else "process-CPU"
+    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {why}")
 
 
 def encode(
@@ -213,8 +216,9 @@ def encode(
     log: Callable[[str], None] | None = None,
 ) -> EncodeReport:
     """Fit, compress and write ``output``; then decode it and report what the decoder gives."""
-    from .train.fit import TrainConfig, fit  # the decoder path never imports training
+    from .train.fit import CLOCKS, TrainConfig, fit  # the decoder path never imports training
     from .train.rate import RateSettings, RateTerm
+    from .train.trial import run_trial
 
     say = log or (lambda _msg: None)
     cls = _check_settings(settings, video)
@@ -222,25 +226,24 @@ def encode(
     output = Path(output)
     check_writable(output)  # before training, not after it
     started = time.monotonic()
+    clock_started = CLOCKS[settings.train_clock]()  # a time budget counts the set-up below too
     torch.manual_seed(settings.seed)
     rate_aware = settings.rate_training and settings.quant_bits is None
     config = plan_model(cls, video, settings.bpp)  # rate-aware or not: a larger start measured worse per step
     model = cls(config)
     num_params = cls.count_params(config)
-    amp = choose_amp(model, video, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix it
-    epochs = settings.epochs or cls.preset_epochs[settings.preset]
+    trial = run_trial(model, video.frames, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix amp
+    length = plan_length(settings, video, trial)
     train_cfg = TrainConfig(**{
-        "epochs": epochs, "finetune_epochs": max(1, epochs // 5), "prune_amount": 0.0 if rate_aware else settings.prune,
-        "amp": amp, "loss": settings.loss, "seed": settings.seed, **cls.train_overrides,
-        "objective_options": dict(settings.objective_options),
-        "time_budget": settings.train_seconds, "budget_clock": settings.train_clock,
+        "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
+        "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
+        "seed": settings.seed, **cls.train_overrides, "objective_options": dict(settings.objective_options),
+        "time_budget": length.budget, "budget_clock": settings.train_clock,
     })
-    length = (f"{settings.train_seconds:g} {settings.train_clock} seconds of training" if settings.train_seconds
-              else f"{epochs}+{train_cfg.finetune_epochs} epochs")
     aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
         ", rate-aware" if rate_aware else "")
-    say(f"{cls.name}: {num_params} parameters for {aim}; {length} "
-        f"on {device.type}{' (bf16 autocast)' if train_cfg.amp else ''}")
+    say(f"{cls.name}: {num_params} parameters for {aim}, on {device.type}{' (bf16 autocast)' if train_cfg.amp else ''}")
+    say(length.message)
     shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
     writer = _FileWriter(_header(video), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
                          {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()})
@@ -252,8 +255,10 @@ def encode(
             target_bits=None if settings.lam else 8 * target_bytes, lam=settings.lam or RateSettings.lam,
             **settings.rate_options))
     checkpoint = output.with_name(output.name + ".ckpt.npz") if settings.resume else None
+    for target in (output, output.with_name(output.name + ".ckpt.npz")):
+        remove_stale_temporaries(target)  # a killed run's partial writes
     try:
-        model = fit(model, video.frames, train_cfg, device, progress, checkpoint, rate)
+        model = fit(model, video.frames, train_cfg, device, progress, checkpoint, rate, clock_started=clock_started)
     except KeyboardInterrupt:
         if checkpoint is not None and checkpoint.is_file():
             raise KeyboardInterrupt(f"interrupted; the same command resumes from {checkpoint}") from None
@@ -285,14 +290,15 @@ def encode(
         bits = settings.quant_bits or land_on_target(lambda b: len(build_at(b, writer.metadata)), target_bytes)
         write = lambda metadata: build_at(bits, metadata)  # noqa: E731
 
-    atomic_write_bytes(output, write(writer.metadata))
-    first = decode(output, device=device)
-    measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
-    # Rewrite with the measured quality in mETA (ancillary: it cannot change the decode) ...
-    final_metadata = {**writer.metadata, "measured": measured}
-    final_metadata.update({"quant_bits": bits} if bits is not None else
-                          {"lambda": rate.controller.lam, "estimated_bytes": estimated_bytes})
-    atomic_write_bytes(output, write(final_metadata))
+    with atomic_path(output) as tmp:  # the output appears once, complete, with its measured quality
+        tmp.write_bytes(write(writer.metadata))
+        first = decode(tmp, device=device)
+        measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
+        # Rewrite with the measured quality in mETA (ancillary: it cannot change the decode) ...
+        final_metadata = {**writer.metadata, "measured": measured}
+        final_metadata.update({"quant_bits": bits} if bits is not None else
+                              {"lambda": rate.controller.lam, "estimated_bytes": estimated_bytes})
+        tmp.write_bytes(write(final_metadata))
     encode_seconds = time.monotonic() - started
     # ... and report what the decoder makes of the final file.
     decode_start = time.monotonic()
@@ -340,9 +346,7 @@ def _utc_now() -> str:
 
 def read_nvc(path: str | Path) -> nvc_format.NvcFile:
     """Read and validate a file (size checked before reading it into memory)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    path = require_file(path)
     size = path.stat().st_size
     if size > nvc_format.DEFAULT_LIMITS.max_file_bytes:
         raise nvc_format.LimitError(f"{path}: {size} bytes is above the decoder's limit")
@@ -418,17 +422,30 @@ def decode(path: str | Path, frames: FrameRange | None = None, device: str | tor
 
 
 def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest = RenderRequest(),
-                   device: str = "cpu", lossless: bool = False) -> int:
-    """Decode straight to a video file in bounded-memory batches; return the frame count."""
+                   device: str = "cpu", lossless: bool = False,
+                   progress: Callable[[int, int, float], None] | None = None) -> int:
+    """Decode straight to a video file in bounded-memory batches; return the frame count.
+
+    ``progress(frames_done, frames_total, seconds)`` is called after every batch.
+    """
     output_kind(output)
     check_writable(output)
     nvc = read_nvc(path)
     model = build_backbone(nvc)
     times, (height, width), fps = plan_render(nvc, type(model), request)
     model.set_render_options(**request.render_options)
-    write_frames(output, render_frames(model, times, resolve_device(device), (height, width)), width, height, fps,
-                 lossless)
+    batches = render_frames(model, times, resolve_device(device), (height, width))
+    write_frames(output, _reporting(batches, len(times), progress), width, height, fps, lossless)
     return len(times)
+
+
+def _reporting(batches: Iterator[np.ndarray], total: int, progress: Callable[[int, int, float], None] | None):
+    started, done = time.monotonic(), 0
+    for batch in batches:
+        yield batch
+        done += len(batch)
+        if progress is not None:
+            progress(done, total, time.monotonic() - started)
 
 
 def inspect(path: str | Path) -> dict:

@@ -17,6 +17,8 @@ import click
 
 from . import __version__
 from .errors import NvcError, UsageError
+from .fsutil import require_file
+from .train.presets import PRESETS
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -67,34 +69,72 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the versions of nvcodec, torch, constriction, PyAV and FFmpeg.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's choice, one per physical core).")
 def main(threads: int | None) -> None:
     """nvc: an implicit-neural-representation video codec."""
-    import torch
+    if threads is not None:
+        _limit_threads(threads)
 
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+def _limit_threads(count: int) -> None:
+    """Without importing torch, so that a command answers bad arguments at once.
+
+    torch and the BLAS libraries read these variables when they load; a torch already loaded
+    (the API used in-process) is told directly.
+    """
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(count)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+
+
+class _StatusLine:
+    """One progress line: redrawn in place on a terminal, else printed every 10 s (and at the end)."""
+
+    def __init__(self, quiet_seconds: float = 0.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.quiet_seconds = quiet_seconds  # say nothing for work that ends sooner
+        self.shown = False
+
+    def show(self, line: str, finished: bool) -> None:
+        now = time.monotonic()
+        if now - self.started < self.quiet_seconds and not self.shown:
+            return
+        if not self.tty and now - self.last < 10 and not finished:
+            return
+        self.last, self.shown = now, True
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+        if self.tty and finished:
+            click.echo("", err=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 def _progress_printer(quiet: bool):
     if quiet:
         return None
-    tty = sys.stderr.isatty()
-    last = [0.0]
+    status = _StatusLine()
 
     def show(p) -> None:
-        now = time.monotonic()
-        finished = p.fraction >= 1.0
-        if not tty and now - last[0] < 10 and not finished:
-            return
-        last[0] = now
-        eta = f"{int(p.eta // 60)}m{int(p.eta % 60):02d}s"
         steps = f"{p.step}/{p.total_steps}" if p.total_steps else str(p.step)
         rate = f"  est. {p.bpp:.4f} bpp" if p.bpp else ""
-        line = (f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
-                f"train PSNR {p.psnr:5.2f} dB{rate}  ETA {eta}")
-        click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
-        if tty and finished:
-            click.echo("", err=True)
+        status.show(f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
+                    f"train PSNR {p.psnr:5.2f} dB{rate}  ETA {_minutes(p.eta)}", p.fraction >= 1.0)
+
+    return show
+
+
+def _decode_printer():
+    """Frames written so far and an ETA, once a decode has run for 2 s."""
+    status = _StatusLine(quiet_seconds=2.0)
+
+    def show(done: int, total: int, elapsed: float) -> None:
+        eta = elapsed * (total - done) / done if done else 0.0
+        status.show(f"decode {done}/{total} frames ({done / total:4.0%})  ETA {_minutes(eta)}", done >= total)
 
     return show
 
@@ -132,10 +172,12 @@ def _report_lines(report) -> list[str]:
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
 @click.option("--model", default="nerv", show_default=True, help="Backbone (see `nvc models`).")
 @click.option("--bpp", type=float, default=0.1, show_default=True, help="Target bits per pixel of the file.")
-@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="medium", show_default=True)
-@click.option("--epochs", type=int, default=None, help="Training epochs (overrides --preset).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
+              help="Training time that fits the clip: " + "; ".join(f"{p.name} {p.describe()}" for p in PRESETS.values())
+                   + ". A megapixel of video is frames x width x height / 1e6.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs instead.")
 @click.option("--train-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Train for this many wall-clock seconds instead of a number of epochs.")
+              help="Train for this many wall-clock seconds instead (set-up included).")
 @click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
 @click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -164,12 +206,12 @@ def _report_lines(report) -> list[str]:
 def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
            bits, rate_training, lam, resume, as_json, quiet, **objective_knobs):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
-    from .api import EncodeSettings
-    from .api import encode as api_encode
-
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
     video = _read_input(input_path, frames, resize)
+    from .api import EncodeSettings  # torch loads here: after the input is known to be a video
+    from .api import encode as api_encode
+
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
                               device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
                               rate_training=rate_training == "on" and bits is None, lam=lam,
@@ -196,19 +238,21 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     from dataclasses import replace
     from fractions import Fraction
 
+    require_file(input_path)
     from .api import RenderRequest, decode_to_file
     from .io import parse_frame_range, parse_size
 
     if scale is not None and size is not None:
         raise UsageError("--scale and --size: give one of them")
-    request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size), scale=scale,
+    request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size, "--size"), scale=scale,
                             fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
                             render_options={k: v for k, v in (("remove_layer", remove_layer), ("stabilize", stabilize))
                                             if v is not None})
     if segmentation is not None:  # first, so an option the model lacks fails before anything is written
         seg = replace(request, render_options={**request.render_options, "segmentation": True})
-        click.echo(f"wrote {segmentation}: {decode_to_file(input_path, segmentation, seg, device, lossless)} frames")
-    count = decode_to_file(input_path, output, request, device, lossless)
+        count = decode_to_file(input_path, segmentation, seg, device, lossless, _decode_printer())
+        click.echo(f"wrote {segmentation}: {count} frames")
+    count = decode_to_file(input_path, output, request, device, lossless, _decode_printer())
     click.echo(f"wrote {output}: {count} frames")
 
 
@@ -217,6 +261,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
 @click.option("--json", "as_json", is_flag=True)
 def info(input_path, as_json):
     """Header, model, per-tensor bits and totals of an .nvc file."""
+    require_file(input_path)
     from .api import inspect
 
     data = inspect(input_path)
@@ -276,7 +321,7 @@ def models():
 
 @main.command()
 @click.option("--bpp", type=float, default=0.1, show_default=True)
-@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default="fast", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
 @click.option("--workdir", default="nvc-demo", show_default=True, help="Folder for the outputs.")
 def demo(bpp, preset, workdir):
     """Encode, decode and evaluate the sample clip (Big Buck Bunny, 320x180, 32 frames)."""

@@ -9,7 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import NvcError, OutputError
+from .errors import InputError, NvcError, OutputError
+
+
+def require_file(path: str | os.PathLike) -> Path:
+    """The input file, or the error a user should see when it is missing (exit 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return path
 
 
 def _umask() -> int:
@@ -75,6 +83,19 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
         if isinstance(exc, OSError) and not isinstance(exc, NvcError):
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Delete what an earlier, killed write of ``target`` left behind (its temporary siblings).
+
+    ``atomic_path`` removes its temporary on any exception, but not after a SIGKILL or a power
+    cut; the next run for the same target clears them, so no partial file lingers.
+    """
+    target = Path(target)
+    stale = [p for p in target.parent.glob(f".{target.stem}.*.tmp{target.suffix}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:

@@ -70,16 +70,16 @@ def parse_frame_range(text: str | None) -> FrameRange | None:
     return start, stop
 
 
-def parse_size(text: str | None) -> Size | None:
-    """Parse ``WxH`` into (width, height)."""
+def parse_size(text: str | None, option: str = "--resize") -> Size | None:
+    """Parse ``WxH`` into (width, height); errors name ``option``."""
     if text is None:
         return None
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UsageError(f"size {text!r}: expected WxH, e.g. 320x180") from None
+        raise UsageError(f"{option} {text!r}: expected WxH, e.g. 320x180") from None
     if w <= 0 or h <= 0 or w > 16384 or h > 16384:
-        raise UsageError(f"size {text!r}: width and height must be between 1 and 16384")
+        raise UsageError(f"{option} {text!r}: width and height must be between 1 and 16384")
     return w, h
 
 

@@ -13,12 +13,6 @@ Modules, one job each:
 * ``command``      the click command behind ``benchmarks/rd_curve.py`` (and ``nvc bench``)
 """
 
-from .anchors import ANCHORS, Anchor, AnchorUnavailable, X264Anchor, X265Anchor
-from .bjontegaard import BDResult, bd_psnr, bd_rate
-from .clips import ClipSpec
-from .points import RDPoint
-from .rd import BenchConfig, BenchResults, run_benchmark
-
 __all__ = [
     "ANCHORS",
     "Anchor",
@@ -34,3 +28,18 @@ __all__ = [
     "bd_rate",
     "run_benchmark",
 ]
+
+_HOMES = {
+    "ANCHORS": "anchors", "Anchor": "anchors", "AnchorUnavailable": "anchors", "X264Anchor": "anchors",
+    "X265Anchor": "anchors", "BDResult": "bjontegaard", "bd_psnr": "bjontegaard", "bd_rate": "bjontegaard",
+    "ClipSpec": "clips", "RDPoint": "points", "BenchConfig": "rd", "BenchResults": "rd", "run_benchmark": "rd",
+}
+
+
+def __getattr__(name: str):
+    """Import on first use, so that `nvc` (which registers `nvc bench`) starts without torch."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import NvcError, UsageError
 
+DEFAULT_CRFS = (23.0, 28.0, 33.0, 38.0, 43.0)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 PIX_FMTS = ("yuv420p", "yuv444p")
 

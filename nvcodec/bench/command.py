@@ -10,14 +10,16 @@ a ``BenchConfig`` and errors into exit codes. To wire it into the ``nvc`` group:
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import NvcError, UsageError
 from ..io import parse_frame_range, parse_size
-from .anchors import ANCHORS, PIX_FMTS
-from .clips import ClipSpec
-from .rd import DEFAULT_CRFS, BenchConfig, run_benchmark
+from .anchors import ANCHORS, DEFAULT_CRFS, PIX_FMTS
+
+if TYPE_CHECKING:
+    from .rd import BenchConfig
 
 
 def _split(text: str) -> list[str]:
@@ -59,6 +61,8 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:
     """Rate-distortion benchmark of nvcodec against x264/x265 (CSV, JSON, markdown, PNG)."""
+    from .rd import run_benchmark  # torch loads here, not when `nvc` starts
+
     try:
         config = _config(opts)
         results = run_benchmark(config)
@@ -73,6 +77,9 @@ def bench(**opts: object) -> None:
 
 
 def _config(opts: dict[str, object]) -> BenchConfig:
+    from .clips import ClipSpec
+    from .rd import BenchConfig
+
     frames_text, resize_text = str(opts["frames"]), str(opts["resize"])
     frames = None if frames_text.lower() == "all" else parse_frame_range(frames_text)
     resize = None if resize_text.lower() in ("none", "") else parse_size(resize_text)

@@ -19,14 +19,13 @@ from typing import Callable
 
 from ..errors import NvcError, UsageError
 from . import report
-from .anchors import PIX_FMTS, anchor_class
+from .anchors import DEFAULT_CRFS, PIX_FMTS, anchor_class
 from .bjontegaard import bd_psnr, bd_rate
 from .cache import PointCache, point_key
 from .clips import Clip, ClipSpec, load_clip
 from .environment import environment
 from .points import AnchorJob, Job, NvcodecJob, RDPoint
 
-DEFAULT_CRFS = (23.0, 28.0, 33.0, 38.0, 43.0)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,6 @@ class Backbone(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     objective: ClassVar[str] = "frames"  # training objective (nvcodec.train.objectives), encoder only
     train_overrides: ClassVar[dict] = {}  # TrainConfig fields this family's paper sets (e.g. optimizer, lr)
-    preset_epochs: ClassVar[dict[str, int]] = {"fast": 100, "medium": 400, "slow": 1200}  # epochs per --preset
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()

@@ -140,7 +140,6 @@ class CoordFlow(PixelBackbone):
     # dozen epochs of small clips: at 30 CPU-s on 16 frames of 160x90, peak lr 5e-4 / 2e-3 / 5e-3 / 1e-2 / 2e-2
     # gave 18.8 / 23.2 / 25.0 / 28.3 / 27.7 dB (batches of 4096 pixels), so 1e-2 with the paper's schedule.
     train_overrides = {"optimizer": "adamw", "weight_decay": 0.0, "lr": 1e-2, "finetune_lr": 1e-3, "warmup": 0.05}
-    preset_epochs = {"fast": 15, "medium": 50, "slow": 150}
 
     def __init__(self, config: CoordFlowConfig) -> None:
         super().__init__(config)

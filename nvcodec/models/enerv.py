@@ -156,7 +156,6 @@ class ENeRV(Backbone):
     # The paper's E-NeRV at 300 epochs beats NeRV at 2400. Per epoch of 32 frames at 320x180 on one
     # thread: ~1.2 s CPU at 30k parameters (the default --bpp 0.1), ~3 s at 0.3M (bf16) -- so
     # --preset medium (200 + 40 fine-tune epochs) stays within ~10 minutes on two cores.
-    preset_epochs = {"fast": 60, "medium": 200, "slow": 600}
 
     def __init__(self, config: ENeRVConfig) -> None:
         super().__init__(config)

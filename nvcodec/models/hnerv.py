@@ -87,7 +87,6 @@ class EmbeddingBackbone(Backbone):
     objective = "hnerv"
     embedding_names: ClassVar[tuple[str, ...]] = ("embeddings",)
     train_overrides = {"lr": 1e-3}  # the paper's Adam lr with cosine decay (fit's schedule)
-    preset_epochs = {"fast": 60, "medium": 200, "slow": 600}
 
     def tensor_bits(self, name: str, bits: float) -> float:
         return bits - 2 if name in self.embedding_names else bits

@@ -55,7 +55,6 @@ class Siren(PixelBackbone):
     train_overrides = {"amp": False, "lr": 2e-3, "finetune_lr": 2e-4, "warmup": 0.05}
     # An epoch is T*H*W random pixels (113 steps of 16384 on 320x180x32; ~0.1-0.2 s a step at the
     # widths --bpp 0.1-0.3 gives there, regularizer included), so medium is ~10 minutes.
-    preset_epochs = {"fast": 12, "medium": 40, "slow": 120}
 
     def __init__(self, config: SirenConfig) -> None:
         super().__init__(config)

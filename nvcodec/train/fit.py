@@ -1,7 +1,7 @@
 """The overfitting loop for frame-wise backbones: train, prune, fine-tune; resumable.
 
 CPU-first: channels_last, one frame per step (faster per epoch than larger batches on CPU),
-and bf16 autocast when it measures faster for the model at hand (api.choose_amp: it pays for
+and bf16 autocast when it measures faster for the model at hand (trial.run_trial: it pays for
 wide models, not for the narrow ones small rate targets give). The same code runs on CUDA.
 
 A checkpoint (an .npz of plain arrays plus a JSON string, read with ``allow_pickle=False``)
@@ -202,8 +202,12 @@ def fit(
     progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
     rate: RateTerm | None = None,
+    clock_started: float | None = None,
 ) -> Backbone:
     """Overfit ``model`` to uint8 frames [T, H, W, 3]; return it pruned and fine-tuned.
+
+    ``clock_started``: the budget clock's reading when the caller's set-up began, so that a time
+    budget also pays for the set-up (sizing, timing trial, objective) and ends where it says.
 
     With ``rate`` (attached to ``model``), the loss is D + lambda x R through quantization proxies:
     additive noise in the "train" stage, where lambda is steered toward the target, then hard
@@ -243,7 +247,10 @@ def fit(
             opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate)
         resumed = stage_index == position["stage"]
         budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
-        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, position["spent"] if resumed else 0.0)
+        spent = position["spent"] if resumed else 0.0
+        if resumed and clock_started is not None:  # this process's set-up, in the first stage it runs
+            spent += CLOCKS[cfg.budget_clock]() - clock_started
+        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, spent)
         model.train()
         objective.start(name)
         epoch = position["epoch"] if resumed else 0

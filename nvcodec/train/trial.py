@@ -1,0 +1,59 @@
+"""A few timed training steps before the real run: which precision is faster, and how fast.
+
+Small models with few channels can be slower in bf16 on CPU (oneDNN picks generic kernels), so
+the precision is measured rather than assumed; the same steps give the step time from which an
+epoch-counted encode's duration is predicted before it starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..models.base import Backbone
+from .fit import autocast_for
+from .objectives import objective_for
+
+TRIAL_FRAMES = 2
+WARMUP_STEPS, TIMED_STEPS = 2, 4
+
+
+@dataclass(frozen=True)
+class Trial:
+    amp: bool  # bf16 autocast chosen
+    step_seconds: float  # wall seconds per training step at the chosen precision
+    steps_per_epoch: int  # of the whole clip
+
+    def epochs_seconds(self, epochs: int) -> float:
+        """The predicted duration of ``epochs`` epochs of training."""
+        return epochs * self.steps_per_epoch * self.step_seconds
+
+
+def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device, amp: bool) -> tuple[float, int]:
+    trial = copy.deepcopy(model).to(device)
+    if device.type == "cpu":
+        trial.to(memory_format=torch.channels_last)
+    objective = objective_for(trial, frames[:TRIAL_FRAMES], device, "l2", 0)
+    start = 0.0
+    for step in range(WARMUP_STEPS + TIMED_STEPS):
+        if step == WARMUP_STEPS:
+            start = time.perf_counter()
+        objective.step(0, 0, autocast_for(device, amp))[0].backward()
+    return (time.perf_counter() - start) / TIMED_STEPS, objective.steps_per_epoch
+
+
+def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, requested_amp: bool | None) -> Trial:
+    """Time a few steps in fp32 and bf16 (only the requested precision if one is given)."""
+    options = (False, True) if requested_amp is None else (requested_amp,)
+    timings = {}
+    per_epoch = 1
+    for amp in options:
+        timings[amp], per_epoch = _step_seconds(model, frames, device, amp)
+    amp = requested_amp if requested_amp is not None else timings[True] < 0.9 * timings[False]
+    trial_frames = min(TRIAL_FRAMES, len(frames))
+    # steps per epoch grow with the frame count, both for frame batches and for pixel batches
+    return Trial(amp, timings[amp], max(1, round(per_epoch * len(frames) / trial_frames)))
