@@ -18,7 +18,7 @@ import click
 from . import __version__
 from .errors import NvcError, UsageError
 from .fsutil import require_file
-from .train.presets import PRESETS
+from .presets import PRESETS
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -55,7 +55,7 @@ class _Group(click.Group):
 
 
 def _version_text() -> str:
-    from .api import library_versions
+    from .encoder import library_versions
 
     return "\n".join(f"{k} {v}" for k, v in library_versions().items())
 
@@ -209,15 +209,15 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
     video = _read_input(input_path, frames, resize)
-    from .api import EncodeSettings  # torch loads here: after the input is known to be a video
-    from .api import encode as api_encode
+    from .encoder import EncodeSettings  # torch loads here: after the input is known to be a video
+    from .encoder import encode as encode_video
 
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
                               device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
                               rate_training=rate_training == "on" and bits is None, lam=lam,
                               objective_options={k: v for k, v in objective_knobs.items() if v is not None})
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    report = api_encode(video, output, settings, progress=_progress_printer(quiet), log=log)
+    report = encode_video(video, output, settings, progress=_progress_printer(quiet), log=log)
     _emit(asdict(report), as_json, _report_lines(report))
 
 
@@ -239,7 +239,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     from fractions import Fraction
 
     require_file(input_path)
-    from .api import RenderRequest, decode_to_file
+    from .decoder import RenderRequest, decode_to_file
     from .io import parse_frame_range, parse_size
 
     if scale is not None and size is not None:
@@ -262,7 +262,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
 def info(input_path, as_json):
     """Header, model, per-tensor bits and totals of an .nvc file."""
     require_file(input_path)
-    from .api import inspect
+    from .decoder import inspect
 
     data = inspect(input_path)
     v, m = data["video"], data["model"]
@@ -327,8 +327,9 @@ def demo(bpp, preset, workdir):
     """Encode, decode and evaluate the sample clip (Big Buck Bunny, 320x180, 32 frames)."""
     from pathlib import Path
 
-    from .api import EncodeSettings, decode_to_file
-    from .api import encode as api_encode
+    from .decoder import decode_to_file
+    from .encoder import EncodeSettings
+    from .encoder import encode as encode_video
     from .io import read_video, sample_clip_path
     from .metrics import psnr
 
@@ -337,7 +338,7 @@ def demo(bpp, preset, workdir):
     source = sample_clip_path()
     click.echo(f"sample: {source} -> 320x180, frames 0:32", err=True)
     video = read_video(source, (0, 32), (320, 180))
-    report = api_encode(video, folder / "bunny.nvc", EncodeSettings(bpp=bpp, preset=preset),
+    report = encode_video(video, folder / "bunny.nvc", EncodeSettings(bpp=bpp, preset=preset),
                         progress=_progress_printer(False), log=lambda m: click.echo(m, err=True))
     click.echo("\n".join(_report_lines(report)))
     decode_to_file(folder / "bunny.nvc", folder / "bunny.mkv")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .bitstream.format import NvcFile
-from .compress.codec import decompress_tensors
+from .bitstream.tensors import decompress_tensors
 from .errors import ArchitectureError
 from .models.base import MAX_PARAMS, Backbone
 from .models.registry import backbone_class

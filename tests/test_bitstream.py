@@ -12,9 +12,10 @@ import pytest
 from nvcodec import errors
 from nvcodec.api import decode
 from nvcodec.bitstream import format as fmt
-from nvcodec.bitstream.descriptors import ByteReader, leb128
+from nvcodec.bitstream.descriptors import ByteReader
+from nvcodec.compress.varint import leb128
 from nvcodec.cli import main
-from nvcodec.compress.codec import decompress_tensors
+from nvcodec.bitstream.tensors import decompress_tensors
 from nvcodec.compress.entropy import ModelId
 from nvcodec.compress.quantize import QuantAxis
 

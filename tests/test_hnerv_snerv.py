@@ -163,7 +163,7 @@ def test_decoder_imports_nothing_from_training(encoded):
 
 def test_paper_loss_is_accepted(tiny_clip):
     """SNeRV's paper loss (0.7 L1 + 0.3 (1 - SSIM) on frames and on bands) needs whole frames: allowed here."""
-    from nvcodec.api import _check_settings
+    from nvcodec.encoder import _check_settings
 
     for name in MODELS:
         assert _check_settings(EncodeSettings(model=name, loss="fusion"), tiny_clip).name == name

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from ..bitstream.descriptors import leb128_size, leb128_sizes
+from .varint import leb128_size, leb128_sizes
 from ..errors import PayloadError
 
 MAX_ALPHABET = 1 << 16  # symbols per model; a file declaring more is refused

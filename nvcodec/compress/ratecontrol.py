@@ -1,5 +1,8 @@
 """Rate control: a --bpp target -> a model size before training, then a quantization step after.
 
+``RateControl`` is the one object an encode asks both questions; the functions below are its
+arithmetic (and the lambda controller rate-aware training steers with).
+
 Before training, the parameter budget is the target's bits divided by the bits one weight is
 expected to cost at about 6-bit steps after pruning and entropy coding (measured on a trained
 NeRV: 6-bit steps cost 25% fewer bytes than 8-bit for 0.13 dB less PSNR). After training, the
@@ -10,13 +13,62 @@ every candidate) until the written file lands on the target.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
+
+from ..errors import RateError
 
 EXPECTED_BITS_PER_PARAM = 6.0  # measured 5.9 bits/param at 6-bit steps on a trained NeRV
 FILE_OVERHEAD_BYTES = 200  # preamble, NHDR, ARCH, wHSH, mETA, NEND (typical)
 PER_TENSOR_OVERHEAD_BYTES = 24  # chunk framing + record fields, before steps and tables
 MIN_BITS, MAX_BITS = 3.0, 12.0
 TOLERANCE = 0.03  # stop the search within 3% of the target
+MAX_ENCODE_PARAMS = 20_000_000  # the largest model the encoder trains
+
+
+@dataclass(frozen=True)
+class RateControl:
+    """The two rate decisions of an encode, in one place.
+
+    Before training: the model size a --bpp target affords (or why none does). After training:
+    the one number (a common factor on learned steps, or a bit depth) whose real file, written
+    by the caller's ``size_at`` function, lands closest to the target.
+    """
+
+    target_bpp: float
+    width: int
+    height: int
+    frames: int
+
+    @property
+    def target_bytes(self) -> float:
+        return self.target_bpp * self.width * self.height * self.frames / 8
+
+    def size_model(self, family) -> object:
+        """The config of ``family`` (a Backbone class) for the target; RateError if it cannot be met."""
+        smallest = family.config_for_budget(self.height, self.width, self.frames, 0)
+        smallest_bpp = 8 * expected_file_bytes(family.count_params(smallest)) / (self.width * self.height * self.frames)
+        budget = param_budget(self.target_bytes)
+        if budget < family.count_params(smallest):
+            raise RateError(
+                f"--bpp {self.target_bpp:g} cannot be met: the smallest {family.name} model costs about "
+                f"{smallest_bpp:.3g} bpp on {self.frames} frames of {self.width}x{self.height}; raise --bpp or encode "
+                "more frames (an INR's weights are paid once for all frames)"
+            )
+        if budget > MAX_ENCODE_PARAMS:
+            raise RateError(
+                f"--bpp {self.target_bpp:g} asks for about {budget / 1e6:.0f}M parameters, above the "
+                f"{MAX_ENCODE_PARAMS / 1e6:.0f}M this encoder trains; lower --bpp"
+            )
+        return family.config_for_budget(self.height, self.width, self.frames, budget)
+
+    def step_factor(self, size_at_factor: Callable[[float], int]) -> float:
+        """Rate-aware training: the factor on every learned step whose file is closest to the target."""
+        return land_on_target_by_scale(size_at_factor, self.target_bytes)
+
+    def bit_depth(self, size_at_bits: Callable[[float], int]) -> float:
+        """Post-training quantization: the bit depth whose file is closest to the target."""
+        return land_on_target(size_at_bits, self.target_bytes)
 
 
 def param_budget(target_bytes: float, num_tensors_guess: int = 12) -> int:

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..compress.prune import apply_masks, magnitude_masks
+from .prune import apply_masks, magnitude_masks
 from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone

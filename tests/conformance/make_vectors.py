@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nvcodec.bitstream import format as nvc_format
-from nvcodec.compress.codec import compress_tensors
+from nvcodec.bitstream.tensors import compress_tensors
 from nvcodec.models.nerv import NeRV, NeRVConfig
 
 HERE = Path(__file__).parent

@@ -2,17 +2,17 @@
 
 The symmetric pair the rest of the codec uses (CompressAI's shape): the encoder calls
 ``compress_tensors``, the decoder ``decompress_tensors``; both sides share the normative
-dequantization in ``quantize.dequantize``.
+dequantization in ``compress.quantize.dequantize``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..bitstream.format import NvcFile, TensorRecord, weights_digest
+from ..compress.entropy import decode_symbols, encode_symbols
+from ..compress.quantize import QuantAxis, dequantize, quantize, quantize_with_steps
 from ..errors import PayloadError
-from .entropy import decode_symbols, encode_symbols
-from .quantize import QuantAxis, dequantize, quantize, quantize_with_steps
+from .format import NvcFile, TensorRecord, weights_digest
 
 
 def compress_tensors(tensors: list[np.ndarray], bits: float | list[float] | None = None,

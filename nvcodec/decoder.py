@@ -1,0 +1,187 @@
+"""The decoder pipeline: read -> build -> plan render -> render -> write.
+
+Each stage is one function, so a reader can follow a file from bytes to pixels:
+
+* ``read_nvc``       the validated container (limits checked before anything is allocated)
+* ``build_backbone`` registry name + JSON config -> the model, weights from the payload (render.py)
+* ``plan_render``    which times and which size to render, refused where the family cannot
+* ``render_frames``  uint8 frames in bounded batches (render.py)
+* ``write_frames``   streamed to a video file or a PNG folder (io.py)
+
+Imports nothing from ``nvcodec.train``: decoding never needs the encoder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .bitstream import format as nvc_format
+from .errors import UsageError
+from .fsutil import check_writable, require_file
+from .io import FrameRange, Video, output_kind, write_frames
+from .metrics import bpp as bits_per_pixel
+from .models.base import ANY_SCALE, ANY_TIME, Backbone
+from .models.registry import available_models, backbone_class
+from .render import build_backbone, render_frames
+
+ProgressFn = Callable[[int, int, float], None]  # frames done, frames in all, seconds so far
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: use cpu, cuda or auto")
+    return torch.device(name)
+
+
+
+def read_nvc(path: str | Path) -> nvc_format.NvcFile:
+    """Read and validate a file (size checked before reading it into memory)."""
+    path = require_file(path)
+    size = path.stat().st_size
+    if size > nvc_format.DEFAULT_LIMITS.max_file_bytes:
+        raise nvc_format.LimitError(f"{path}: {size} bytes is above the decoder's limit")
+    return nvc_format.read(path.read_bytes())
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What to render from a file: a frame range, and optionally another size or frame rate."""
+
+    frames: FrameRange | None = None
+    size: tuple[int, int] | None = None  # (width, height)
+    scale: float | None = None
+    fps: Fraction | None = None
+    # Backbone.set_render_options keywords (e.g. CoordFlow's segmentation, remove_layer, stabilize)
+    render_options: dict = field(default_factory=dict)
+
+
+def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
+    """Normalized times, output (height, width) and frame rate; refuse what the backbone cannot do."""
+    h = nvc.header
+    total = h.num_frames
+    start, stop = request.frames if request.frames is not None else (0, total)
+    if start >= total:
+        raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
+    stop = min(stop, total)
+    height, width = h.height, h.width
+    for option in request.render_options:
+        if option not in cls.render_option_names:
+            able = [m for m in available_models() if option in backbone_class(m).render_option_names]
+            raise UsageError(f"--{option.replace('_', '-')}: {cls.name} cannot do it; encode with "
+                             f"{', '.join(able) or 'none in this build'}")
+    if request.size is not None or request.scale is not None:
+        if ANY_SCALE not in cls.capabilities:
+            raise UsageError(
+                f"--scale/--size: {cls.name} renders only its coded size ({h.width}x{h.height}); encode with a "
+                f"pixel-wise model ({', '.join(models_with(ANY_SCALE)) or 'none in this build'}) to resample"
+            )
+        if request.size is not None:
+            width, height = request.size
+        else:
+            if not request.scale > 0:
+                raise UsageError("--scale must be positive")
+            width, height = max(1, round(h.width * request.scale)), max(1, round(h.height * request.scale))
+    fps_in = Fraction(h.fps_num, h.fps_den)
+    last = max(total - 1, 1)
+    if request.fps is None:
+        return [i / last for i in range(start, stop)], (height, width), fps_in
+    if ANY_TIME not in cls.capabilities:
+        raise UsageError(f"--fps: {cls.name} cannot render between its frames; use one of "
+                         f"{', '.join(models_with(ANY_TIME))}")
+    if not request.fps > 0:
+        raise UsageError("--fps must be positive")
+    step = fps_in / request.fps  # input frames per output frame
+    count = int((stop - 1 - start) / step) + 1
+    return [float((start + k * step) / last) for k in range(count)], (height, width), Fraction(request.fps)
+
+
+def models_with(capability: str) -> list[str]:
+    return [m for m in available_models() if capability in backbone_class(m).capabilities]
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    model: Backbone  # rebuilt, weights loaded, render options set
+    times: list[float]  # normalized times of the frames to render
+    size: tuple[int, int]  # (height, width)
+    fps: Fraction
+
+
+def prepare(path: str | Path, request: RenderRequest) -> RenderPlan:
+    """read -> build -> plan render: everything before the first pixel."""
+    nvc = read_nvc(path)
+    model = build_backbone(nvc)
+    times, size, fps = plan_render(nvc, type(model), request)
+    model.set_render_options(**request.render_options)
+    return RenderPlan(model, times, size, fps)
+
+
+def decode(path: str | Path, frames: FrameRange | None = None, device: str | torch.device = "cpu",
+           request: RenderRequest | None = None) -> Video:
+    """Decode a file (or a frame range of it, or a resampling of it) into memory."""
+    plan = prepare(path, request or RenderRequest(frames=frames))
+    device = resolve_device(device) if isinstance(device, str) else device
+    return Video(np.concatenate(list(render_frames(plan.model, plan.times, device, plan.size))), plan.fps)
+
+
+def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest = RenderRequest(),
+                   device: str = "cpu", lossless: bool = False, progress: ProgressFn | None = None) -> int:
+    """Decode straight to a video file in bounded-memory batches; return the frame count.
+
+    ``progress(frames_done, frames_total, seconds)`` is called after every batch.
+    """
+    output_kind(output)
+    check_writable(output)  # before any work
+    plan = prepare(path, request)
+    height, width = plan.size
+    batches = render_frames(plan.model, plan.times, resolve_device(device), plan.size)
+    write_frames(output, _reporting(batches, len(plan.times), progress), width, height, plan.fps, lossless)
+    return len(plan.times)
+
+
+def _reporting(batches: Iterator[np.ndarray], total: int, progress: ProgressFn | None) -> Iterator[np.ndarray]:
+    started, done = time.monotonic(), 0
+    for batch in batches:
+        yield batch
+        done += len(batch)
+        if progress is not None:
+            progress(done, total, time.monotonic() - started)
+
+
+def inspect(path: str | Path) -> dict:
+    """Header, architecture, per-tensor bits and totals of a file, as plain data."""
+    nvc = read_nvc(path)
+    size = Path(path).stat().st_size
+    h = nvc.header
+    tensors = []
+    for record, shape in zip(nvc.tensors, nvc.arch.shapes):
+        c = record.coded
+        tensors.append({
+            "index": record.index, "shape": list(shape), "axis": record.axis.name.lower(),
+            "model": c.model_id.name.lower(), "symbols": [c.sym_min, c.sym_max],
+            "table_bytes": c.table_bytes, "payload_bytes": c.payload_bytes, "step_bytes": 2 * len(record.steps),
+            "bits_per_weight": round(8 * (c.payload_bytes + c.table_bytes + 2 * len(record.steps)) / int(np.prod(shape)), 3),
+        })
+    return {
+        "file": str(path), "bytes": size, "format_version": f"{nvc_format.VERSION_MAJOR}.{nvc_format.VERSION_MINOR}",
+        "video": {"width": h.width, "height": h.height, "frames": h.num_frames, "fps": f"{h.fps_num}/{h.fps_den}"},
+        "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
+        "model": {"family": nvc.arch.family, "arch_version": nvc.arch.arch_version, "config": nvc.arch.config,
+                  "params": int(sum(np.prod(s) for s in nvc.arch.shapes))},
+        "tensors": tensors,
+        "payload_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors),
+        "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
+        "metadata": nvc.metadata,
+        "skipped_chunks": list(nvc.skipped_chunks),
+    }

@@ -1,0 +1,369 @@
+"""The encoder pipeline: plan -> fit -> code -> write -> verify by decoding.
+
+* ``plan``    check the settings, size the model for the target (``RateControl``), time a few
+              steps (precision, duration), fix everything of the file but its tensors
+* ``fit``     overfit the model (train/fit.py): resumable, against the file's rate if rate-aware
+* ``code``    the final steps (or bit depth) whose real file lands on the target
+* ``write``   atomically, with the quality measured by decoding that very file in mETA
+* ``verify``  decode the written file again and report what the decoder gives
+
+Every quality and rate figure the report holds is measured on what the real decoder
+reconstructs from the file on disk, with bpp = 8 x file size / (W x H x frames).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .bitstream import format as nvc_format
+from .bitstream.tensors import compress_tensors
+from .compress.quantize import scale_steps
+from .compress.ratecontrol import MAX_BITS, MIN_BITS, RateControl
+from .decoder import decode, resolve_device
+from .errors import InputError, UsageError
+from .fsutil import atomic_path, check_writable, remove_stale_temporaries
+from .io import Video
+from .metrics import bpp as bits_per_pixel
+from .metrics import ms_ssim, psnr, y_psnr
+from .models.base import FRAMEWISE, Backbone
+from .models.registry import backbone_class
+from .train.fit import CLOCKS, Progress, TrainConfig, fit
+from .presets import FINETUNE_SHARE, PRESETS, format_seconds
+from .train.rate import RateSettings, RateTerm
+from .train.trial import Trial, run_trial
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    model: str = "nerv"
+    bpp: float = 0.1
+    preset: str = "medium"  # a training time that fits the clip (presets.py)
+    epochs: int | None = None  # train for this many epochs instead
+    train_seconds: float | None = None  # or for this many seconds (overrides the preset)
+    train_clock: str = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
+    prune: float = 0.10
+    loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
+    quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
+    resume: bool = True  # keep a checkpoint beside the output and resume from it
+    rate_training: bool = True  # train against the file's rate (D + lambda x R); False: quantize after training
+    lam: float | None = None  # constant lambda (quality mode; --bpp then only sizes the model) instead of a target
+    rate_options: dict = field(default_factory=dict)  # train.rate.RateSettings fields, for ablations
+    objective_options: dict = field(default_factory=dict)  # the family objective's knobs, e.g. {"of_weight": 0.12}
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """Measured on the decoder's reconstruction of the written file."""
+
+    path: str
+    model: str
+    num_params: int
+    width: int
+    height: int
+    num_frames: int
+    file_bytes: int
+    bpp: float
+    target_bpp: float | None  # None in constant-lambda mode
+    quant_bits: float | None  # the searched bit depth; None when rate-aware training learned the steps
+    psnr: float
+    y_psnr: float
+    ms_ssim: float
+    train_seconds: float
+    encode_seconds: float
+    decode_seconds: float
+    estimated_bytes: int | None = None  # rate-aware training's estimate of the file size, before writing it
+    lam: float | None = None  # the lambda training ended with (rate-aware)
+
+
+def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
+    cls = backbone_class(settings.model)
+    if settings.preset not in PRESETS:
+        raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESETS)}")
+    if not settings.bpp > 0:
+        raise UsageError("--bpp must be positive")
+    if settings.epochs is not None and settings.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    if settings.train_seconds is not None:
+        if not settings.train_seconds > 0:
+            raise UsageError("--train-time must be positive")
+        if settings.epochs is not None:
+            raise UsageError("--epochs and --train-time: give one of them")
+    if settings.train_clock not in ("wall", "cpu"):
+        raise UsageError(f"train_clock {settings.train_clock!r}: use wall or cpu")
+    if settings.loss not in ("l2", "fusion"):
+        raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
+    if settings.loss == "fusion" and FRAMEWISE not in cls.capabilities:
+        raise UsageError(f"--loss fusion needs whole frames (SSIM); {cls.name} trains on pixels: use --loss l2")
+    if not 0 <= settings.prune < 1:
+        raise UsageError("--prune must be in [0, 1)")
+    if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
+        raise UsageError(f"--bits must be between {MIN_BITS:g} and {MAX_BITS:g}")
+    if settings.lam is not None:
+        if not settings.lam > 0:
+            raise UsageError("--lambda must be positive")
+        if not settings.rate_training or settings.quant_bits is not None:
+            raise UsageError("--lambda prices bits during rate-aware training: drop --rate-training off and --bits")
+    if settings.objective_options:
+        from .train.objectives import check_objective_options  # encoder-only; the decoder path never gets here
+
+        try:
+            check_objective_options(cls.objective, dict(settings.objective_options))
+        except ValueError as exc:
+            raise UsageError(f"--model {cls.name}: {exc}") from None
+    if video.num_frames < 1:
+        raise InputError("the input has zero frames")
+    return cls
+
+
+def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
+    """Size the backbone for the target, or say why the target cannot be met."""
+    return RateControl(target_bpp, video.width, video.height, video.num_frames).size_model(cls)
+
+
+def _header(video: Video) -> nvc_format.VideoHeader:
+    fps = Fraction(video.fps).limit_denominator(65535)
+    return nvc_format.VideoHeader(video.width, video.height, video.num_frames, fps.numerator, fps.denominator)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of nvcodec and the native libraries it runs on (for --version and mETA)."""
+    from importlib.metadata import version
+
+    import av
+
+    return {
+        "nvcodec": __version__,
+        "torch": torch.__version__,
+        "constriction": version("constriction"),
+        "av": av.__version__,
+        "ffmpeg": getattr(av, "ffmpeg_version_info", "unknown"),
+    }
+
+
+@dataclass(frozen=True)
+class TrainingLength:
+    epochs: int  # with a budget, epochs : finetune_epochs only split it between the two stages
+    finetune_epochs: int
+    budget: float | None  # seconds of settings.train_clock, or None: run the epochs
+    message: str  # what the user is told before training starts
+
+
+def plan_length(settings: EncodeSettings, video: Video, trial: Trial) -> TrainingLength:
+    """How long to train, and the sentence that says so (and how to change it) before training."""
+    if settings.epochs is not None:
+        finetune = max(1, settings.epochs // 5)
+        expected = trial.epochs_seconds(settings.epochs + finetune)
+        return TrainingLength(settings.epochs, finetune, None, (
+            f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
+            f"({trial.step_seconds * 1e3:.1f} ms per step measured); --train-time SECONDS sets a duration instead"))
+    train_share = round((1 - FINETUNE_SHARE) / FINETUNE_SHARE)
+    if settings.train_seconds is not None:
+        budget, why = settings.train_seconds, "as --train-time asks"
+    else:
+        preset = PRESETS[settings.preset]
+        budget = preset.train_seconds(video.num_pixels)
+        why = (f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
+               f"--train-time SECONDS or another --preset changes it")
+    clock = "wall-clock" if settings.train_clock == "wall" else "process-CPU"
+    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {why}")
+
+
+@dataclass
+class EncodePlan:
+    """Everything fixed before training starts."""
+
+    settings: EncodeSettings
+    family: type[Backbone]
+    model: Backbone
+    device: torch.device
+    output: Path
+    checkpoint: Path | None
+    train: TrainConfig
+    writer: "_FileWriter"
+    rate_control: RateControl
+    rate: RateTerm | None  # rate-aware training's rate term; None: quantize after training
+    started: float  # time.monotonic() at the start
+    clock_started: float  # the budget clock at the start (a time budget pays for the set-up too)
+
+
+@dataclass
+class CodedFile:
+    """The trained model as a file, but for its measured-quality metadata."""
+
+    write: Callable[[dict], bytes]  # metadata -> the file's bytes
+    quant_bits: float | None  # the bit depth searched (post-training quantization)
+    estimated_bytes: int | None  # rate-aware training's estimate of the file size
+    train_seconds: float
+
+
+def encode(
+    video: Video,
+    output: str | Path,
+    settings: EncodeSettings = EncodeSettings(),
+    progress: Callable[[Progress], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EncodeReport:
+    """Fit, compress and write ``output``; then decode it and report what the decoder gives."""
+    plan = plan_encode(video, output, settings, log or (lambda _msg: None))
+    model = fit_model(plan, video, progress)
+    coded = code(plan, model)
+    write(plan, coded, video)
+    return verify(plan, coded, video)
+
+
+def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None]) -> EncodePlan:
+    cls = _check_settings(settings, video)
+    device = resolve_device(settings.device)
+    output = Path(output)
+    check_writable(output)  # before training, not after it
+    started, clock_started = time.monotonic(), CLOCKS[settings.train_clock]()
+    torch.manual_seed(settings.seed)
+    rate_aware = settings.rate_training and settings.quant_bits is None
+    rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
+    config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
+    model = cls(config)
+    trial = run_trial(model, video.frames, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix amp
+    length = plan_length(settings, video, trial)
+    train_cfg = TrainConfig(**{
+        "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
+        "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
+        "seed": settings.seed, **cls.train_overrides, "objective_options": dict(settings.objective_options),
+        "time_budget": length.budget, "budget_clock": settings.train_clock,
+    })
+    aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
+        ", rate-aware" if rate_aware else "")
+    say(f"{cls.name}: {cls.count_params(config)} parameters for {aim}, on {device.type}"
+        f"{' (bf16 autocast)' if train_cfg.amp else ''}")
+    say(length.message)
+    shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
+    writer = _FileWriter(_header(video), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
+                         {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()})
+    rate = None
+    if rate_aware:
+        rate = RateTerm(model, RateSettings(
+            num_pixels=video.num_pixels, fixed_bits=8 * writer.fixed_bytes(),
+            target_bits=None if settings.lam else 8 * rate_control.target_bytes, lam=settings.lam or RateSettings.lam,
+            **settings.rate_options))
+    checkpoint_path = output.with_name(output.name + ".ckpt.npz")
+    for target in (output, checkpoint_path):
+        remove_stale_temporaries(target)  # a killed run's partial writes
+    return EncodePlan(settings, cls, model, device, output, checkpoint_path if settings.resume else None, train_cfg,
+                      writer, rate_control, rate, started, clock_started)
+
+
+def fit_model(plan: EncodePlan, video: Video, progress: Callable[[Progress], None] | None) -> Backbone:
+    try:
+        return fit(plan.model, video.frames, plan.train, plan.device, progress, plan.checkpoint, plan.rate,
+                   clock_started=plan.clock_started)
+    except KeyboardInterrupt:
+        if plan.checkpoint is not None and plan.checkpoint.is_file():
+            raise KeyboardInterrupt(f"interrupted; the same command resumes from {plan.checkpoint}") from None
+        raise KeyboardInterrupt("interrupted before the first checkpoint: nothing to resume") from None
+
+
+def code(plan: EncodePlan, model: Backbone) -> CodedFile:
+    """The steps (or bit depth) of the file, landed on the target with the real coder."""
+    train_seconds = time.monotonic() - plan.started
+    writer, rate, settings = plan.writer, plan.rate, plan.settings
+    if rate is not None:
+        tensors, learned = rate.export()
+
+        def size_at_factor(factor: float) -> int:
+            return len(writer.write(tensors, steps=scale_steps(tensors, learned, factor), metadata=writer.metadata))
+
+        factor = 1.0 if settings.lam else plan.rate_control.step_factor(size_at_factor)
+        final_steps = scale_steps(tensors, learned, factor)
+        rate.set_steps(final_steps)  # the estimate of the steps the file will carry
+        with torch.no_grad():
+            estimated_bytes = int(round(float(rate.bits()) / 8))
+        return CodedFile(lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata), None,
+                         estimated_bytes, train_seconds)
+    coded = model.coded_tensors()
+    names, tensors = list(coded), [t.detach().cpu().float().numpy() for t in coded.values()]
+
+    def write_at(bits: float, metadata: dict) -> bytes:
+        depths = [min(MAX_BITS, max(MIN_BITS, model.tensor_bits(name, bits))) for name in names]
+        return writer.write(tensors, bits=depths, metadata=metadata)
+
+    bits = settings.quant_bits or plan.rate_control.bit_depth(lambda b: len(write_at(b, writer.metadata)))
+    return CodedFile(lambda metadata: write_at(bits, metadata), bits, None, train_seconds)
+
+
+def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
+    """The output appears once, complete, with the quality measured by decoding it in mETA."""
+    with atomic_path(plan.output) as tmp:
+        tmp.write_bytes(coded.write(plan.writer.metadata))
+        first = decode(tmp, device=plan.device)
+        measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
+        # mETA is ancillary: rewriting it cannot change the decode
+        final_metadata = {**plan.writer.metadata, "measured": measured}
+        final_metadata.update({"quant_bits": coded.quant_bits} if coded.quant_bits is not None else
+                              {"lambda": plan.rate.controller.lam, "estimated_bytes": coded.estimated_bytes})
+        tmp.write_bytes(coded.write(final_metadata))
+
+
+def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:
+    """Decode the written file and report what the decoder makes of it."""
+    encode_seconds = time.monotonic() - plan.started
+    decode_start = time.monotonic()
+    final = decode(plan.output, device=plan.device)
+    decode_seconds = time.monotonic() - decode_start
+    if plan.checkpoint is not None:
+        plan.checkpoint.unlink(missing_ok=True)
+    size = plan.output.stat().st_size
+    settings = plan.settings
+    return EncodeReport(
+        path=str(plan.output), model=plan.family.name, num_params=plan.family.count_params(plan.model.config),
+        width=video.width, height=video.height, num_frames=video.num_frames, file_bytes=size,
+        bpp=bits_per_pixel(size, video.width, video.height, video.num_frames),
+        target_bpp=None if settings.lam else settings.bpp,
+        quant_bits=None if coded.quant_bits is None else round(coded.quant_bits, 3),
+        psnr=psnr(video.frames, final.frames), y_psnr=y_psnr(video.frames, final.frames),
+        ms_ssim=ms_ssim(video.frames, final.frames), train_seconds=coded.train_seconds,
+        encode_seconds=encode_seconds, decode_seconds=decode_seconds, estimated_bytes=coded.estimated_bytes,
+        lam=None if plan.rate is None else plan.rate.controller.lam,
+    )
+
+
+class _FileWriter:
+    """Everything of the file but the tensors is fixed before training: write it around any tensors."""
+
+    # mETA as the final rewrite will hold it, for the fixed-size estimate. The creation time is a
+    # placeholder too: its digits change how well zstd packs mETA, and a resumed encode must
+    # estimate (hence calibrate and train) exactly as the interrupted one did.
+    PLACEHOLDERS = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
+                    "lambda": 0.012345678901234, "estimated_bytes": 12345, "created": "2000-01-01T00:00:00+00:00"}
+
+    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict) -> None:
+        self.header, self.arch, self.metadata = header, arch, metadata
+
+    def write(self, tensors: list[np.ndarray], metadata: dict, bits: list[float] | None = None,
+              steps: list[np.ndarray] | None = None) -> bytes:
+        records, digest = compress_tensors(tensors, bits, steps)
+        return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata))
+
+    def fixed_bytes(self) -> int:
+        """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
+        zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
+        return len(self.write(zeros, {**self.metadata, **self.PLACEHOLDERS}, bits=[8.0] * len(zeros)))
+
+
+def _utc_now() -> str:
+    """The creation time for mETA; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
+    fixed = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (datetime.datetime.fromtimestamp(int(fixed), datetime.timezone.utc) if fixed and fixed.isdigit()
+              else datetime.datetime.now(datetime.timezone.utc))
+    return moment.isoformat(timespec="seconds")
