@@ -58,12 +58,12 @@ import torch
 import torch.nn.functional as F
 
 from nvcodec import api
+from nvcodec.families.coordflow.model import CoordFlow
+from nvcodec.families.coordflow.objective import CoordFlowObjective
 from nvcodec.io import Video, read_video, sample_clip_path
 from nvcodec.metrics import psnr
-from nvcodec.models.coordflow import CoordFlow
 from nvcodec.train.fit import autocast_for
 from nvcodec.train.motion import midpoint_frames
-from nvcodec.train.objective_coordflow import CoordFlowObjective
 from nvcodec.train.objectives import objective_for
 
 RESULTS = Path(__file__).parent / "results" / "coordflow"

@@ -37,10 +37,14 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, plan_model
-from nvcodec.compress.ratecontrol import EXPECTED_BITS_PER_PARAM, FILE_OVERHEAD_BYTES, PER_TENSOR_OVERHEAD_BYTES
+from nvcodec.compress.ratecontrol import (
+    EXPECTED_BITS_PER_PARAM,
+    FILE_OVERHEAD_BYTES,
+    PER_TENSOR_OVERHEAD_BYTES,
+)
+from nvcodec.families import backbone_class
 from nvcodec.io import Video, read_video, sample_clip_path
 from nvcodec.metrics import psnr
-from nvcodec.models.registry import backbone_class
 from nvcodec.train.fit import autocast_for
 from nvcodec.train.objectives import objective_for
 

@@ -33,11 +33,16 @@ import numpy as np
 import torch
 
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode
-from nvcodec.compress.ratecontrol import EXPECTED_BITS_PER_PARAM, FILE_OVERHEAD_BYTES, PER_TENSOR_OVERHEAD_BYTES
+from nvcodec.compress.ratecontrol import (
+    EXPECTED_BITS_PER_PARAM,
+    FILE_OVERHEAD_BYTES,
+    PER_TENSOR_OVERHEAD_BYTES,
+)
+from nvcodec.families import backbone_class
+from nvcodec.families import family_names as available_models
 from nvcodec.io import Video, read_video, sample_clip_path
 from nvcodec.metrics import psnr
 from nvcodec.models.base import ANY_TIME
-from nvcodec.models.registry import available_models, backbone_class
 
 RESULTS = Path(__file__).parent / "results" / "framewise"
 WIDTH, HEIGHT, FRAMES = 320, 180, 32

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from nvcodec import api  # noqa: E402
 from nvcodec.compress.ratecontrol import expected_file_bytes  # noqa: E402
+from nvcodec.families.siren.model import Siren, SirenConfig  # noqa: E402
+from nvcodec.families.siren.objective import jacobian_dot, jacobian_dot_reverse  # noqa: E402
 from nvcodec.io import Video, read_video, sample_clip_path  # noqa: E402
 from nvcodec.metrics import psnr  # noqa: E402
-from nvcodec.models.siren import Siren, SirenConfig  # noqa: E402
-from nvcodec.train.objective_siren import jacobian_dot, jacobian_dot_reverse  # noqa: E402
 from nvcodec.train.objectives import objective_for  # noqa: E402
 
 SIZE = (160, 90)
@@ -80,7 +80,7 @@ def step_cost(video: Video, hidden: int, of_weight: float, steps: int = 6) -> fl
 
 
 def steps_per_epoch(video: Video) -> int:
-    from nvcodec.train.objective_siren import SirenObjective
+    from nvcodec.families.siren.objective import SirenObjective
 
     return max(1, math.ceil(video.num_pixels / SirenObjective.pixels_per_step))
 

@@ -21,8 +21,8 @@ def main() -> None:
 
     from nvcodec.api import EncodeSettings, encode
     from nvcodec.errors import RateError
+    from nvcodec.families import family_names as available_models
     from nvcodec.io import read_video, sample_clip_path
-    from nvcodec.models.registry import available_models
 
     torch.set_num_threads(1)
     out = ROOT / "fuzz" / "corpus"

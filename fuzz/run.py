@@ -3,6 +3,7 @@
     pip install atheris
     python fuzz/run.py --inputs 10000            # stops at the first finding and saves it
     python fuzz/run.py --engine random --inputs 2000
+    python fuzz/run.py --coverage                 # line coverage of the corpus it kept
 
 Seeds come from fuzz/corpus/ (`python fuzz/make_corpus.py` writes them). A finding is saved
 under fuzz/findings/ (atheris: libFuzzer's crash-* files; random: finding-N.nvc) to be replayed
@@ -60,6 +61,9 @@ def run_atheris(inputs: int, seed: int) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["nvcodec", "fuzz"]):
+        from nvcodec.families import load_all
+
+        load_all()  # every family, so its code counts as coverage
         from fuzz.harness import decode_one
         from fuzz.mutate import mutate
 
@@ -87,18 +91,45 @@ def replay(path: str) -> None:
     print(decode_one(Path(path).read_bytes()))
 
 
+DECODER_FILES = ("bitstream/*.py", "compress/entropy.py", "compress/quantize.py", "compress/varint.py", "render.py",
+                 "models/*.py")
+
+
+def corpus_coverage() -> None:
+    """Line coverage of the decoder's files over the seeds and what the fuzzer kept (coverage.py)."""
+    import coverage
+
+    package = ROOT / "nvcodec"
+    cov = coverage.Coverage(include=[str(package / pattern) for pattern in DECODER_FILES])
+    cov.start()
+    from fuzz.harness import decode_one
+
+    files = sorted(CORPUS.glob("*.nvc")) + sorted((ROOT / "fuzz" / "work-corpus").glob("*"))
+    stages: dict[str, int] = {}
+    for path in files:
+        stage = decode_one(path.read_bytes()).stage
+        stages[stage] = stages.get(stage, 0) + 1
+    cov.stop()
+    print(f"{len(files)} corpus inputs; furthest stage reached: {stages}")
+    percent = cov.report(show_missing=False, skip_empty=True)
+    print(f"line coverage of the decoder's files: {percent:.1f} %")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--engine", choices=("atheris", "random"), default="atheris")
     parser.add_argument("--replay", metavar="FILE")
+    parser.add_argument("--coverage", action="store_true", help="Line coverage of the kept corpus (coverage.py).")
     opts = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     if opts.replay:
         replay(opts.replay)
+    elif opts.coverage:
+        corpus_coverage()
     elif opts.engine == "atheris":
         run_atheris(opts.inputs, opts.seed)
     else:

@@ -15,9 +15,8 @@ from dataclasses import asdict
 
 import click
 
-from . import __version__
+from .bitstream.format import read_file
 from .errors import NvcError, UsageError
-from .fsutil import require_file
 from .presets import PRESETS
 
 INTERNAL_ERROR_EXIT = 70
@@ -58,6 +57,29 @@ def _version_text() -> str:
     from .encoder import library_versions
 
     return "\n".join(f"{k} {v}" for k, v in library_versions().items())
+
+
+def _family_options(kind: str, skip: tuple[str, ...] = ()):
+    """Click options for every family's declared encode (or render) options, each once (but ``skip``)."""
+    from .families import declarations
+
+    seen: dict[str, tuple] = {}
+    for family in declarations():
+        for option in family.encode_options if kind == "encode" else family.render_options:
+            if option.name in skip:
+                continue
+            owners = seen.get(option.name, (option, []))[1]
+            seen[option.name] = (option, owners + [family.name])
+
+    def decorate(command):
+        for option, owners in reversed(list(seen.values())):
+            kwargs = {"is_flag": True, "default": None} if option.type is bool else {"type": option.type, "default": None}
+            default = "" if option.type is bool or kind != "encode" else f" (default {option.default:g})"
+            command = click.option(option.flag, option.name, help=f"{', '.join(owners)}: {option.help}{default}.",
+                                   **kwargs)(command)
+        return command
+
+    return decorate
 
 
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
@@ -171,7 +193,8 @@ def _report_lines(report) -> list[str]:
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
 @click.option("--model", default="nerv", show_default=True, help="Backbone (see `nvc models`).")
-@click.option("--bpp", type=float, default=0.1, show_default=True, help="Target bits per pixel of the file.")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Target bits per pixel of the file.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
               help="Training time that fits the clip: " + "; ".join(f"{p.name} {p.describe()}" for p in PRESETS.values())
                    + ". A megapixel of video is frames x width x height / 1e6.")
@@ -196,26 +219,29 @@ def _report_lines(report) -> list[str]:
               help="Constant-quality mode: price of a bit per pixel in squared error (larger: smaller file); "
                    "--bpp then only sizes the model.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
+@click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              metavar="SECONDS", help="Seconds between checkpoints (the first comes after at most 10 s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-@click.option("--of-weight", type=float, default=None,
-              help="siren: weight of the optical-flow regularizer (paper 0.12; 0 disables).")
-@click.option("--interp-weight", type=float, default=None,
-              help="coordflow: also fit motion-compensated in-between frames with this weight, for decoding at "
-                   "a higher --fps (0, the default, disables; 0.5 measured well).")
+@_family_options("encode")
 def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
-           bits, rate_training, lam, resume, as_json, quiet, **objective_knobs):
+           bits, rate_training, lam, resume, checkpoint_every, as_json, quiet, **family_options):
     """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
+    from .fsutil import check_writable
+    from .settings import EncodeSettings, check_settings
+
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
-    video = _read_input(input_path, frames, resize)
-    from .encoder import EncodeSettings  # torch loads here: after the input is known to be a video
-    from .encoder import encode as encode_video
-
     settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
                               device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
+                              checkpoint_seconds=checkpoint_every,
                               rate_training=rate_training == "on" and bits is None, lam=lam,
-                              objective_options={k: v for k, v in objective_knobs.items() if v is not None})
+                              objective_options={k: v for k, v in family_options.items() if v is not None})
+    check_settings(settings)  # every option, then the output, then the input: all before torch loads
+    check_writable(output)
+    video = _read_input(input_path, frames, resize)
+    from .encoder import encode as encode_video
+
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = encode_video(video, output, settings, progress=_progress_printer(quiet), log=log)
     _emit(asdict(report), as_json, _report_lines(report))
@@ -227,18 +253,20 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
 @click.option("--frames", default=None, help="Decode only frames A:B (random access).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--lossless", is_flag=True, help="For .mp4: exact RGB (libx264rgb, qp 0).")
-@click.option("--scale", type=float, default=None, help="Spatial scale (pixel-wise backbones only).")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Spatial scale (pixel-wise backbones only).")
 @click.option("--size", default=None, help="Output WxH (pixel-wise backbones only).")
-@click.option("--fps", type=float, default=None, help="Output frame rate by time interpolation (any_time backbones).")
-@click.option("--segmentation", default=None, help="Also write the layers' weights as a colour map to this video (coordflow).")
-@click.option("--remove-layer", type=int, default=None, help="Render without layer K, the others renormalized (coordflow).")
-@click.option("--stabilize", type=float, default=None, help="Smooth the flow over time: Gaussian sigma in frames (coordflow).")
-def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, remove_layer, stabilize):
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Output frame rate by time interpolation (any_time backbones).")
+@click.option("--segmentation", default=None, metavar="VIDEO",
+              help="Also write the layers' weights as a colour map to this video (families with layers).")
+@_family_options("render", skip=("segmentation",))  # --segmentation names a second output instead
+def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, **family_options):
     """Decode INPUT (.nvc) to OUTPUT."""
     from dataclasses import replace
     from fractions import Fraction
 
-    require_file(input_path)
+    nvc = read_file(input_path)  # a bad file is answered before torch loads
     from .decoder import RenderRequest, decode_to_file
     from .io import parse_frame_range, parse_size
 
@@ -246,13 +274,12 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
         raise UsageError("--scale and --size: give one of them")
     request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size, "--size"), scale=scale,
                             fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
-                            render_options={k: v for k, v in (("remove_layer", remove_layer), ("stabilize", stabilize))
-                                            if v is not None})
+                            render_options={k: v for k, v in family_options.items() if v is not None})
     if segmentation is not None:  # first, so an option the model lacks fails before anything is written
         seg = replace(request, render_options={**request.render_options, "segmentation": True})
-        count = decode_to_file(input_path, segmentation, seg, device, lossless, _decode_printer())
+        count = decode_to_file(nvc, segmentation, seg, device, lossless, _decode_printer())
         click.echo(f"wrote {segmentation}: {count} frames")
-    count = decode_to_file(input_path, output, request, device, lossless, _decode_printer())
+    count = decode_to_file(nvc, output, request, device, lossless, _decode_printer())
     click.echo(f"wrote {output}: {count} frames")
 
 
@@ -261,7 +288,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
 @click.option("--json", "as_json", is_flag=True)
 def info(input_path, as_json):
     """Header, model, per-tensor bits and totals of an .nvc file."""
-    require_file(input_path)
+    read_file(input_path)  # a bad file is answered before torch loads
     from .decoder import inspect
 
     data = inspect(input_path)
@@ -311,12 +338,13 @@ def evaluate(reference, distorted, frames, resize, as_json):
 
 @main.command()
 def models():
-    """List the registered backbones and their capabilities."""
-    from .models.registry import available_models, backbone_class
+    """List the families, their capabilities and their options."""
+    from .families import declarations
 
-    for name in available_models():
-        cls = backbone_class(name)
-        click.echo(f"{name:10s} v{cls.arch_version}  {', '.join(sorted(cls.capabilities))}")
+    for family in declarations():
+        options = [o.flag for o in family.encode_options] + [f"decode {o.flag}" for o in family.render_options]
+        click.echo(f"{family.name:10s} {family.summary}")
+        click.echo(f"{'':10s} {', '.join(sorted(family.capabilities))}" + (f"; {', '.join(options)}" if options else ""))
 
 
 @main.command()
@@ -328,10 +356,10 @@ def demo(bpp, preset, workdir):
     from pathlib import Path
 
     from .decoder import decode_to_file
-    from .encoder import EncodeSettings
     from .encoder import encode as encode_video
     from .io import read_video, sample_clip_path
     from .metrics import psnr
+    from .settings import EncodeSettings
 
     folder = Path(workdir)
     folder.mkdir(exist_ok=True)

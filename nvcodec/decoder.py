@@ -24,11 +24,11 @@ import torch
 
 from .bitstream import format as nvc_format
 from .errors import UsageError
-from .fsutil import check_writable, require_file
+from .families import declaration, declarations, families_with
+from .fsutil import check_writable
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
 from .models.base import ANY_SCALE, ANY_TIME, Backbone
-from .models.registry import available_models, backbone_class
 from .render import build_backbone, render_frames
 
 ProgressFn = Callable[[int, int, float], None]  # frames done, frames in all, seconds so far
@@ -45,13 +45,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 
-def read_nvc(path: str | Path) -> nvc_format.NvcFile:
-    """Read and validate a file (size checked before reading it into memory)."""
-    path = require_file(path)
-    size = path.stat().st_size
-    if size > nvc_format.DEFAULT_LIMITS.max_file_bytes:
-        raise nvc_format.LimitError(f"{path}: {size} bytes is above the decoder's limit")
-    return nvc_format.read(path.read_bytes())
+Source = str | Path | nvc_format.NvcFile  # a file on disk, or one already read
+
+
+def read_nvc(source: Source) -> nvc_format.NvcFile:
+    """Read and validate a file (size checked before reading it into memory); a parsed file passes through."""
+    return source if isinstance(source, nvc_format.NvcFile) else nvc_format.read_file(source)
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,9 @@ class RenderRequest:
     render_options: dict = field(default_factory=dict)
 
 
-def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
-    """Normalized times, output (height, width) and frame rate; refuse what the backbone cannot do."""
+def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
+    """Normalized times, output (height, width) and frame rate; refuse what the file's family cannot do."""
+    family = declaration(nvc.arch.family, for_decoding=True)
     h = nvc.header
     total = h.num_frames
     start, stop = request.frames if request.frames is not None else (0, total)
@@ -75,16 +75,21 @@ def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderReq
         raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
     stop = min(stop, total)
     height, width = h.height, h.width
-    for option in request.render_options:
-        if option not in cls.render_option_names:
-            able = [m for m in available_models() if option in backbone_class(m).render_option_names]
-            raise UsageError(f"--{option.replace('_', '-')}: {cls.name} cannot do it; encode with "
+    for option, value in request.render_options.items():
+        declared = family.option(option, "render")
+        if declared is None:
+            able = [f.name for f in declarations() if f.option(option, "render") is not None]
+            raise UsageError(f"--{option.replace('_', '-')}: {family.name} cannot do it; encode with "
                              f"{', '.join(able) or 'none in this build'}")
+        try:
+            declared.check(value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if request.size is not None or request.scale is not None:
-        if ANY_SCALE not in cls.capabilities:
+        if ANY_SCALE not in family.capabilities:
             raise UsageError(
-                f"--scale/--size: {cls.name} renders only its coded size ({h.width}x{h.height}); encode with a "
-                f"pixel-wise model ({', '.join(models_with(ANY_SCALE)) or 'none in this build'}) to resample"
+                f"--scale/--size: {family.name} renders only its coded size ({h.width}x{h.height}); encode with a "
+                f"pixel-wise model ({', '.join(families_with(ANY_SCALE)) or 'none in this build'}) to resample"
             )
         if request.size is not None:
             width, height = request.size
@@ -96,18 +101,14 @@ def plan_render(nvc: nvc_format.NvcFile, cls: type[Backbone], request: RenderReq
     last = max(total - 1, 1)
     if request.fps is None:
         return [i / last for i in range(start, stop)], (height, width), fps_in
-    if ANY_TIME not in cls.capabilities:
-        raise UsageError(f"--fps: {cls.name} cannot render between its frames; use one of "
-                         f"{', '.join(models_with(ANY_TIME))}")
+    if ANY_TIME not in family.capabilities:
+        raise UsageError(f"--fps: {family.name} cannot render between its frames; use one of "
+                         f"{', '.join(families_with(ANY_TIME))}")
     if not request.fps > 0:
         raise UsageError("--fps must be positive")
     step = fps_in / request.fps  # input frames per output frame
     count = int((stop - 1 - start) / step) + 1
     return [float((start + k * step) / last) for k in range(count)], (height, width), Fraction(request.fps)
-
-
-def models_with(capability: str) -> list[str]:
-    return [m for m in available_models() if capability in backbone_class(m).capabilities]
 
 
 @dataclass(frozen=True)
@@ -118,24 +119,24 @@ class RenderPlan:
     fps: Fraction
 
 
-def prepare(path: str | Path, request: RenderRequest) -> RenderPlan:
+def prepare(source: Source, request: RenderRequest) -> RenderPlan:
     """read -> build -> plan render: everything before the first pixel."""
-    nvc = read_nvc(path)
+    nvc = read_nvc(source)
     model = build_backbone(nvc)
-    times, size, fps = plan_render(nvc, type(model), request)
+    times, size, fps = plan_render(nvc, request)
     model.set_render_options(**request.render_options)
     return RenderPlan(model, times, size, fps)
 
 
-def decode(path: str | Path, frames: FrameRange | None = None, device: str | torch.device = "cpu",
+def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = "cpu",
            request: RenderRequest | None = None) -> Video:
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
-    plan = prepare(path, request or RenderRequest(frames=frames))
+    plan = prepare(source, request or RenderRequest(frames=frames))
     device = resolve_device(device) if isinstance(device, str) else device
     return Video(np.concatenate(list(render_frames(plan.model, plan.times, device, plan.size))), plan.fps)
 
 
-def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest = RenderRequest(),
+def decode_to_file(source: Source, output: str | Path, request: RenderRequest = RenderRequest(),
                    device: str = "cpu", lossless: bool = False, progress: ProgressFn | None = None) -> int:
     """Decode straight to a video file in bounded-memory batches; return the frame count.
 
@@ -143,7 +144,7 @@ def decode_to_file(path: str | Path, output: str | Path, request: RenderRequest 
     """
     output_kind(output)
     check_writable(output)  # before any work
-    plan = prepare(path, request)
+    plan = prepare(source, request)
     height, width = plan.size
     batches = render_frames(plan.model, plan.times, resolve_device(device), plan.size)
     write_frames(output, _reporting(batches, len(plan.times), progress), width, height, plan.fps, lossless)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -30,38 +30,18 @@ from .bitstream.tensors import compress_tensors
 from .compress.quantize import scale_steps
 from .compress.ratecontrol import MAX_BITS, MIN_BITS, RateControl
 from .decoder import decode, resolve_device
-from .errors import InputError, UsageError
+from .errors import InputError
+from .families import backbone_class
 from .fsutil import atomic_path, check_writable, remove_stale_temporaries
 from .io import Video
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
-from .models.base import FRAMEWISE, Backbone
-from .models.registry import backbone_class
-from .train.fit import CLOCKS, Progress, TrainConfig, fit
+from .models.base import Backbone
 from .presets import FINETUNE_SHARE, PRESETS, format_seconds
+from .settings import EncodeSettings, check_settings
+from .train.fit import CLOCKS, Progress, TrainConfig, fit
 from .train.rate import RateSettings, RateTerm
 from .train.trial import Trial, run_trial
-
-
-@dataclass(frozen=True)
-class EncodeSettings:
-    model: str = "nerv"
-    bpp: float = 0.1
-    preset: str = "medium"  # a training time that fits the clip (presets.py)
-    epochs: int | None = None  # train for this many epochs instead
-    train_seconds: float | None = None  # or for this many seconds (overrides the preset)
-    train_clock: str = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
-    prune: float = 0.10
-    loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
-    quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
-    resume: bool = True  # keep a checkpoint beside the output and resume from it
-    rate_training: bool = True  # train against the file's rate (D + lambda x R); False: quantize after training
-    lam: float | None = None  # constant lambda (quality mode; --bpp then only sizes the model) instead of a target
-    rate_options: dict = field(default_factory=dict)  # train.rate.RateSettings fields, for ablations
-    objective_options: dict = field(default_factory=dict)  # the family objective's knobs, e.g. {"of_weight": 0.12}
 
 
 @dataclass(frozen=True)
@@ -86,46 +66,6 @@ class EncodeReport:
     decode_seconds: float
     estimated_bytes: int | None = None  # rate-aware training's estimate of the file size, before writing it
     lam: float | None = None  # the lambda training ended with (rate-aware)
-
-
-def _check_settings(settings: EncodeSettings, video: Video) -> type[Backbone]:
-    cls = backbone_class(settings.model)
-    if settings.preset not in PRESETS:
-        raise UsageError(f"--preset {settings.preset!r}: use one of {', '.join(PRESETS)}")
-    if not settings.bpp > 0:
-        raise UsageError("--bpp must be positive")
-    if settings.epochs is not None and settings.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
-    if settings.train_seconds is not None:
-        if not settings.train_seconds > 0:
-            raise UsageError("--train-time must be positive")
-        if settings.epochs is not None:
-            raise UsageError("--epochs and --train-time: give one of them")
-    if settings.train_clock not in ("wall", "cpu"):
-        raise UsageError(f"train_clock {settings.train_clock!r}: use wall or cpu")
-    if settings.loss not in ("l2", "fusion"):
-        raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
-    if settings.loss == "fusion" and FRAMEWISE not in cls.capabilities:
-        raise UsageError(f"--loss fusion needs whole frames (SSIM); {cls.name} trains on pixels: use --loss l2")
-    if not 0 <= settings.prune < 1:
-        raise UsageError("--prune must be in [0, 1)")
-    if settings.quant_bits is not None and not MIN_BITS <= settings.quant_bits <= MAX_BITS:
-        raise UsageError(f"--bits must be between {MIN_BITS:g} and {MAX_BITS:g}")
-    if settings.lam is not None:
-        if not settings.lam > 0:
-            raise UsageError("--lambda must be positive")
-        if not settings.rate_training or settings.quant_bits is not None:
-            raise UsageError("--lambda prices bits during rate-aware training: drop --rate-training off and --bits")
-    if settings.objective_options:
-        from .train.objectives import check_objective_options  # encoder-only; the decoder path never gets here
-
-        try:
-            check_objective_options(cls.objective, dict(settings.objective_options))
-        except ValueError as exc:
-            raise UsageError(f"--model {cls.name}: {exc}") from None
-    if video.num_frames < 1:
-        raise InputError("the input has zero frames")
-    return cls
 
 
 def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
@@ -225,7 +165,10 @@ def encode(
 
 
 def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None]) -> EncodePlan:
-    cls = _check_settings(settings, video)
+    family = check_settings(settings)
+    if video.num_frames < 1:
+        raise InputError("the input has zero frames")
+    cls = backbone_class(settings.model)
     device = resolve_device(settings.device)
     output = Path(output)
     check_writable(output)  # before training, not after it
@@ -235,13 +178,14 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
     model = cls(config)
-    trial = run_trial(model, video.frames, device, cls.train_overrides.get("amp", settings.amp))  # a family may fix amp
+    trial = run_trial(model, video.frames, device, family.train_overrides.get("amp", settings.amp))  # a family may fix amp
     length = plan_length(settings, video, trial)
     train_cfg = TrainConfig(**{
         "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
         "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
-        "seed": settings.seed, **cls.train_overrides, "objective_options": dict(settings.objective_options),
+        "seed": settings.seed, **family.train_overrides, "objective_options": dict(settings.objective_options),
         "time_budget": length.budget, "budget_clock": settings.train_clock,
+        "checkpoint_seconds": settings.checkpoint_seconds,
     })
     aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
         ", rate-aware" if rate_aware else "")

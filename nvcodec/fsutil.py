@@ -52,8 +52,9 @@ def check_writable(target: str | os.PathLike) -> None:
 def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``target``; on success rename it over ``target``.
 
-    The temporary name keeps the target's suffix so writers that pick a format from the
-    extension (FFmpeg) still see the right one. On any exception the temporary is removed
+    The temporary is a hidden ``.<name>.XXXX.part`` (writers are told their format, never guess
+    it from the name), so even a killed write leaves no partial file under the user's name or
+    suffix; ``remove_stale_temporaries`` clears such leftovers. On any exception the temporary is removed
     and ``target`` is left as it was. The result gets the mode a plain ``open()`` would give
     it under the user's umask (temporary files are created 0600), and an ``OSError`` becomes
     an ``OutputError`` (exit 6) naming ``target``.
@@ -62,9 +63,9 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
     parent = _existing_folder(target)
     try:
         if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=parent))
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=parent)
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=parent)
             os.close(fd)
             tmp = Path(name)
     except OSError as exc:
@@ -92,7 +93,7 @@ def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     cut; the next run for the same target clears them, so no partial file lingers.
     """
     target = Path(target)
-    stale = [p for p in target.parent.glob(f".{target.stem}.*.tmp{target.suffix}") if p.is_file()]
+    stale = [p for p in target.parent.glob(f".{target.name}.*.part") if p.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

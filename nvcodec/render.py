@@ -14,8 +14,8 @@ import torch
 from .bitstream.format import NvcFile
 from .bitstream.tensors import decompress_tensors
 from .errors import ArchitectureError
+from .families import backbone_class
 from .models.base import MAX_PARAMS, Backbone
-from .models.registry import backbone_class
 
 
 def build_backbone(nvc: NvcFile) -> Backbone:

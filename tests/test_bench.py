@@ -137,7 +137,7 @@ def _nvcodec_model() -> str | None:
     """A registered backbone when the codec API exists, else None (anchors-only run)."""
     try:
         import nvcodec.api  # noqa: F401
-        from nvcodec.models.registry import available_models
+        from nvcodec.families import family_names as available_models
     except ImportError:
         return None
     models = list(available_models())

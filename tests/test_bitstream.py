@@ -13,11 +13,11 @@ from nvcodec import errors
 from nvcodec.api import decode
 from nvcodec.bitstream import format as fmt
 from nvcodec.bitstream.descriptors import ByteReader
-from nvcodec.compress.varint import leb128
-from nvcodec.cli import main
 from nvcodec.bitstream.tensors import decompress_tensors
+from nvcodec.cli import main
 from nvcodec.compress.entropy import ModelId
 from nvcodec.compress.quantize import QuantAxis
+from nvcodec.compress.varint import leb128
 
 from .conftest import CONFORMANCE
 

@@ -112,7 +112,7 @@ def test_cli_bad_input_errors(tmp_path, runner, sample_path, encoded):
 def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
     import torch
 
-    from nvcodec.models.nerv import NeRV
+    from nvcodec.families.nerv.model import NeRV
     from nvcodec.train.fit import TrainConfig, fit
 
     cfg = TrainConfig(epochs=6, finetune_epochs=2, amp=False, checkpoint_seconds=0)
@@ -146,7 +146,7 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
 
     import torch
 
-    from nvcodec.models.nerv import NeRV
+    from nvcodec.families.nerv.model import NeRV
     from nvcodec.train.fit import TrainConfig, fit
 
     cfg = TrainConfig(epochs=4, finetune_epochs=1, amp=False, checkpoint_seconds=0, time_budget=1.5)

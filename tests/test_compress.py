@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.compress.varint import leb128_size
-from nvcodec.compress.entropy import ModelId, decode_symbols, empirical_entropy_bits, encode_symbols
-from nvcodec.train.prune import apply_masks, magnitude_masks
+from nvcodec.compress.entropy import (
+    ModelId,
+    decode_symbols,
+    empirical_entropy_bits,
+    encode_symbols,
+)
 from nvcodec.compress.quantize import QuantAxis, levels_for_bits, quantize
 from nvcodec.compress.ratecontrol import land_on_target
+from nvcodec.compress.varint import leb128_size
+from nvcodec.train.prune import apply_masks, magnitude_masks
 
 RNG = np.random.default_rng(7)
 DISTRIBUTIONS = {

@@ -13,11 +13,12 @@ import torch
 from nvcodec import errors
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode
 from nvcodec.cli import main
+from nvcodec.families import declaration
+from nvcodec.families.coordflow.model import PALETTE, CoordFlow, CoordFlowConfig
+from nvcodec.families.coordflow.objective import combined, pixel_weights
 from nvcodec.io import Video, read_video, write_video
 from nvcodec.metrics import psnr
-from nvcodec.models.coordflow import PALETTE, CoordFlow, CoordFlowConfig
-from nvcodec.train.objective_coordflow import combined, pixel_weights
-from nvcodec.train.objectives import check_objective_options, objective_for
+from nvcodec.train.objectives import objective_for
 
 from .conftest import CONFORMANCE, moving_pattern
 
@@ -257,12 +258,12 @@ def test_interp_weight_renders_motion_between_frames(tmp_path):
 
 
 def test_interp_weight_is_checked(tiny_clip, tmp_path, runner):
-    with pytest.raises(ValueError, match="interp-weight must be"):
-        check_objective_options("coordflow", {"interp_weight": -1.0})
+    with pytest.raises(ValueError, match="--interp-weight -1 is outside"):
+        declaration("coordflow").check_encode_options({"interp_weight": -1.0})
     source = tmp_path / "in.mkv"
     write_video(source, tiny_clip)
     result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "n.nvc"), "--model", "nerv",
                                   "--interp-weight", "0.5"])
     assert result.exit_code == errors.UsageError.exit_code
-    assert "--interp-weight is not an option of the 'frames' training objective; it applies to --model coordflow" \
+    assert "--interp-weight is not an option of nerv; it applies to --model coordflow" \
         in result.output

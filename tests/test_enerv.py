@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 import pytest
 import torch
@@ -11,9 +9,16 @@ import torch.nn.functional as F
 
 from nvcodec import errors
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, inspect
+from nvcodec.families import backbone_class
+from nvcodec.families.enerv.model import (
+    MAX_TOKENS,
+    ENeRV,
+    ENeRVConfig,
+    TemporalInstanceNorm,
+    UpgradedNeRVBlock,
+    enerv_strides,
+)
 from nvcodec.metrics import psnr
-from nvcodec.models.enerv import MAX_TOKENS, ENeRV, ENeRVConfig, TemporalInstanceNorm, UpgradedNeRVBlock, enerv_strides
-from nvcodec.models.registry import backbone_class
 
 
 @pytest.mark.parametrize("height, width", [(9, 17), (36, 64), (31, 47), (180, 320)])

@@ -19,14 +19,19 @@ FORBIDDEN = {
     "compress": ("bitstream", "models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "bitstream": ("models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "train": ("bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),
+    "families": ("bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),
 }
+# a family's declaration and model are what the decoder loads: no training code in them
+DECODER_SIDE = ("families/__init__.py", "families/*/__init__.py", "families/*/model.py")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of every nvcodec module a file imports, at top level or inside functions."""
+def imported_modules(path: Path, when_loaded: bool = False) -> set[str]:
+    """Absolute names of every nvcodec module a file imports, at top level or inside functions
+    (``when_loaded``: only what importing the file itself runs)."""
     package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text())
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in tree.body if when_loaded else ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,11 +49,20 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_no_import_goes_up(layer):
     bad = []
-    for path in sorted((PACKAGE / layer).glob("*.py")):
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
         for name in imported_modules(path):
             parts = name.split(".")
             if len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_families_declare_and_build_without_training_code():
+    bad = []
+    for pattern in DECODER_SIDE:
+        for path in sorted(PACKAGE.glob(pattern)):
+            bad += [f"{path.relative_to(PACKAGE.parent)} imports {name}" for name in imported_modules(path, True)
+                    if name.startswith("nvcodec.train") or name.endswith(".objective")]
     assert not bad, "\n".join(bad)
 
 
@@ -58,5 +72,7 @@ def loaded_after(statement: str) -> set[str]:
     return set(out.split())
 
 
-def test_the_cli_starts_without_torch():
-    assert "torch" not in loaded_after("import nvcodec.cli")
+def test_the_cli_and_the_declarations_load_without_torch():
+    loaded = loaded_after("import nvcodec.cli, nvcodec.settings; from nvcodec.families import declarations; "
+                          "declarations()")
+    assert "torch" not in loaded

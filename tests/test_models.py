@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from nvcodec import errors
+from nvcodec.families import backbone_class, register_backbone
+from nvcodec.families import family_names as available_models
+from nvcodec.families.nerv.model import NeRV, NeRVConfig
 from nvcodec.models.base import Backbone, BackboneConfig
 from nvcodec.models.layers import derive_strides
-from nvcodec.models.nerv import NeRV, NeRVConfig
-from nvcodec.models.registry import available_models, backbone_class, register_backbone
 
 
 def test_registry_refuses_duplicates_and_unknown_names():

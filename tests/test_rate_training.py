@@ -13,7 +13,7 @@ from nvcodec.compress.entropy import ModelId, encode_symbols
 from nvcodec.compress.proxy import LearnedQuantizer, ProxyMode, geometric_bits
 from nvcodec.compress.quantize import dequantize, quantize_with_steps, scale_steps
 from nvcodec.compress.ratecontrol import LambdaController, land_on_target_by_scale
-from nvcodec.models.nerv import NeRV
+from nvcodec.families.nerv.model import NeRV
 from nvcodec.train.rate import RateSettings, RateTerm
 
 SETTINGS = EncodeSettings(bpp=3.0, epochs=40, device="cpu", amp=False, resume=False)

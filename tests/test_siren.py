@@ -14,12 +14,16 @@ import torch
 from nvcodec import errors
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, inspect
 from nvcodec.cli import main
+from nvcodec.families import backbone_class
+from nvcodec.families.siren.model import Siren, SirenConfig
+from nvcodec.families.siren.objective import (
+    SirenObjective,
+    jacobian_dot,
+    jacobian_dot_reverse,
+)
 from nvcodec.io import Video
 from nvcodec.metrics import psnr
 from nvcodec.models.base import ANY_SCALE, ANY_TIME, PIXELWISE
-from nvcodec.models.registry import backbone_class
-from nvcodec.models.siren import Siren, SirenConfig
-from nvcodec.train.objective_siren import SirenObjective, jacobian_dot, jacobian_dot_reverse
 from nvcodec.train.objectives import objective_for
 
 from .conftest import moving_pattern
@@ -120,13 +124,13 @@ def test_regularizer_is_zero_for_a_function_constant_along_the_flow():
 
 
 def test_objective_options_are_checked():
-    with pytest.raises(ValueError, match="of-weight"):
-        SirenObjective.check_options({"of_weight": 1.0, "of_fraction": 0.25})
-    from nvcodec.train.objectives import check_objective_options
+    from nvcodec.families import declaration
 
-    with pytest.raises(ValueError, match="--of-weight is not an option"):
-        check_objective_options("frames", {"of_weight": 0.1})
-    check_objective_options("siren", {"of_weight": 0.0})
+    with pytest.raises(ValueError, match="--of-weight 1 is outside"):
+        declaration("siren").check_encode_options({"of_weight": 1.0, "of_fraction": 0.25})
+    with pytest.raises(ValueError, match="--of-weight is not an option of nerv; it applies to --model siren"):
+        declaration("nerv").check_encode_options({"of_weight": 0.1})
+    assert declaration("siren").check_encode_options({"of_weight": 0.0}) == {"of_weight": 0.0, "of_fraction": 0.25}
 
 
 def test_round_trip_through_nvc(encoded, tiny_clip):
@@ -192,7 +196,7 @@ def test_cli_of_weight(runner, sample_path, tmp_path):
     assert "--of-weight is not an option" in line and "nerv" in line
     line = one_line_error(runner.invoke(main, [*base, "-o", str(tmp_path / "b.nvc"), "--model", "siren",
                                                 "--of-weight", "1.5"]), 2)
-    assert "--of-weight must be in [0, 1)" in line
+    assert "--of-weight 1.5 is outside [0, 0.999]" in line
     result = runner.invoke(main, [*base, "-o", str(tmp_path / "c.nvc"), "--model", "siren", "--of-weight", "0",
                                   "--json"])
     assert result.exit_code == 0, result.output

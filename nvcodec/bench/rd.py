@@ -27,7 +27,6 @@ from .environment import environment
 from .points import AnchorJob, Job, NvcodecJob, RDPoint
 
 
-
 @dataclass(frozen=True)
 class BenchConfig:
     """Everything a benchmark run depends on."""
@@ -144,10 +143,10 @@ def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job],
         return [], []
     try:
         from ..api import EncodeSettings, encode  # noqa: F401  (only checking the codec is there)
-        from ..models.registry import available_models
+        from ..families import family_names
     except ImportError as exc:
         return [], [Skipped("nvcodec " + ", ".join(config.models), f"nvcodec.api is not importable ({exc})")]
-    known = list(available_models())
+    known = family_names()
     unknown = [m for m in config.models if m not in known]
     if unknown:
         raise UsageError(f"unknown nvcodec model(s) {', '.join(unknown)}; available: {', '.join(known)}")

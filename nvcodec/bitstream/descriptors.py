@@ -14,6 +14,7 @@ import numpy as np
 from ..compress.varint import LEB128_MAX_BYTES, leb128
 from ..errors import StructureError, TruncatedError
 
+
 class ByteWriter:
     """Append-only builder for one chunk payload."""
 

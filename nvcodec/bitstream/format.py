@@ -15,6 +15,7 @@ import enum
 import hashlib
 import json
 import math
+import os
 import zlib
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from ..errors import (
     UnknownCriticalChunkError,
     UnsupportedVersionError,
 )
+from ..fsutil import require_file
 from .descriptors import ByteReader, ByteWriter
 
 SIGNATURE = b"\x8bNVC\r\n\x1a\n"
@@ -378,6 +380,15 @@ def _unzstd(blob: bytes, limit: int, what: str) -> bytes:
         return zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)
     except zstandard.ZstdError:
         raise StructureError(f"{what}: corrupt zstd data") from None
+
+
+def read_file(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
+    """Read and validate a file from disk (its size checked before it is read into memory)."""
+    path = require_file(path)
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise LimitError(f"{path}: {size} bytes is above the decoder's limit of {limits.max_file_bytes}")
+    return read(path.read_bytes(), limits)
 
 
 def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:

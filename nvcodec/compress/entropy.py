@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from .varint import leb128_size, leb128_sizes
 from ..errors import PayloadError
+from .varint import leb128_size, leb128_sizes
 
 MAX_ALPHABET = 1 << 16  # symbols per model; a file declaring more is refused
 GEOMETRIC_PEAK = 1 << 24  # count of the centre symbol in a GEOMETRIC table

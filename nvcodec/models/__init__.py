@@ -1,5 +1,4 @@
-"""Backbones: INRs that map time (frame-wise) or (x, y, t) (pixel-wise) to RGB."""
+"""What every family builds on: the Backbone base class, shared layers, capabilities.
 
-from .registry import available_models, backbone_class, register_backbone
-
-__all__ = ["available_models", "backbone_class", "register_backbone"]
+The families themselves (one folder each) are in ``nvcodec/families``.
+"""

@@ -18,12 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ArchitectureError, UsageError
-
-FRAMEWISE = "framewise"
-PIXELWISE = "pixelwise"
-ANY_SCALE = "any_scale"
-ANY_TIME = "any_time"
-LAYERS = "layers"  # a softmax mix of parallel layers: segmentation maps, layer removal
+from .capabilities import ANY_SCALE, ANY_TIME, FRAMEWISE, LAYERS, PIXELWISE  # noqa: F401  (re-exported)
 
 MAX_PARAMS = 1 << 27  # a config asking for more is refused before anything is allocated
 
@@ -88,9 +83,7 @@ class Backbone(nn.Module):
     name: ClassVar[str]
     arch_version: ClassVar[int] = 1
     config_cls: ClassVar[type[BackboneConfig]]
-    capabilities: ClassVar[frozenset[str]] = frozenset()
-    objective: ClassVar[str] = "frames"  # training objective (nvcodec.train.objectives), encoder only
-    train_overrides: ClassVar[dict] = {}  # TrainConfig fields this family's paper sets (e.g. optimizer, lr)
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # from the family's declaration (nvcodec/families)
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()
@@ -168,7 +161,6 @@ class PixelBackbone(Backbone):
     """
 
     capabilities = frozenset({PIXELWISE, ANY_SCALE, ANY_TIME})
-    objective = "pixels"
     tile_pixels = 1 << 16  # pixels rendered at once: bounds decoder memory at any output size
 
     def render_pixels(self, coords: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .prune import apply_masks, magnitude_masks
 from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone
 from .objectives import objective_for
+from .prune import apply_masks, magnitude_masks
 from .rate import RateTerm
 
 

@@ -1,70 +1,29 @@
 """Training objectives: how a backbone family samples a batch and scores it.
 
 ``fit`` owns optimization (schedule, pruning, checkpoints, progress); an objective owns what
-one step looks at. A backbone names its objective in ``Backbone.objective``; a family with its
-own paper loss puts it in ``nvcodec/train/objective_<name>.py`` under
-``@register_objective("<name>")``, imported on first use.
+one step looks at. A family's declaration (nvcodec/families/<name>/__init__.py) names its
+objective: one of the two generic ones below, or its own in its folder's ``objective.py``.
 
 Encoder-side aids an objective computes (optical flow, loss weights) never go in the file.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 
+from ..families import declaration
 from ..models.base import Backbone
 from .losses import LOSSES
-
-_OBJECTIVES: dict[str, type["Objective"]] = {}
-
-
-def register_objective(name: str) -> Callable[[type["Objective"]], type["Objective"]]:
-    def decorator(cls: type["Objective"]) -> type["Objective"]:
-        if name in _OBJECTIVES:
-            raise KeyError(f"objective {name!r} is registered twice")
-        _OBJECTIVES[name] = cls
-        return cls
-
-    return decorator
-
-
-def objective_class(name: str) -> type["Objective"]:
-    if name not in _OBJECTIVES:
-        importlib.import_module(f"{__package__}.objective_{name}")
-    return _OBJECTIVES[name]
-
-
-def check_objective_options(name: str, options: dict) -> None:
-    """Refuse knobs the objective does not have, or values it does not accept (ValueError)."""
-    cls = objective_class(name)
-    unknown = sorted(set(options) - set(cls.option_defaults))
-    if unknown:
-        flags = ", ".join("--" + key.replace("_", "-") for key in unknown)
-        takers = models_with_options(unknown)
-        fix = f"; it applies to --model {' or '.join(takers)}" if takers else ""
-        raise ValueError(f"{flags} is not an option of the {name!r} training objective{fix}")
-    cls.check_options({**cls.option_defaults, **options})
-
-
-def models_with_options(keys: list[str]) -> list[str]:
-    """The backbones whose training objective takes every one of ``keys`` (for error messages)."""
-    from ..models.registry import available_models, backbone_class
-
-    return [model for model in available_models()
-            if set(keys) <= set(objective_class(backbone_class(model).objective).option_defaults)]
 
 
 def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
                   batch_frames: int = 1, options: dict | None = None) -> "Objective":
-    """``options`` (knobs a family's objective declares in ``option_defaults``) go only to objectives that take them."""
-    cls = objective_class(model.objective)
+    """``options``: the family's encode options (its declaration checks them)."""
+    cls = declaration(model.name).objective()
     if options:
-        check_objective_options(model.objective, options)
         return cls(model, frames, device, loss, seed, batch_frames, options=options)
     return cls(model, frames, device, loss, seed, batch_frames)
 
@@ -74,12 +33,6 @@ class Objective:
 
     steps_per_epoch: int
     rate = None  # train.rate.RateTerm when training is rate-aware (set by fit)
-    option_defaults: dict[str, float] = {}  # knobs (e.g. SIREN's of_weight); subclasses taking them accept options=
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        """Range checks on a full set of options; raise ValueError with the reason."""
-
     def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
                  batch_frames: int) -> None:
         self.model = model
@@ -90,9 +43,8 @@ class Objective:
         self.batch_frames = batch_frames
 
     def take_options(self, options: dict | None) -> dict:
-        """The family's knobs: ``option_defaults`` overridden by ``options``, range-checked."""
-        self.options = {**self.option_defaults, **(options or {})}
-        self.check_options(self.options)
+        """The family's encode options: its declared defaults overridden by ``options``, range-checked."""
+        self.options = declaration(self.model.name).check_encode_options(options or {})
         return self.options
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
@@ -109,7 +61,6 @@ class Objective:
         """A stage ended: runs before its checkpoint and before pruning (e.g. write embeddings into the model)."""
 
 
-@register_objective("frames")
 class FrameObjective(Objective):
     """Frame-wise backbones: every frame once per epoch, in a seeded random order."""
 
@@ -137,7 +88,6 @@ class FrameObjective(Objective):
         return loss, mse
 
 
-@register_objective("pixels")
 class PixelObjective(Objective):
     """Pixel-wise backbones: seeded random (x, y, t) samples; an epoch sees T x H x W samples."""
 

@@ -19,7 +19,7 @@ import torch
 
 from nvcodec.bitstream import format as nvc_format
 from nvcodec.bitstream.tensors import compress_tensors
-from nvcodec.models.nerv import NeRV, NeRVConfig
+from nvcodec.families.nerv.model import NeRV, NeRVConfig
 
 HERE = Path(__file__).parent
 VECTORS = {

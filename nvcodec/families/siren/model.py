@@ -4,7 +4,7 @@
 
 Used as in "Optical flow regularization of implicit neural representations for video frame
 interpolation" (the seed paper): the network's exact derivatives are what the encoder-side
-optical-flow regularizer constrains (nvcodec/train/objective_siren.py), so the decoder gets a
+optical-flow regularizer constrains (families/siren/objective.py), so the decoder gets a
 plain SIREN and renders any size and any time through ``PixelBackbone``.
 
 Initialization (SIREN, Sec. 3.2): first layer W ~ U(-1/3, 1/3) (fan-in 3), later layers
@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import PixelBackbone, BackboneConfig
-from .registry import register_backbone
+from ...models.base import BackboneConfig, PixelBackbone
+from .. import register_backbone
+from . import SIREN
 
 IN_FEATURES, OUT_FEATURES = 3, 3
 
@@ -47,14 +48,7 @@ class Siren(PixelBackbone):
     name = "siren"
     arch_version = 1
     config_cls = SirenConfig
-    objective = "siren"
-    # bf16 cannot hold sin(30 z) (3 significant digits): SIREN trains in fp32.
-    # The paper's lr (1e-5 over 5000 GPU epochs) is far too slow for CPU budgets:
-    # on BBB 64x36x8, 150-300 steps, 3e-4 / 1e-3 / 3e-3 / 1e-2 gave 17.2 / 21.8 / 24.3 / 12.6 dB at
-    # width 32 and 3e-3 was also best at width 128 (30.8 dB); 2e-3 keeps a margin from divergence.
-    train_overrides = {"amp": False, "lr": 2e-3, "finetune_lr": 2e-4, "warmup": 0.05}
-    # An epoch is T*H*W random pixels (113 steps of 16384 on 320x180x32; ~0.1-0.2 s a step at the
-    # widths --bpp 0.1-0.3 gives there, regularizer included), so medium is ~10 minutes.
+    capabilities = SIREN.capabilities
 
     def __init__(self, config: SirenConfig) -> None:
         super().__init__(config)

@@ -1,6 +1,6 @@
 """SNeRV (Kim, Lee, Kang, ECCV 2024): HNeRV in the Haar wavelet domain.
 
-SNeRV-B ("snerv-b"): the frame encoder (training only, ``objective_snerv.py``) sees only the LL band
+SNeRV-B ("snerv-b"): the frame encoder (training only, ``objective.py``) sees only the LL band
 of a Haar DWT; the decoder rebuilds all four bands at half resolution and an inverse DWT gives the
 frame (the IDWT replaces HNeRV's last up-sampling block):
 
@@ -33,8 +33,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import BackboneConfig
-from .hnerv import (
+from ...models.base import BackboneConfig
+from ...models.layers import ACTIVATIONS, NeRVBlock, ResBlock, base_grid, haar_idwt
+from .. import register_backbone
+from ..hnerv.model import (
     EmbeddingBackbone,
     embedding_channels,
     embedding_strides,
@@ -42,8 +44,6 @@ from .hnerv import (
     reduced_widths,
     validate_decoder,
 )
-from .layers import ACTIVATIONS, NeRVBlock, ResBlock, base_grid, haar_idwt
-from .registry import register_backbone
 
 TEMPORAL_BLOCKS = 3  # the paper replaces the last three up-sampling blocks with TUBs
 
@@ -149,7 +149,6 @@ class SNeRVB(SNeRVDecoderMixin, EmbeddingBackbone):
     name = "snerv-b"
     arch_version = 1
     config_cls = SNeRVConfig
-    objective = "snerv"
 
     def __init__(self, config: SNeRVConfig) -> None:
         super().__init__(config)

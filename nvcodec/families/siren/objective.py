@@ -27,8 +27,8 @@ import math
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from .motion import dis_flow
-from .objectives import PixelObjective, register_objective
+from ...train.motion import dis_flow
+from ...train.objectives import PixelObjective
 
 
 def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,19 +51,10 @@ def jacobian_dot_reverse(model: torch.nn.Module, coords: torch.Tensor, direction
     return out, torch.stack([(row * direction).sum(dim=1) for row in rows], dim=1)
 
 
-@register_objective("siren")
 class SirenObjective(PixelObjective):
     """Random pixel batches; the flow term on the first ``of_fraction`` of each batch."""
 
     pixels_per_step = 16384
-    option_defaults = {"of_weight": 0.12, "of_fraction": 0.25}
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        if not 0.0 <= options["of_weight"] < 1.0:
-            raise ValueError("--of-weight must be in [0, 1): it weighs the flow term against the data term")
-        if not 0.0 < options["of_fraction"] <= 1.0:
-            raise ValueError("--of-fraction must be in (0, 1]")
 
     def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)

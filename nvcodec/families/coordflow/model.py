@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from .base import ANY_SCALE, ANY_TIME, LAYERS, PIXELWISE, BackboneConfig, PixelBackbone
-from .layers import ACTIVATIONS, PositionalEncoding
-from .registry import register_backbone
+from ...errors import UsageError
+from ...models.base import BackboneConfig, PixelBackbone
+from ...models.layers import ACTIVATIONS, PositionalEncoding
+from .. import register_backbone
+from . import COORDFLOW
 
 # Colour of each layer in a segmentation map (layer 0 red, 1 green, 2 blue, ...).
 PALETTE = (
@@ -133,13 +134,8 @@ class CoordFlow(PixelBackbone):
     name = "coordflow"
     arch_version = 1
     config_cls = CoordFlowConfig
-    capabilities = frozenset({PIXELWISE, ANY_SCALE, ANY_TIME, LAYERS})
-    render_option_names = frozenset({"segmentation", "remove_layer", "stabilize"})
-    objective = "coordflow"
-    # The paper: AdamW, lr 5e-4, cosine annealing (53 epochs of 1080p on a GPU). Our CPU budgets are a few
-    # dozen epochs of small clips: at 30 CPU-s on 16 frames of 160x90, peak lr 5e-4 / 2e-3 / 5e-3 / 1e-2 / 2e-2
-    # gave 18.8 / 23.2 / 25.0 / 28.3 / 27.7 dB (batches of 4096 pixels), so 1e-2 with the paper's schedule.
-    train_overrides = {"optimizer": "adamw", "weight_decay": 0.0, "lr": 1e-2, "finetune_lr": 1e-3, "warmup": 0.05}
+    capabilities = COORDFLOW.capabilities
+    render_option_names = frozenset(o.name for o in COORDFLOW.render_options)
 
     def __init__(self, config: CoordFlowConfig) -> None:
         super().__init__(config)

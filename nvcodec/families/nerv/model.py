@@ -13,9 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
-from .layers import ACTIVATIONS, NeRVBlock, PositionalEncoding, base_grid, check_positional_encoding, derive_strides
-from .registry import register_backbone
+from ...models.base import Backbone, BackboneConfig
+from ...models.layers import (
+    ACTIVATIONS,
+    NeRVBlock,
+    PositionalEncoding,
+    base_grid,
+    check_positional_encoding,
+    derive_strides,
+)
+from .. import register_backbone
+from . import NERV
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class NeRV(Backbone):
     name = "nerv"
     arch_version = 1
     config_cls = NeRVConfig
-    capabilities = frozenset({FRAMEWISE, ANY_TIME})
+    capabilities = NERV.capabilities
 
     def __init__(self, config: NeRVConfig) -> None:
         super().__init__(config)

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import torch
 
-from .motion import midpoint_frames
-from .objectives import PixelObjective, register_objective
+from ...train.motion import midpoint_frames
+from ...train.objectives import PixelObjective
 
 L2_WEIGHT = 0.25  # lambda of eq. 5
 LAYER_GAMMA = 0.1  # gamma of the end-to-end loss
@@ -66,15 +66,8 @@ def combined(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) ->
     return weights * (d.abs() + L2_WEIGHT * d * d).mean(-1)
 
 
-@register_objective("coordflow")
 class CoordFlowObjective(PixelObjective):
     pixels_per_step = 4096  # at equal CPU time, 4096 beat 8192 and 16384 (more, smaller steps)
-    option_defaults = {"interp_weight": 0.0}
-
-    @classmethod
-    def check_options(cls, options: dict) -> None:
-        if not 0.0 <= options["interp_weight"] <= 10.0:
-            raise ValueError("--interp-weight must be in [0, 10]: it weighs the in-between frames against the coded ones")
 
     def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)

@@ -23,9 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
-from .layers import ACTIVATIONS, NeRVBlock, PositionalEncoding, base_grid, check_positional_encoding, derive_strides
-from .registry import register_backbone
+from ...models.base import Backbone, BackboneConfig
+from ...models.layers import (
+    ACTIVATIONS,
+    NeRVBlock,
+    PositionalEncoding,
+    base_grid,
+    check_positional_encoding,
+    derive_strides,
+)
+from .. import register_backbone
+from . import ENERV
 
 MAX_TOKENS = 1024  # base-grid cells attended over; bounds the attention matrices a config can ask for
 
@@ -152,7 +160,7 @@ class ENeRV(Backbone):
     name = "enerv"
     arch_version = 1
     config_cls = ENeRVConfig
-    capabilities = frozenset({FRAMEWISE, ANY_TIME})
+    capabilities = ENERV.capabilities
     # The paper's E-NeRV at 300 epochs beats NeRV at 2400. Per epoch of 32 frames at 320x180 on one
     # thread: ~1.2 s CPU at 30k parameters (the default --bpp 0.1), ~3 s at 0.3M (bf16) -- so
     # --preset medium (200 + 40 fine-tune epochs) stays within ~10 minutes on two cores.

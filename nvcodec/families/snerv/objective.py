@@ -16,13 +16,11 @@ import math
 
 import torch
 
-from ..models.layers import haar_dwt, haar_idwt
-from ..models.snerv import SNeRVT
-from .objective_hnerv import EmbeddingObjective, FrameEncoder
-from .objectives import register_objective
+from ...models.layers import haar_dwt, haar_idwt
+from ..hnerv.objective import EmbeddingObjective, FrameEncoder
+from .model import SNeRVT
 
 
-@register_objective("snerv")
 class WaveletObjective(EmbeddingObjective):
     def __init__(self, *args) -> None:
         super().__init__(*args)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.hnerv import EmbeddingBackbone
-from .objectives import FrameObjective, register_objective
+from ...train.objectives import FrameObjective
+from .model import EmbeddingBackbone
 
 ENCODER_WIDTH = 32  # the paper's encoder is 64 -> 16 wide at 640x1280; it is not stored, so only CPU time counts
 
@@ -62,7 +62,6 @@ class FrameEncoder(nn.Module):
         return self.net(x)
 
 
-@register_objective("hnerv")
 class EmbeddingObjective(FrameObjective):
     """Frames in seeded random order; encoder + decoder in "train", the stored embeddings after it."""
 

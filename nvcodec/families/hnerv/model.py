@@ -4,7 +4,7 @@
 
 Widths shrink by r = 1.2 per block (never below ``min_width``), kernels grow 1, 3, 5, 5, ... as in
 the paper. The embeddings are made by a ConvNeXt frame encoder during training only
-(``nvcodec/train/objective_hnerv.py``); the file carries the embeddings (at bits - 2: 6-bit when the
+(``families/hnerv/objective.py``); the file carries the embeddings (at bits - 2: 6-bit when the
 decoder is 8-bit) and the decoder, never the encoder.
 
 Scaling to our sizes: the paper's embedding is 16 x 2 x 4 at 640x1280 (5 blocks, stride 320). We
@@ -24,9 +24,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .base import ANY_TIME, FRAMEWISE, Backbone, BackboneConfig
-from .layers import ACTIVATIONS, NeRVBlock, base_grid, derive_strides
-from .registry import register_backbone
+from ...models.base import Backbone, BackboneConfig
+from ...models.layers import ACTIVATIONS, NeRVBlock, base_grid, derive_strides
+from .. import register_backbone
+from . import HNERV
 
 REDUCTION = 1.2  # the paper's per-block width reduction r
 MAX_EMBEDDING_CHANNELS = 16  # the paper's C_e
@@ -83,10 +84,8 @@ class EmbeddingBackbone(Backbone):
     them per frame in ``frame_embeddings`` and decode them in ``decode``.
     """
 
-    capabilities = frozenset({FRAMEWISE, ANY_TIME})
-    objective = "hnerv"
+    capabilities = HNERV.capabilities
     embedding_names: ClassVar[tuple[str, ...]] = ("embeddings",)
-    train_overrides = {"lr": 1e-3}  # the paper's Adam lr with cosine decay (fit's schedule)
 
     def tensor_bits(self, name: str, bits: float) -> float:
         return bits - 2 if name in self.embedding_names else bits
