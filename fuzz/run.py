@@ -92,7 +92,7 @@ def replay(path: str) -> None:
 
 
 DECODER_FILES = ("bitstream/*.py", "compress/entropy.py", "compress/quantize.py", "compress/varint.py", "render.py",
-                 "models/*.py")
+                 "models/*.py", "families/__init__.py", "families/*/__init__.py", "families/*/model.py")
 
 
 def corpus_coverage() -> None:

@@ -108,7 +108,8 @@ def plan_length(settings: EncodeSettings, video: Video, trial: Trial) -> Trainin
         expected = trial.epochs_seconds(settings.epochs + finetune)
         return TrainingLength(settings.epochs, finetune, None, (
             f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
-            f"({trial.step_seconds * 1e3:.1f} ms per step measured); --train-time SECONDS sets a duration instead"))
+            f"({trial.step_seconds * 1e3:.1f} ms per step measured), {_then(trial)}; "
+            "--train-time SECONDS sets a duration instead"))
     train_share = round((1 - FINETUNE_SHARE) / FINETUNE_SHARE)
     if settings.train_seconds is not None:
         budget, why = settings.train_seconds, "as --train-time asks"
@@ -118,7 +119,11 @@ def plan_length(settings: EncodeSettings, video: Video, trial: Trial) -> Trainin
         why = (f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
                f"--train-time SECONDS or another --preset changes it")
     clock = "wall-clock" if settings.train_clock == "wall" else "process-CPU"
-    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {why}")
+    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {_then(trial)}; {why}")
+
+
+def _then(trial: Trial) -> str:
+    return f"then about {format_seconds(trial.finishing_seconds())} to code, write and check the file"
 
 
 @dataclass

@@ -179,6 +179,28 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
     assert time.monotonic() - start < cfg.time_budget - saved["spent"] + 2.0  # only what was left, plus set-up
 
 
+def test_set_up_counts_once_against_the_budget(tiny_clip):
+    """The caller's set-up shortens the first stage only; the fine-tune stage keeps its share."""
+    import time
+
+    import torch
+
+    from nvcodec.families.nerv.model import NeRV
+    from nvcodec.train.fit import TrainConfig, fit
+
+    cfg = TrainConfig(epochs=1, finetune_epochs=1, amp=False, time_budget=2.0)
+    seen = []
+    set_up_started = time.monotonic() - 0.5  # as if sizing and the trial took 0.5 s
+    start = time.monotonic()
+    fit(NeRV(NeRV.config_for_budget(36, 64, 8, 3_000)), tiny_clip.frames, cfg, torch.device("cpu"), seen.append,
+        clock_started=set_up_started)
+    took = time.monotonic() - start
+    assert 1.5 <= took < 2.5, took  # the budget less the 0.5 s of set-up, plus at most a step
+    assert {p.stage for p in seen} == {"train", "finetune"}
+    finetune_steps = [p for p in seen if p.stage == "finetune"]
+    assert finetune_steps[-1].step - finetune_steps[0].step > 5  # the second half was not eaten by the set-up
+
+
 def test_train_time_and_epochs_are_exclusive(tiny_clip, tmp_path):
     with pytest.raises(errors.UsageError, match="--train-time"):
         encode(tiny_clip, tmp_path / "x.nvc", EncodeSettings(bpp=3.0, epochs=2, train_seconds=1.0, device="cpu"))

@@ -91,3 +91,22 @@ def test_outputs_get_the_umask_mode_and_clear_errors(tmp_path):
         atomic_write_bytes(tmp_path / "missing" / "a.bin", b"x")
     with pytest.raises(OutputError, match="/proc/x.nvc"):
         atomic_write_bytes("/proc/x.nvc", b"x")
+
+
+def test_decode_to_file_reports_progress_and_writes_readable_files(tmp_path):
+    """Progress after every batch, ending at the frame count; the output gets the umask's mode."""
+    import os
+
+    from nvcodec.decoder import decode_to_file
+    from tests.conftest import CONFORMANCE
+
+    calls = []
+    old = os.umask(0o022)
+    try:
+        count = decode_to_file(CONFORMANCE / "c2_nerv_36x64x2.nvc", tmp_path / "r.mkv",
+                               progress=lambda done, total, seconds: calls.append((done, total)))
+    finally:
+        os.umask(old)
+    assert count == 2 and calls[-1] == (2, 2) and all(total == 2 for _, total in calls)
+    assert (tmp_path / "r.mkv").stat().st_mode & 0o777 == 0o644
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

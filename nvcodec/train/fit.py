@@ -248,8 +248,9 @@ def fit(
         resumed = stage_index == position["stage"]
         budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
         spent = position["spent"] if resumed else 0.0
-        if resumed and clock_started is not None:  # this process's set-up, in the first stage it runs
+        if clock_started is not None:  # this process's set-up counts once, in the first stage it runs
             spent += CLOCKS[cfg.budget_clock]() - clock_started
+            clock_started = None
         clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, spent)
         model.train()
         objective.start(name)

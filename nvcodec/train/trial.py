@@ -20,6 +20,7 @@ from .objectives import objective_for
 
 TRIAL_FRAMES = 2
 WARMUP_STEPS, TIMED_STEPS = 2, 4
+RENDER_GROUP = 4  # frames the decoder renders at once (render.render_frames)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class Trial:
     amp: bool  # bf16 autocast chosen
     step_seconds: float  # wall seconds per training step at the chosen precision
     steps_per_epoch: int  # of the whole clip
+    render_seconds: float  # wall seconds to render the whole clip once (as the decoder does)
+
+    def finishing_seconds(self) -> float:
+        """After training: the writes of the final step search, two decodes (the quality written into
+        mETA, then the report) and their metrics; about 1.5 renders of the clip each, plus a little."""
+        return 3.0 * self.render_seconds + 2.0
 
     def epochs_seconds(self, epochs: int) -> float:
         """The predicted duration of ``epochs`` epochs of training."""
@@ -46,6 +53,18 @@ def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device, amp
     return (time.perf_counter() - start) / TIMED_STEPS, objective.steps_per_epoch
 
 
+@torch.inference_mode()
+def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -> float:
+    """One group of the decoder's frames rendered, scaled to the clip."""
+    trial = copy.deepcopy(model).to(device).eval()
+    count = min(RENDER_GROUP, len(frames))
+    times = torch.linspace(0, 1, count, device=device)
+    trial.render_frames(times[:1])  # warm-up
+    start = time.perf_counter()
+    trial.render_frames(times)
+    return (time.perf_counter() - start) * len(frames) / count
+
+
 def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, requested_amp: bool | None) -> Trial:
     """Time a few steps in fp32 and bf16 (only the requested precision if one is given)."""
     options = (False, True) if requested_amp is None else (requested_amp,)
@@ -56,4 +75,5 @@ def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, request
     amp = requested_amp if requested_amp is not None else timings[True] < 0.9 * timings[False]
     trial_frames = min(TRIAL_FRAMES, len(frames))
     # steps per epoch grow with the frame count, both for frame batches and for pixel batches
-    return Trial(amp, timings[amp], max(1, round(per_epoch * len(frames) / trial_frames)))
+    return Trial(amp, timings[amp], max(1, round(per_epoch * len(frames) / trial_frames)),
+                 _render_seconds(model, frames, device))
