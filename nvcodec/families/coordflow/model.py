@@ -131,7 +131,7 @@ class StackedMLP(nn.Module):
 
 @register_backbone
 class CoordFlow(PixelBackbone):
-    name = "coordflow"
+    name = COORDFLOW.name
     arch_version = 1
     config_cls = CoordFlowConfig
     capabilities = COORDFLOW.capabilities

@@ -148,7 +148,7 @@ class HNeRVConfig(BackboneConfig):
 
 @register_backbone
 class HNeRV(EmbeddingBackbone):
-    name = "hnerv"
+    name = HNERV.name
     arch_version = 1
     config_cls = HNeRVConfig
 

@@ -55,7 +55,7 @@ class NeRVConfig(BackboneConfig):
 
 @register_backbone
 class NeRV(Backbone):
-    name = "nerv"
+    name = NERV.name
     arch_version = 1
     config_cls = NeRVConfig
     capabilities = NERV.capabilities

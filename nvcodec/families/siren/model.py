@@ -45,7 +45,7 @@ class SirenConfig(BackboneConfig):
 
 @register_backbone
 class Siren(PixelBackbone):
-    name = "siren"
+    name = SIREN.name
     arch_version = 1
     config_cls = SirenConfig
     capabilities = SIREN.capabilities

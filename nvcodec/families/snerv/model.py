@@ -36,6 +36,7 @@ from torch import nn
 from ...models.base import BackboneConfig
 from ...models.layers import ACTIVATIONS, NeRVBlock, ResBlock, base_grid, haar_idwt
 from .. import register_backbone
+from . import SNERV_B, SNERV_T
 from ..hnerv.model import (
     EmbeddingBackbone,
     embedding_channels,
@@ -146,7 +147,7 @@ class SNeRVDecoderMixin:
 
 @register_backbone
 class SNeRVB(SNeRVDecoderMixin, EmbeddingBackbone):
-    name = "snerv-b"
+    name = SNERV_B.name
     arch_version = 1
     config_cls = SNeRVConfig
 
@@ -227,7 +228,7 @@ class TemporalUpBlock(nn.Module):
 
 @register_backbone
 class SNeRVT(SNeRVB):
-    name = "snerv-t"
+    name = SNERV_T.name
     arch_version = 1
     config_cls = SNeRVTConfig
     embedding_names = ("embeddings", "temporal")
