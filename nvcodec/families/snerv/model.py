@@ -36,7 +36,6 @@ from torch import nn
 from ...models.base import BackboneConfig
 from ...models.layers import ACTIVATIONS, NeRVBlock, ResBlock, base_grid, haar_idwt
 from .. import register_backbone
-from . import SNERV_B, SNERV_T
 from ..hnerv.model import (
     EmbeddingBackbone,
     embedding_channels,
@@ -45,6 +44,7 @@ from ..hnerv.model import (
     reduced_widths,
     validate_decoder,
 )
+from . import SNERV_B, SNERV_T
 
 TEMPORAL_BLOCKS = 3  # the paper replaces the last three up-sampling blocks with TUBs
 
