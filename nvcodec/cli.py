@@ -266,15 +266,23 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     from dataclasses import replace
     from fractions import Fraction
 
-    nvc = read_file(input_path)  # a bad file is answered before torch loads
-    from .decoder import RenderRequest, decode_to_file
-    from .io import parse_frame_range, parse_size
+    from .fsutil import check_writable
+    from .io import check_frame_size, output_kind, parse_frame_range, parse_size
+    from .renderplan import RenderRequest, plan_render
 
     if scale is not None and size is not None:
         raise UsageError("--scale and --size: give one of them")
     request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size, "--size"), scale=scale,
                             fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
                             render_options={k: v for k, v in family_options.items() if v is not None})
+    nvc = read_file(input_path)  # a bad file, output or request is answered before torch loads
+    for target in (output, segmentation):
+        if target is not None:
+            output_kind(target)
+            check_writable(target)
+    _, (height, width), _ = plan_render(nvc, request)
+    check_frame_size(output, width, height, lossless)
+    from .decoder import decode_to_file
     if segmentation is not None:  # first, so an option the model lacks fails before anything is written
         seg = replace(request, render_options={**request.render_options, "segmentation": True})
         count = decode_to_file(nvc, segmentation, seg, device, lossless, _decode_printer())

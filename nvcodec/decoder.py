@@ -4,7 +4,7 @@ Each stage is one function, so a reader can follow a file from bytes to pixels:
 
 * ``read_nvc``       the validated container (limits checked before anything is allocated)
 * ``build_backbone`` registry name + JSON config -> the model, weights from the payload (render.py)
-* ``plan_render``    which times and which size to render, refused where the family cannot
+* ``plan_render``    which times and which size to render, refused where the family cannot (renderplan.py)
 * ``render_frames``  uint8 frames in bounded batches (render.py)
 * ``write_frames``   streamed to a video file or a PNG folder (io.py)
 
@@ -14,7 +14,7 @@ Imports nothing from ``nvcodec.train``: decoding never needs the encoder.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,12 +24,12 @@ import torch
 
 from .bitstream import format as nvc_format
 from .errors import UsageError
-from .families import declaration, declarations, families_with
 from .fsutil import check_writable
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
-from .models.base import ANY_SCALE, ANY_TIME, Backbone
+from .models.base import Backbone
 from .render import build_backbone, render_frames
+from .renderplan import RenderRequest, plan_render
 
 ProgressFn = Callable[[int, int, float], None]  # frames done, frames in all, seconds so far
 
@@ -51,64 +51,6 @@ Source = str | Path | nvc_format.NvcFile  # a file on disk, or one already read
 def read_nvc(source: Source) -> nvc_format.NvcFile:
     """Read and validate a file (size checked before reading it into memory); a parsed file passes through."""
     return source if isinstance(source, nvc_format.NvcFile) else nvc_format.read_file(source)
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    """What to render from a file: a frame range, and optionally another size or frame rate."""
-
-    frames: FrameRange | None = None
-    size: tuple[int, int] | None = None  # (width, height)
-    scale: float | None = None
-    fps: Fraction | None = None
-    # Backbone.set_render_options keywords (e.g. CoordFlow's segmentation, remove_layer, stabilize)
-    render_options: dict = field(default_factory=dict)
-
-
-def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
-    """Normalized times, output (height, width) and frame rate; refuse what the file's family cannot do."""
-    family = declaration(nvc.arch.family, for_decoding=True)
-    h = nvc.header
-    total = h.num_frames
-    start, stop = request.frames if request.frames is not None else (0, total)
-    if start >= total:
-        raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
-    stop = min(stop, total)
-    height, width = h.height, h.width
-    for option, value in request.render_options.items():
-        declared = family.option(option, "render")
-        if declared is None:
-            able = [f.name for f in declarations() if f.option(option, "render") is not None]
-            raise UsageError(f"--{option.replace('_', '-')}: {family.name} cannot do it; encode with "
-                             f"{', '.join(able) or 'none in this build'}")
-        try:
-            declared.check(value)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    if request.size is not None or request.scale is not None:
-        if ANY_SCALE not in family.capabilities:
-            raise UsageError(
-                f"--scale/--size: {family.name} renders only its coded size ({h.width}x{h.height}); encode with a "
-                f"pixel-wise model ({', '.join(families_with(ANY_SCALE)) or 'none in this build'}) to resample"
-            )
-        if request.size is not None:
-            width, height = request.size
-        else:
-            if not request.scale > 0:
-                raise UsageError("--scale must be positive")
-            width, height = max(1, round(h.width * request.scale)), max(1, round(h.height * request.scale))
-    fps_in = Fraction(h.fps_num, h.fps_den)
-    last = max(total - 1, 1)
-    if request.fps is None:
-        return [i / last for i in range(start, stop)], (height, width), fps_in
-    if ANY_TIME not in family.capabilities:
-        raise UsageError(f"--fps: {family.name} cannot render between its frames; use one of "
-                         f"{', '.join(families_with(ANY_TIME))}")
-    if not request.fps > 0:
-        raise UsageError("--fps must be positive")
-    step = fps_in / request.fps  # input frames per output frame
-    count = int((stop - 1 - start) / step) + 1
-    return [float((start + k * step) / last) for k in range(count)], (height, width), Fraction(request.fps)
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,16 @@ def write_video(path: str | os.PathLike, video: Video, lossless: bool = False) -
     write_frames(path, iter(video.frames), video.width, video.height, video.fps, lossless)
 
 
+def check_frame_size(path: str | os.PathLike, width: int, height: int, lossless: bool = False) -> None:
+    """Refuse a size the output's format cannot hold (before any frame is rendered)."""
+    kind = output_kind(path)
+    if kind != "png" and _codec_for(kind, lossless)[1] == "yuv420p" and (width % 2 or height % 2):
+        raise OutputError(
+            f"{path}: H.264 4:2:0 needs even width and height, got {width}x{height}; "
+            "write .mkv, .y4m or a PNG folder, or use --lossless"
+        )
+
+
 def write_frames(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -194,12 +204,8 @@ def write_frames(
             for index, frame in enumerate(_single_frames(frames)):
                 _write_png(folder / f"frame_{index:06d}.png", frame)
         return
+    check_frame_size(path, width, height, lossless)
     codec, pix_fmt, options = _codec_for(kind, lossless)
-    if pix_fmt == "yuv420p" and (width % 2 or height % 2):
-        raise OutputError(
-            f"{path}: H.264 4:2:0 needs even width and height, got {width}x{height}; "
-            "write .mkv, .y4m or a PNG folder, or use --lossless"
-        )
     with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format={"y4m": "yuv4mpegpipe", "mkv": "matroska", "mp4": "mp4"}[kind]) as out:
             stream = out.add_stream(codec, rate=fps)
