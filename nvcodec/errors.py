@@ -2,7 +2,7 @@
 
 Each class also subclasses the matching builtin (as PyAV does), so callers can catch
 ``ValueError`` or ``nvcodec.errors.BitstreamError`` alike. ``exit_code`` is what the ``nvc``
-command returns for it; the codes are stable and listed in bitstream_spec.md (Annex A.6).
+command returns for it; the codes are stable and listed in bitstream_spec.md (Annex A.6) and docs/cli.md.
 """
 
 from __future__ import annotations
