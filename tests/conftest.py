@@ -28,6 +28,16 @@ def moving_pattern(shift: float, frames: int = 4, height: int = 48, width: int =
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+TRAINING_FIXTURES = {"encoded", "rate_encoded"}  # fixtures that run an encode
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that use a trained file are end-to-end: marked slow (`-m "not slow"` is the unit subset)."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     return sample_clip_path()

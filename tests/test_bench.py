@@ -144,6 +144,7 @@ def _nvcodec_model() -> str | None:
     return models[0] if models else None
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_benchmark_end_to_end_and_resume(tmp_path):
     model = _nvcodec_model()
     config = BenchConfig(

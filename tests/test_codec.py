@@ -49,6 +49,7 @@ def test_random_access_matches_full_decode(encoded):
     assert np.array_equal(part, full[2:5])
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_decoder_imports_nothing_from_training(encoded):
     path, _ = encoded
     code = (
@@ -109,6 +110,7 @@ def test_cli_bad_input_errors(tmp_path, runner, sample_path, encoded):
     assert "signature" in line
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
     import torch
 
@@ -141,6 +143,7 @@ def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
         assert steps[0] == 1 and steps[-1] == 64
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
     import time
 
@@ -179,6 +182,7 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path):
     assert time.monotonic() - start < cfg.time_budget - saved["spent"] + 2.0  # only what was left, plus set-up
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_set_up_counts_once_against_the_budget(tiny_clip):
     """The caller's set-up shortens the first stage only; the fine-tune stage keeps its share."""
     import time

@@ -241,6 +241,7 @@ def test_interp_weight_trains_the_half_way_times():
     assert float(with_term) == pytest.approx(float(without + 0.5 * term), rel=1e-5)
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_interp_weight_renders_motion_between_frames(tmp_path):
     """Coded every other frame of a texture moving 4 px/frame: only with the midpoints do the
     in-between renders follow the motion; without them they fall below averaging the neighbours.

@@ -151,6 +151,7 @@ def test_scale_is_refused(encoded):
         decode(path, request=RenderRequest(scale=2.0))
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_odd_clip_round_trip(odd_clip, tmp_path):
     path = tmp_path / "odd.nvc"
     report = encode(odd_clip, path, EncodeSettings(model="enerv", bpp=200.0, epochs=8, device="cpu", amp=False))

@@ -94,6 +94,7 @@ def test_interpolation_between_frames(encoded):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_odd_sizes_round_trip(name, odd_clip, tmp_path):
     path = tmp_path / "odd.nvc"
     report = encode(odd_clip, path, EncodeSettings(model=name, bpp=40.0, epochs=3, device="cpu", amp=False))
@@ -150,6 +151,7 @@ def test_snerv_configs_are_checked():
             cls.config_cls.from_json({**cfg, **change})
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_decoder_imports_nothing_from_training(encoded):
     name, path, _ = encoded
     if name != "snerv-t":

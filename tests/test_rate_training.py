@@ -123,6 +123,7 @@ def test_rate_aware_encode_lands_on_target_and_estimate_matches_file(rate_encode
 
 
 @pytest.mark.parametrize("model", ["snerv-t", "coordflow"])
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_rate_aware_encode_of_other_families(model, tiny_clip, tmp_path):
     # snerv-t: embeddings made by an encoder during training, in two coded tensors; coordflow: pixel-wise
     report = encode(tiny_clip, tmp_path / "x.nvc", replace(SETTINGS, model=model, epochs=20))
@@ -131,6 +132,7 @@ def test_rate_aware_encode_of_other_families(model, tiny_clip, tmp_path):
     assert report.psnr > 15  # a grey picture scores about 12 dB
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_larger_lambda_gives_smaller_file(tiny_clip, tmp_path):
     sizes = []
     for lam in (1e-6, 1e-3):
@@ -140,6 +142,7 @@ def test_larger_lambda_gives_smaller_file(tiny_clip, tmp_path):
     assert sizes[1] < 0.98 * sizes[0]  # measured 7,164 against 7,560 bytes (the steps move at Adam's pace)
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_resumed_rate_aware_encode_lands_on_the_same_budget(tiny_clip, tmp_path):
     path, reference = tmp_path / "resumed.nvc", tmp_path / "reference.nvc"
     settings = replace(SETTINGS, resume=True, epochs=20)
@@ -166,6 +169,7 @@ def _interrupt(_progress):
     raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_rate_training_off_is_the_post_training_path(tiny_clip, tmp_path):
     report = encode(tiny_clip, tmp_path / "off.nvc", replace(SETTINGS, rate_training=False, epochs=20))
     assert report.quant_bits is not None and report.estimated_bytes is None

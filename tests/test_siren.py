@@ -159,6 +159,7 @@ def test_pixelwise_decoding_scale_and_time(encoded):
     assert np.array_equal(decode(path, frames=(3, 5)).frames, native[3:5])
 
 
+@pytest.mark.slow  # trains, or decodes in a subprocess
 def test_siren_decoder_imports_nothing_from_training(encoded):
     path, _ = encoded
     code = ("import sys; from nvcodec.api import decode; decode(sys.argv[1]); "
