@@ -57,6 +57,28 @@ def odd_clip() -> Video:
     return Video(frames.astype(np.uint8), fps=Fraction(25))
 
 
+class TickClock:
+    """A budget clock that advances one tick at every reading: a time budget then ends after a
+    fixed number of readings, whatever the machine's load (no wall-time asserts)."""
+
+    def __init__(self, tick: float = 0.01) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def tick_clock(monkeypatch) -> TickClock:
+    """Training's "wall" budget clock replaced by a TickClock."""
+    from nvcodec.train import fit as fit_module
+
+    clock = TickClock()
+    monkeypatch.setitem(fit_module.CLOCKS, "wall", clock)
+    return clock
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
