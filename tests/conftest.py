@@ -71,11 +71,13 @@ class TickClock:
 
 @pytest.fixture
 def tick_clock(monkeypatch) -> TickClock:
-    """Training's "wall" budget clock replaced by a TickClock."""
+    """Training's "wall" budget clock replaced by a TickClock, and every step reported (the
+    reporter's own half-second throttle would otherwise depend on the machine's speed)."""
     from nvcodec.train import fit as fit_module
 
     clock = TickClock()
     monkeypatch.setitem(fit_module.CLOCKS, "wall", clock)
+    monkeypatch.setattr(fit_module._Reporter, "interval", 0.0)
     return clock
 
 

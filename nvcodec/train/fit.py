@@ -306,6 +306,8 @@ class _Reporter:
     budgets in either clock and for resumed runs.
     """
 
+    interval = 0.5  # seconds between reports
+
     def __init__(self, progress: ProgressFn | None, total_steps: int) -> None:
         self.progress, self.total = progress, total_steps
         self.loss = self.mse = self.bpp = 0.0
@@ -327,7 +329,7 @@ class _Reporter:
         self.count += 1
         self.stage, self.step, self.fraction = stage, step, fraction
         now = time.monotonic()
-        if now - self.last >= 0.5 or fraction >= 1.0:  # and always the run's last step
+        if now - self.last >= self.interval or fraction >= 1.0:  # and always the run's last step
             self.flush()
             self.last = now
 
