@@ -129,11 +129,17 @@ _CLASSES: dict[str, type["Backbone"]] = {}
 
 
 def register_backbone(cls: type["Backbone"]) -> type["Backbone"]:
-    """Class decorator in a family's model.py; refuses a second class under one name, or an undeclared one."""
+    """Class decorator in a family's model.py; refuses a second class under one name, or an undeclared one.
+
+    The class takes its capabilities and render options from the declaration: one source for both.
+    """
     if cls.name in _CLASSES:
         raise KeyError(f"backbone {cls.name!r} is registered twice")
     if cls.name not in FAMILY_FOLDERS:
         raise KeyError(f"backbone {cls.name!r} needs a line in FAMILY_FOLDERS")
+    family = declaration(cls.name)
+    cls.capabilities = family.capabilities
+    cls.render_option_names = frozenset(o.name for o in family.render_options)
     _CLASSES[cls.name] = cls
     return cls
 

@@ -134,8 +134,6 @@ class CoordFlow(PixelBackbone):
     name = COORDFLOW.name
     arch_version = 1
     config_cls = CoordFlowConfig
-    capabilities = COORDFLOW.capabilities
-    render_option_names = frozenset(o.name for o in COORDFLOW.render_options)
 
     def __init__(self, config: CoordFlowConfig) -> None:
         super().__init__(config)

@@ -160,7 +160,6 @@ class ENeRV(Backbone):
     name = ENERV.name
     arch_version = 1
     config_cls = ENeRVConfig
-    capabilities = ENERV.capabilities
     # The paper's E-NeRV at 300 epochs beats NeRV at 2400. Per epoch of 32 frames at 320x180 on one
     # thread: ~1.2 s CPU at 30k parameters (the default --bpp 0.1), ~3 s at 0.3M (bf16).
 

@@ -84,7 +84,6 @@ class EmbeddingBackbone(Backbone):
     them per frame in ``frame_embeddings`` and decode them in ``decode``.
     """
 
-    capabilities = HNERV.capabilities
     embedding_names: ClassVar[tuple[str, ...]] = ("embeddings",)
 
     def tensor_bits(self, name: str, bits: float) -> float:

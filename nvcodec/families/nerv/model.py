@@ -58,7 +58,6 @@ class NeRV(Backbone):
     name = NERV.name
     arch_version = 1
     config_cls = NeRVConfig
-    capabilities = NERV.capabilities
 
     def __init__(self, config: NeRVConfig) -> None:
         super().__init__(config)

@@ -48,7 +48,6 @@ class Siren(PixelBackbone):
     name = SIREN.name
     arch_version = 1
     config_cls = SirenConfig
-    capabilities = SIREN.capabilities
 
     def __init__(self, config: SirenConfig) -> None:
         super().__init__(config)
