@@ -1,6 +1,6 @@
 """Write the fuzzer's seed corpus: one small, valid .nvc file per backbone (deterministic).
 
-    python fuzz/make_corpus.py
+    python fuzz/make_corpus.py [FAMILY ...]      # default: every family
 
 Each seed is a real encode (one epoch) of 4 frames of the sample clip at 32x18, so the seeds
 exercise every family's architecture, tensors and entropy models, yet decode in milliseconds.
@@ -28,7 +28,7 @@ def main() -> None:
     out = ROOT / "fuzz" / "corpus"
     out.mkdir(exist_ok=True)
     video = read_video(sample_clip_path(), (0, 4), (32, 18))
-    for name in available_models():
+    for name in sys.argv[1:] or available_models():
         path = out / f"{name}.nvc"
         for bpp in (4.0, 16.0, 64.0):  # the smallest rate the family reaches on so tiny a clip
             try:

@@ -314,6 +314,14 @@ def info(input_path, as_json):
                      f"[{t['symbols'][0]}, {t['symbols'][1]}]".ljust(58) + f"{total:8d}   {t['bits_per_weight']:.3f}")
     lines.append(f"tensor payloads: {data['payload_bytes']} bytes; container overhead: "
                  f"{data['bytes'] - data['payload_bytes']} bytes")
+    if data["latent_bytes"]:
+        networks = data["payload_bytes"] - data["latent_bytes"]
+        lines.append(f"where the bits go: latents {data['latent_bytes']} bytes "
+                     f"({100 * data['latent_bytes'] / data['bytes']:.1f} %), networks {networks} bytes "
+                     f"({100 * networks / data['bytes']:.1f} %), header and container "
+                     f"{data['bytes'] - data['payload_bytes']} bytes")
+    if data["decoder_macs_per_pixel"] is not None:
+        lines.append(f"decoder: {data['decoder_macs_per_pixel']:.0f} multiply-adds per pixel")
     measured = data["metadata"].get("measured")
     if measured:
         lines.append(f"encoder measured: PSNR {measured['psnr']:.2f} dB, MS-SSIM {measured['ms_ssim']:.4f}")

@@ -24,6 +24,7 @@ import torch
 
 from .bitstream import format as nvc_format
 from .errors import UsageError
+from .families import backbone_class
 from .fsutil import check_writable
 from .io import FrameRange, Video, output_kind, write_frames
 from .metrics import bpp as bits_per_pixel
@@ -102,6 +103,14 @@ def _reporting(batches: Iterator[np.ndarray], total: int, progress: ProgressFn |
             progress(done, total, time.monotonic() - started)
 
 
+def _macs_per_pixel(nvc: nvc_format.NvcFile) -> float | None:
+    """The family's stated decoder cost, from the config alone (a model built on the meta device)."""
+    cls = backbone_class(nvc.arch.family, for_decoding=True)
+    with torch.device("meta"):
+        macs = cls(cls.config_cls.from_json(nvc.arch.config)).macs_per_pixel()
+    return None if macs is None else round(macs, 1)
+
+
 def inspect(path: str | Path) -> dict:
     """Header, architecture, per-tensor bits and totals of a file, as plain data."""
     nvc = read_nvc(path)
@@ -124,6 +133,9 @@ def inspect(path: str | Path) -> dict:
                   "params": int(sum(np.prod(s) for s in nvc.arch.shapes))},
         "tensors": tensors,
         "payload_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors),
+        "latent_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors
+                            if t["model"] == "context"),
+        "decoder_macs_per_pixel": _macs_per_pixel(nvc),
         "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
         "metadata": nvc.metadata,
         "skipped_chunks": list(nvc.skipped_chunks),

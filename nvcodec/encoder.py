@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from .bitstream import format as nvc_format
-from .bitstream.tensors import compress_tensors
+from .bitstream.tensors import ContextCodec, compress_tensors
 from .compress.quantize import scale_steps
 from .compress.ratecontrol import MAX_BITS, MIN_BITS, RateControl
 from .decoder import decode, resolve_device
@@ -194,18 +194,22 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     })
     aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
         ", rate-aware" if rate_aware else "")
-    say(f"{cls.name}: {cls.count_params(config)} parameters for {aim}, on {device.type}"
+    latents = cls.count_params(config) - cls.network_params(config)
+    say(f"{cls.name}: {cls.network_params(config)} parameters{f' and {latents} latents' if latents else ''} for {aim}, "
+        f"on {device.type}"
         f"{' (bf16 autocast)' if train_cfg.amp else ''}")
     say(length.message)
     shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
     writer = _FileWriter(_header(video), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
-                         {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()})
+                         {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()},
+                         model.context_codec())
     rate = None
     if rate_aware:
         rate = RateTerm(model, RateSettings(
             num_pixels=video.num_pixels, fixed_bits=8 * writer.fixed_bytes(),
-            target_bits=None if settings.lam else 8 * rate_control.target_bytes, lam=settings.lam or RateSettings.lam,
-            **settings.rate_options))
+            **{k: v for k, v in {**family.rate_overrides, **settings.rate_options}.items() if k != "lam"},
+            target_bits=None if settings.lam else 8 * rate_control.target_bytes,
+            lam=settings.lam or family.rate_overrides.get("lam", RateSettings.lam)))
     checkpoint_path = output.with_name(output.name + ".ckpt.npz")
     for target in (output, checkpoint_path):
         remove_stale_temporaries(target)  # a killed run's partial writes
@@ -229,15 +233,20 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
     writer, rate, settings = plan.writer, plan.rate, plan.settings
     if rate is not None:
         tensors, learned = rate.export()
+        fixed = rate.fixed_steps()
+
+        def steps_at(factor: float) -> list[np.ndarray]:
+            scaled = scale_steps(tensors, learned, factor)
+            return [rows if keep else new for rows, new, keep in zip(learned, scaled, fixed)]
 
         def size_at_factor(factor: float) -> int:
-            return len(writer.write(tensors, steps=scale_steps(tensors, learned, factor), metadata=writer.metadata))
+            return len(writer.write(tensors, steps=steps_at(factor), metadata=writer.metadata))
 
-        factor = 1.0 if settings.lam else plan.rate_control.step_factor(size_at_factor)
-        final_steps = scale_steps(tensors, learned, factor)
+        factor = 1.0 if settings.lam or all(fixed) else plan.rate_control.step_factor(size_at_factor)
+        final_steps = steps_at(factor)
         rate.set_steps(final_steps)  # the estimate of the steps the file will carry
         with torch.no_grad():
-            estimated_bytes = int(round(float(rate.bits()) / 8))
+            estimated_bytes = int(round(float(rate.bits(exact=True)) / 8))
         return CodedFile(lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata), None,
                          estimated_bytes, train_seconds)
     coded = model.coded_tensors()
@@ -296,12 +305,13 @@ class _FileWriter:
     PLACEHOLDERS = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
                     "lambda": 0.012345678901234, "estimated_bytes": 12345, "created": "2000-01-01T00:00:00+00:00"}
 
-    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict) -> None:
-        self.header, self.arch, self.metadata = header, arch, metadata
+    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict,
+                 context: ContextCodec | None = None) -> None:
+        self.header, self.arch, self.metadata, self.context = header, arch, metadata, context
 
     def write(self, tensors: list[np.ndarray], metadata: dict, bits: list[float] | None = None,
               steps: list[np.ndarray] | None = None) -> bytes:
-        records, digest = compress_tensors(tensors, bits, steps)
+        records, digest = compress_tensors(tensors, bits, steps, self.context)
         return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata))
 
     def fixed_bytes(self) -> int:

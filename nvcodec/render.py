@@ -36,8 +36,8 @@ def build_backbone(nvc: NvcFile) -> Backbone:
         shapes = tuple(tuple(t.shape) for t in cls(config).coded_tensors().values())
     if shapes != nvc.arch.shapes:
         raise ArchitectureError("tensor manifest does not match the architecture rebuilt from the config")
-    weights = decompress_tensors(nvc)
     model = cls(config)
+    weights = decompress_tensors(nvc, model.context_codec())
     names = list(model.coded_tensors())
     # strict=False: a backbone may hold encoder-only tensors the file does not carry (see coded_tensors)
     result = model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)}, strict=False)

@@ -18,6 +18,7 @@ from nvcodec.cli import main
 from nvcodec.compress.entropy import ModelId
 from nvcodec.compress.quantize import QuantAxis
 from nvcodec.compress.varint import leb128
+from nvcodec.families import backbone_class
 
 from .conftest import CONFORMANCE
 
@@ -43,7 +44,7 @@ def insert_before_end(data: bytes, chunk: bytes) -> bytes:
 # ---------------------------------------------------------------- conformance (Annex B)
 
 
-VECTOR_NAMES = ["c1_nerv_9x17x3", "c2_nerv_36x64x2"]
+VECTOR_NAMES = ["c1_nerv_9x17x3", "c2_nerv_36x64x2", "c3_grid_12x20x4"]
 
 
 def manifest_of(name: str) -> dict:
@@ -65,7 +66,9 @@ def test_conformance_weights_are_bit_exact(name):
     """Tier W: entropy decoding and dequantization reproduce the weights' SHA-256 exactly."""
     nvc = fmt.read((CONFORMANCE / f"{name}.nvc").read_bytes())
     assert [t.coded.model_id.name for t in nvc.tensors] == manifest_of(name)["entropy_models"]
-    assert fmt.weights_digest(decompress_tensors(nvc)).hex() == manifest_of(name)["weights_sha256"]
+    family = backbone_class(nvc.arch.family)
+    context = family(family.config_cls.from_json(nvc.arch.config)).context_codec()  # None but for latent grids
+    assert fmt.weights_digest(decompress_tensors(nvc, context)).hex() == manifest_of(name)["weights_sha256"]
 
 
 @pytest.mark.parametrize("name", VECTOR_NAMES)
@@ -81,13 +84,13 @@ def test_conformance_frames_within_tolerance(name):
 def test_on_disk_enums_match_the_spec_tables():
     """Wire identifiers are literals mirrored in bitstream_spec.md Annex A."""
     assert [c.value for c in fmt.ChunkType] == [b"NHDR", b"ARCH", b"TENS", b"NEND", b"wHSH", b"mETA"]
-    assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1}
+    assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1, "CONTEXT": 2}
     assert {a.name: a.value for a in QuantAxis} == {"PER_CHANNEL": 0, "PER_TENSOR": 255}
     assert {c.name: c.value for c in fmt.ConfigFormat} == {"JSON": 0, "ZSTD_JSON": 1}
     assert fmt.SIGNATURE == bytes([0x8B, 0x4E, 0x56, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
     spec = (CONFORMANCE.parent.parent / "bitstream_spec.md").read_text()
     for text in ["`NHDR`", "`ARCH`", "`TENS`", "`NEND`", "`wHSH`", "`mETA`", "8B 4E 56 43 0D 0A 1A 0A",
-                 "| 0 | CATEGORICAL", "| 1 | GEOMETRIC", "| 255 | PER_TENSOR", "| 0 | PER_CHANNEL"]:
+                 "| 0 | CATEGORICAL", "| 1 | GEOMETRIC", "| 2 | CONTEXT", "| 255 | PER_TENSOR", "| 0 | PER_CHANNEL"]:
         assert text in spec, text
 
 

@@ -45,7 +45,7 @@ def test_quick_fuzz_finds_nothing(seed):
     rng = random.Random(seed)
     pool = [p.read_bytes() for p in SEEDS]
     stages = set()
-    for _ in range(150):
+    for _ in range(250):
         data = rng.choice(pool)
         for _ in range(rng.randint(1, 3)):
             data = mutate(data, rng)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zstandard
 
-from ..compress.entropy import MAX_ALPHABET, CodedSymbols, ModelId
+from ..compress.entropy import MAX_ALPHABET, MAX_CONTEXT_REACH, CodedSymbols, ModelId
 from ..compress.quantize import QuantAxis
 from ..errors import (
     CRCError,
@@ -221,7 +221,7 @@ def _tensor_payload(t: TensorRecord) -> bytes:
     if c.model_id == ModelId.CATEGORICAL:
         for count in c.counts:
             w.uleb(int(count))
-    else:
+    elif c.model_id == ModelId.GEOMETRIC:
         centre, decay = c.geometric
         w.i32(centre)
         w.u16(decay)
@@ -360,11 +360,16 @@ def _parse_tensor(payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_
         total = sum(int(c) for c in counts)
         if not 0 < total <= MAX_COUNT_SUM:
             raise StructureError(f"TENS {index}: categorical counts must sum to 1..2^53")
-    else:
+    elif model_id == ModelId.GEOMETRIC:
         centre, decay = r.i32(), r.u16()
         if not (sym_min <= centre <= sym_max and decay >= 1):
             raise StructureError(f"TENS {index}: geometric centre outside [sym_min, sym_max] or decay 0")
         geometric = (centre, decay)
+    elif model_id == ModelId.CONTEXT:
+        if not (len(steps) == 1 and steps[0] == 1.0):
+            raise StructureError(f"TENS {index}: a CONTEXT record has exactly one step, equal to 1")
+        if sym_max - sym_min > MAX_CONTEXT_REACH:
+            raise LimitError(f"TENS {index}: CONTEXT symbol range [{sym_min}, {sym_max}] wider than {MAX_CONTEXT_REACH}")
     words = r.array(r.uleb(r.remaining // 4), "<u4")
     return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words))
 

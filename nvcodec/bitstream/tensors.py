@@ -7,16 +7,31 @@ dequantization in ``compress.quantize.dequantize``.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from ..compress.entropy import decode_symbols, encode_symbols
+from ..compress.entropy import CodedSymbols, ModelId, decode_symbols, encode_symbols
 from ..compress.quantize import QuantAxis, dequantize, quantize, quantize_with_steps
 from ..errors import PayloadError
 from .format import NvcFile, TensorRecord, weights_digest
 
 
+class ContextCodec(Protocol):
+    """A family's coder for tensors under the CONTEXT entropy model (e.g. the grid family's latents).
+
+    Both methods see every tensor before ``index`` as the decoder reconstructs it, and return
+    None for a tensor they do not code.
+    """
+
+    def encode(self, index: int, symbols: np.ndarray, decoded: list[np.ndarray]) -> CodedSymbols | None: ...
+
+    def decode(self, index: int, coded: CodedSymbols, decoded: list[np.ndarray]) -> np.ndarray | None: ...
+
+
 def compress_tensors(tensors: list[np.ndarray], bits: float | list[float] | None = None,
-                     steps: list[np.ndarray] | None = None) -> tuple[tuple[TensorRecord, ...], bytes]:
+                     steps: list[np.ndarray] | None = None,
+                     context: ContextCodec | None = None) -> tuple[tuple[TensorRecord, ...], bytes]:
     """Quantize and entropy-code each tensor: at one bit depth, one per tensor, or with given steps.
 
     ``steps`` (binary16, one array per tensor) are those learned by rate-aware training.
@@ -27,16 +42,25 @@ def compress_tensors(tensors: list[np.ndarray], bits: float | list[float] | None
     else:
         depths = bits if isinstance(bits, list) else [bits] * len(tensors)
         quantized = [quantize(t, depth) for t, depth in zip(tensors, depths)]
-    records = tuple(TensorRecord(index, q.axis, q.steps, encode_symbols(q.symbols)) for index, q in enumerate(quantized))
-    return records, weights_digest([q.dequantize() for q in quantized])
+    decoded = [q.dequantize() for q in quantized]
+    records = []
+    for index, q in enumerate(quantized):
+        coded = None if context is None else context.encode(index, q.symbols, decoded[:index])
+        records.append(TensorRecord(index, q.axis, q.steps, coded or encode_symbols(q.symbols)))
+    return tuple(records), weights_digest(decoded)
 
 
-def decompress_tensors(nvc: NvcFile) -> list[np.ndarray]:
+def decompress_tensors(nvc: NvcFile, context: ContextCodec | None = None) -> list[np.ndarray]:
     """Entropy-decode and dequantize every tensor (bit-exact); check the encoder's digest."""
-    tensors = []
+    tensors: list[np.ndarray] = []
     for record, shape in zip(nvc.tensors, nvc.arch.shapes):
         count = int(np.prod(shape, dtype=np.int64))
-        symbols = decode_symbols(record.coded, count)
+        symbols = None if context is None else context.decode(record.index, record.coded, tensors)
+        if symbols is None:
+            if record.coded.model_id == ModelId.CONTEXT:
+                raise PayloadError(f"tensor {record.index}: the CONTEXT entropy model is not defined for "
+                                   f"this tensor of family {nvc.arch.family!r}")
+            symbols = decode_symbols(record.coded, count)
         steps = record.steps
         if record.axis == QuantAxis.PER_CHANNEL and len(steps) != shape[0]:
             raise PayloadError(f"tensor {record.index}: {len(steps)} steps for {shape[0]} channels")

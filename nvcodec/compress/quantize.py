@@ -60,11 +60,14 @@ def quantize(weights: np.ndarray, bits: float) -> QuantizedTensor:
 
 
 def quantize_with_steps(weights: np.ndarray, steps: np.ndarray) -> QuantizedTensor:
-    """Quantize with given binary16 steps (learned by rate-aware training), one per row of ``choose_axis``."""
+    """Quantize with given binary16 steps (learned by rate-aware training), one per row of ``choose_axis``
+    or a single one for the whole tensor."""
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     shape = tuple(int(d) for d in weights.shape)
     axis = choose_axis(shape)
     steps = np.asarray(steps, dtype=np.float16).reshape(-1)
+    if axis == QuantAxis.PER_CHANNEL and len(steps) == 1 and shape[0] != 1:
+        axis = QuantAxis.PER_TENSOR  # one step for the whole tensor (e.g. latent grids)
     if len(steps) != (shape[0] if axis == QuantAxis.PER_CHANNEL else 1):
         raise ValueError(f"{len(steps)} steps for a tensor of shape {shape} ({axis.name})")
     symbols = np.rint(weights.reshape(len(steps), -1) / steps.astype(np.float32)[:, None]).astype(np.int64).ravel()

@@ -47,9 +47,9 @@ class RateControl:
     def size_model(self, family) -> object:
         """The config of ``family`` (a Backbone class) for the target; RateError if it cannot be met."""
         smallest = family.config_for_budget(self.height, self.width, self.frames, 0)
-        smallest_bpp = 8 * expected_file_bytes(family.count_params(smallest)) / (self.width * self.height * self.frames)
+        smallest_bpp = 8 * expected_file_bytes(family.network_params(smallest)) / (self.width * self.height * self.frames)
         budget = param_budget(self.target_bytes)
-        if budget < family.count_params(smallest):
+        if budget < family.network_params(smallest):
             raise RateError(
                 f"--bpp {self.target_bpp:g} cannot be met: the smallest {family.name} model costs about "
                 f"{smallest_bpp:.3g} bpp on {self.frames} frames of {self.width}x{self.height}; raise --bpp or encode "
@@ -128,12 +128,19 @@ class LambdaController:
 
     MIN_LAMBDA, MAX_LAMBDA = 1e-8, 1e3
 
-    def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05) -> None:
-        self.target_bits, self.lam, self.gain = target_bits, lam, gain
+    def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05,
+                 max_log_error: float | None = None) -> None:
+        """``max_log_error`` bounds |log(estimated / target)| in one update: a model whose rate starts
+        far below the target (latents initialized to zero) would otherwise drive lambda down by
+        orders of magnitude before the rate has had time to grow."""
+        self.target_bits, self.lam, self.gain, self.max_log_error = target_bits, lam, gain, max_log_error
 
     def update(self, estimated_bits: float) -> float:
         if self.target_bits is not None and estimated_bits > 0:
-            factor = math.exp(self.gain * math.log(estimated_bits / self.target_bits))
+            error = math.log(estimated_bits / self.target_bits)
+            if self.max_log_error is not None:
+                error = max(-self.max_log_error, min(self.max_log_error, error))
+            factor = math.exp(self.gain * error)
             self.lam = min(self.MAX_LAMBDA, max(self.MIN_LAMBDA, self.lam * factor))
         return self.lam
 

@@ -30,6 +30,7 @@ FAMILY_FOLDERS: dict[str, str] = {
     "snerv-t": "snerv",
     "coordflow": "coordflow",
     "siren": "siren",
+    "grid": "grid",
 }
 
 
@@ -67,6 +68,8 @@ class Family:
     train_overrides: dict = field(default_factory=dict)  # TrainConfig fields the paper sets (optimizer, lr, amp)
     encode_options: tuple[Option, ...] = ()  # the objective's knobs
     render_options: tuple[Option, ...] = ()  # Backbone.set_render_options keywords
+    rate_overrides: dict = field(default_factory=dict)  # train.rate.RateSettings fields the family needs
+    requires_rate_training: bool = False  # e.g. latents that only the rate term keeps small
 
     def option(self, name: str, kind: str = "encode") -> Option | None:
         options = self.encode_options if kind == "encode" else self.render_options

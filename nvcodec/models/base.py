@@ -125,6 +125,27 @@ class Backbone(nn.Module):
         """
         return dict(self.state_dict())
 
+    @classmethod
+    def network_params(cls, config: BackboneConfig) -> int:
+        """Parameters coded as network weights (all but context-coded latents): what sizing budgets."""
+        return cls.count_params(config)
+
+    def context_coded(self) -> tuple[str, ...]:
+        """Coded tensors under the CONTEXT entropy model (latents whose rate the objective prices itself)."""
+        return ()
+
+    def context_codec(self):
+        """The coder of ``context_coded`` tensors (bitstream.tensors.ContextCodec), or None."""
+        return None
+
+    def latent_bits(self, exact: bool = False) -> float:
+        """Estimated bits of the context-coded tensors (``exact``: computed afresh, not a running estimate)."""
+        return 0.0
+
+    def macs_per_pixel(self) -> float | None:
+        """The decoder's multiply-adds per output pixel, where the family states it (``nvc info``)."""
+        return None
+
     def tensor_bits(self, name: str, bits: float) -> float:
         """Bit depth for tensor ``name`` when weights get ``bits`` (e.g. embeddings: bits - 2)."""
         return bits

@@ -185,10 +185,13 @@ def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | None = Non
     return identity if rate is None else {**identity, "rate": rate.identity()}
 
 
-def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | None = None) -> torch.optim.Optimizer:
-    """Adam(W) over the model, the objective's encoder-side parameters and the learned steps (own lr scale)."""
+def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | None = None,
+               own=()) -> torch.optim.Optimizer:
+    """Adam(W) over the model (but the parameters the objective updates itself, ``own``), the
+    objective's encoder-side parameters and the learned steps (own lr scale)."""
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    groups = [{"params": [*model.parameters(), *extra]}]
+    mine = {id(p) for p in own}
+    groups = [{"params": [*(p for p in model.parameters() if id(p) not in mine), *extra]}]
     if rate is not None:
         groups.append({"params": rate.step_parameters(), "lr_scale": rate.settings.step_lr_scale, "weight_decay": 0.0})
     return kind(groups, lr=lr, weight_decay=cfg.weight_decay, foreach=True)  # one kernel per op for all tensors
@@ -224,7 +227,7 @@ def fit(
     all_epochs = sum(e for _, e, _ in stages)
     shares = [epochs / all_epochs for _, epochs, _ in stages]  # of the run, by epochs or by the time budget
     ckpt = Checkpoint(checkpoint)
-    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate)
+    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate, objective.own_parameters())
     masks: dict[str, torch.Tensor] = {}
     position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg, rate)}
     steps = [] if rate is None else rate.step_parameters()
@@ -244,7 +247,7 @@ def fit(
         if name == "finetune" and not masks and position["epoch"] == 0:
             masks = magnitude_masks(model, cfg.prune_amount)
             apply_masks(model, masks)
-            opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate)
+            opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate, objective.own_parameters())
         resumed = stage_index == position["stage"]
         budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
         spent = position["spent"] if resumed else 0.0
@@ -276,6 +279,7 @@ def fit(
                 if rate is not None:
                     rate.restore()
                 opt.step()
+                objective.update(opt.param_groups[0]["lr"])
                 if masks:
                     apply_masks(model, masks)
                 if bits is not None:

@@ -54,6 +54,13 @@ class Objective:
         """Encoder-side parameters optimized with the model's (e.g. HNeRV's frame encoder); never stored."""
         return []
 
+    def own_parameters(self) -> list[torch.nn.Parameter]:
+        """Model parameters this objective updates itself in ``update`` (left out of fit's optimizer)."""
+        return []
+
+    def update(self, lr: float) -> None:
+        """After the optimizer's step, at its learning rate: update ``own_parameters``."""
+
     def start(self, stage: str) -> None:
         """A stage ("train", "finetune") begins or resumes."""
 

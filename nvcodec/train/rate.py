@@ -41,6 +41,8 @@ class RateSettings:
     proxy_start: float = 0.5  # fraction of the "train" stage run on float weights, without the rate term
     step_lr_scale: float = 5.0  # the steps' learning rate relative to the weights'
     every: int = 4  # the rate term's period in steps (weighted by it): it costs as much as a small model's step
+    calibrate: bool = True  # set the steps to meet the target as each proxy phase starts (else start at 6 bits)
+    max_log_error: float | None = None  # bound on one controller update's |log(estimate / target)| (None: none)
 
 
 class RateTerm:
@@ -48,7 +50,9 @@ class RateTerm:
 
     def __init__(self, model: Backbone, settings: RateSettings) -> None:
         self.model, self.settings = model, settings
-        self.names = list(model.coded_tensors())
+        self.manifest = list(model.coded_tensors())
+        # context-coded latents have a fixed step of 1 and their own rate, priced by the family's objective
+        self.names = [n for n in self.manifest if n not in model.context_coded()]
         params = dict(model.named_parameters())
         missing = [n for n in self.names if n not in params]
         if missing:
@@ -57,7 +61,7 @@ class RateTerm:
         # placeholders: ``calibrate`` sets every step when the proxy starts, from the weights trained by then
         self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
                            for n, p in zip(self.names, self.params)]
-        self.controller = LambdaController(settings.target_bits, settings.lam)
+        self.controller = LambdaController(settings.target_bits, settings.lam, max_log_error=settings.max_log_error)
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
         self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -117,13 +121,17 @@ class RateTerm:
         for quantizer in self.quantizers:
             quantizer.mode = mode
 
-    def bits(self) -> torch.Tensor:
+    def bits(self, exact: bool = False) -> torch.Tensor:
         """Estimated bits of the whole file, differentiable in the steps.
+
+        Context-coded latents add the family's estimate: its running one during training, one
+        computed afresh over every latent with ``exact``.
 
         The weights get no rate gradient: measured, a rate pull on the weights drove them to zero
         instead of coarsening the steps, and lost PSNR at equal rate.
         """
         total = torch.zeros((), device=self.quantizers[0].log_step.device) + self.settings.fixed_bits
+        total = total + self.model.latent_bits(exact)
         for name, quantizer in zip(self.names, self.quantizers):
             symbols = quantizer.symbols(self.latent(name).detach())
             total = total + record_bits(symbols)
@@ -151,7 +159,7 @@ class RateTerm:
         """
         first = self.calibrated == ""
         self.calibrated = mode.value
-        if self.settings.target_bits is None:  # constant lambda: start from 6-bit steps (D.1's assumed cost)
+        if self.settings.target_bits is None or not self.settings.calibrate:  # start from 6-bit steps (D.1)
             if first:
                 for name, quantizer in zip(self.names, self.quantizers):
                     quantizer.reset(self.latent(name), self.model.tensor_bits(name, CONSTANT_LAMBDA_START_BITS))
@@ -180,23 +188,36 @@ class RateTerm:
 
     # --- what the encoder calls after training ----------------------------------------------
     def export(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(latent float weights, binary16 steps) of every coded tensor, in manifest order."""
+        """(float weights, binary16 steps) of every coded tensor, in manifest order (latents: step 1)."""
+        coded = self.model.coded_tensors()
         weights, steps = [], []
-        for name, quantizer in zip(self.names, self.quantizers):
-            latent = self.latent(name).detach()
-            weights.append(latent.float().contiguous().cpu().numpy())
-            steps.append(quantizer.file_steps())
+        for name in self.manifest:
+            weights.append(coded[name].detach().float().contiguous().cpu().numpy())
+            if name in self.names:
+                steps.append(self.quantizers[self.names.index(name)].file_steps())
+            else:
+                steps.append(np.ones(1, np.float16))
         return weights, steps
+
+    def fixed_steps(self) -> list[bool]:
+        """Per coded tensor: whether the final step search must leave its steps alone. All of them
+        in a family with context-coded latents: most of its bits are latents, whose step is fixed, and
+        rescaling the networks' steps would mostly cost quality (measured: up to 3 dB, for a few %)."""
+        if self.model.context_coded():  # the latents' rate dominates: lambda landed it, the steps stay
+            return [True] * len(self.manifest)
+        return [False] * len(self.manifest)
 
     @torch.no_grad()
     def set_steps(self, steps: list[np.ndarray]) -> None:
         """Replace the learned steps (e.g. after the encoder's final search with the real coder)."""
-        for quantizer, rows in zip(self.quantizers, steps):
-            quantizer.log_step.copy_(torch.from_numpy(rows.astype(np.float32)).log().to(quantizer.log_step.device))
+        for name, rows in zip(self.manifest, steps):
+            if name in self.names:
+                quantizer = self.quantizers[self.names.index(name)]
+                quantizer.log_step.copy_(torch.from_numpy(rows.astype(np.float32)).log().to(quantizer.log_step.device))
 
     def identity(self) -> dict:
         """What a resumed run must share with the interrupted one."""
         s = self.settings
         return {"target_bits": s.target_bits, "lam": s.lam, "num_pixels": s.num_pixels,
                 "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
-                "every": s.every, "proxy_start": s.proxy_start}
+                "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error}

@@ -1,6 +1,6 @@
 """Regenerate the conformance vectors (only on purpose: a released vector is frozen).
 
-    GENERATE_EXPECTED=1 python tests/conformance/make_vectors.py
+    GENERATE_EXPECTED=1 python tests/conformance/make_vectors.py [NAME ...]
 
 The vector is made from seeded random weights (no training), so it is a few KB and its bytes
 depend only on this script, the quantizer and the range coder.
@@ -19,6 +19,8 @@ import torch
 
 from nvcodec.bitstream import format as nvc_format
 from nvcodec.bitstream.tensors import compress_tensors
+from nvcodec.compress.quantize import quantize
+from nvcodec.families.grid.model import Grid, GridConfig
 from nvcodec.families.nerv.model import NeRV, NeRVConfig
 
 HERE = Path(__file__).parent
@@ -37,11 +39,40 @@ VECTORS = {
         "NeRV 36x64, 2 frames, 6-bit steps: CATEGORICAL and GEOMETRIC models, a one-symbol (all-zero) "
         "tensor, per-channel and per-tensor steps",
     ),
+    "c3_grid_12x20x4": (
+        GridConfig(height=12, width=20, num_frames=4, levels=3, synthesis_width=8, context_width=8),
+        8.0,
+        "Grid 12x20, 4 frames, 3 latent grids: CONTEXT records (both checkerboard passes, integer and "
+        "half-integer centres, many scales), a one-symbol (all-zero) grid, networks with 8-bit steps",
+    ),
 }
+
+
+def grid_vector() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Seeded network weights and Laplace-distributed integer latents (the coarsest grid all zero)."""
+    config = VECTORS["c3_grid_12x20x4"][0]
+    torch.manual_seed(20261202)
+    model = Grid(config)
+    with torch.no_grad():
+        for layer in model.context[::2]:  # weights large enough to spread the centres and scales
+            layer.weight.mul_(4.0)
+        model.context[-1].bias.copy_(torch.tensor([0.3, 20.0]))
+        for conv in model.refine:  # trained ones are not zero
+            conv.weight.normal_(0.0, 0.1)
+    tensors = {k: v.detach().numpy().copy() for k, v in model.coded_tensors().items()}
+    rng = np.random.default_rng(20261202)
+    for level in range(1, config.levels):
+        name = f"latents.{level}"
+        tensors[name] = np.rint(rng.laplace(0.0, 1.5, tensors[name].shape)).astype(np.float32)
+    steps = [np.ones(1, np.float16) if name.startswith("latents.") else quantize(t, 8.0).steps
+             for name, t in tensors.items()]
+    return list(tensors.values()), steps
 
 
 def vector_tensors(name: str) -> list[np.ndarray]:
     """Seeded weights; in c2 the head bias is zeroed to give a one-symbol alphabet."""
+    if name.startswith("c3"):
+        return grid_vector()[0]
     config, _, _ = VECTORS[name]
     torch.manual_seed(20261122)
     model = NeRV(config)
@@ -54,19 +85,28 @@ def vector_tensors(name: str) -> list[np.ndarray]:
 
 def build_vector(name: str = "c1_nerv_9x17x3") -> bytes:
     config, bits, _ = VECTORS[name]
-    tensors = vector_tensors(name)
-    records, digest = compress_tensors(tensors, bits)
-    arch = nvc_format.ArchRecord(NeRV.name, NeRV.arch_version, config.to_json(), tuple(t.shape for t in tensors))
+    if name.startswith("c3"):
+        family = Grid
+        tensors, steps = grid_vector()
+        records, digest = compress_tensors(tensors, steps=steps, context=Grid(config).context_codec())
+    else:
+        family = NeRV
+        tensors = vector_tensors(name)
+        records, digest = compress_tensors(tensors, bits)
+    arch = nvc_format.ArchRecord(family.name, family.arch_version, config.to_json(), tuple(t.shape for t in tensors))
     header = nvc_format.VideoHeader(config.width, config.height, config.num_frames, 25, 1)
     return nvc_format.write(nvc_format.NvcFile(header, arch, records, digest, {"conformance": name}))
 
 
 def main() -> None:
+    """Write the vectors named on the command line (default: all)."""
     if not os.environ.get("GENERATE_EXPECTED"):
         sys.exit("refusing to overwrite released vectors; set GENERATE_EXPECTED=1 to do it on purpose")
     from nvcodec.api import decode
 
     for name, (_, _, description) in VECTORS.items():
+        if len(sys.argv) > 1 and name not in sys.argv[1:]:
+            continue
         data = build_vector(name)
         path = HERE / f"{name}.nvc"
         path.write_bytes(data)

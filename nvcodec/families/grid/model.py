@@ -1,0 +1,312 @@
+"""Grid: latent grids at L resolutions -> trilinear upsampling -> tiny synthesis (spec/families/grid.md).
+
+    latents[k]: [T_k, H_k, W_k], k = 0 (coarsest) .. L-1 (finest), with
+                T_k = ceil(T / (s * 2^(L-1-k))), H_k = ceil(H / 2^(L-1-k)), W_k likewise: a 3-D grid halved in t,
+                y, x per level (s = finest_frames_per_slice, the finest grid's step in frames)
+    frame f    = sum over levels of the grid read at (t, y, x) of f's pixels (linear in t, bilinear in y, x)
+                 -> 1x1 convs (L -> C -> C -> 3, GELU) + 0.5 -> two residual 3x3 convs -> RGB
+
+Each latent is coded (``LatentCodec``) under a Laplace whose centre and scale the context MLP
+predicts, in fixed point (compress/context.py), from 13 integers: its six face neighbours in the
+grid (t +- 1, y +- 1, x +- 1), known only in the second of two checkerboard passes; five values of
+the next coarser grid around it; the pass; the level. Both passes of a level decode all their
+latents at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...compress.context import (
+    fixed_point,
+    integer_mlp,
+    laplace_bits,
+    tables_from_outputs,
+)
+from ...compress.entropy import (
+    CodedSymbols,
+    ConditionalDecoder,
+    ConditionalEncoder,
+    ModelId,
+)
+from ...errors import PayloadError, UsageError
+from ...models.base import Backbone, BackboneConfig
+from .. import register_backbone
+from . import GRID
+
+CONTEXT_INPUTS = 13  # 6 neighbours, 5 coarser values, pass, level
+CHUNK_POSITIONS = 1 << 18  # latents whose context features are built at once (whole slices, at least one)
+MAX_FRAME_PIXELS = 1 << 21  # 1920x1088: the decoder's context features for one slice stay under about 1 GB
+
+
+@dataclass(frozen=True)
+class GridConfig(BackboneConfig):
+    levels: int = 7
+    synthesis_width: int = 16
+    context_width: int = 16
+    finest_frames_per_slice: int = 1  # temporal step of the finest grid (each coarser grid doubles it)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 1 <= self.levels <= 12:
+            raise ValueError("levels must be between 1 and 12")
+        if not (1 <= self.synthesis_width <= 64 and 1 <= self.context_width <= 32):
+            raise ValueError("synthesis_width must be in 1..64 and context_width in 1..32")
+        if not 1 <= self.finest_frames_per_slice <= 64:
+            raise ValueError("finest_frames_per_slice must be in 1..64")
+        if self.height * self.width > MAX_FRAME_PIXELS:
+            raise ValueError(f"frames of {self.width}x{self.height} exceed {MAX_FRAME_PIXELS} pixels")
+
+    def frames_per_slice(self, k: int) -> int:
+        """Frames one slice of grid k spans (k = 0 is the coarsest)."""
+        return self.finest_frames_per_slice * 2 ** (self.levels - 1 - k)
+
+    def level_shape(self, k: int) -> tuple[int, int, int]:
+        """Grid k's size (k = 0 is the coarsest)."""
+        factor = 2 ** (self.levels - 1 - k)
+        return (math.ceil(self.num_frames / self.frames_per_slice(k)), math.ceil(self.height / factor),
+                math.ceil(self.width / factor))
+
+
+def _parity(slices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(t + y + x) mod 2 for every position of the given slices: 0 = first pass, 1 = second."""
+    ys, xs = torch.arange(height), torch.arange(width)
+    return (slices[:, None, None] + ys[None, :, None] + xs[None, None, :]) % 2
+
+
+def context_features(grid: torch.Tensor, coarser: torch.Tensor | None, level: int, slices: torch.Tensor,
+                     offset: int = 0, coarser_offset: int = 0) -> torch.Tensor:
+    """The context model's inputs for every position of ``slices`` of ``grid``: [n, H, W, 13].
+
+    Neighbours outside the grid are 0; the six same-grid neighbours are 0 at first-pass positions.
+    ``grid`` and ``coarser`` may be windows of whole grids starting at slice ``offset`` and
+    ``coarser_offset`` (training reads only the slices it needs; a window ends at the grid's edge
+    or one slice beyond those asked for).
+    """
+    _, height, width = grid.shape
+    padded = F.pad(grid, (1, 1, 1, 1, 1, 1))
+    s = slices + 1
+    same = torch.stack([padded[s - 1, 1:-1, 1:-1], padded[s + 1, 1:-1, 1:-1], padded[s, :-2, 1:-1],
+                        padded[s, 2:, 1:-1], padded[s, 1:-1, :-2], padded[s, 1:-1, 2:]], dim=-1)
+    parity = _parity(slices + offset, height, width).to(grid.dtype)
+    same = same * parity[..., None]
+    if coarser is None:
+        around = torch.zeros(same.shape[:-1] + (5,), dtype=grid.dtype, device=grid.device)
+    else:
+        plane = F.pad(coarser, (1, 1, 1, 1))[(slices + offset) // 2 - coarser_offset]  # [n, H'+2, W'+2]
+        ys, xs = torch.arange(height) // 2 + 1, torch.arange(width) // 2 + 1
+
+        def at(dy: int, dx: int) -> torch.Tensor:
+            return plane[:, ys + dy][:, :, xs + dx]
+
+        around = torch.stack([at(0, 0), at(-1, 0), at(1, 0), at(0, -1), at(0, 1)], dim=-1)
+    level_feature = torch.full_like(parity, float(level))
+    return torch.cat([same, around, parity[..., None], level_feature[..., None]], dim=-1)
+
+
+def _chunks(grid: torch.Tensor) -> list[torch.Tensor]:
+    """Runs of whole slices of ``grid`` with about CHUNK_POSITIONS latents each (at least one slice)."""
+    step = max(1, CHUNK_POSITIONS // (grid.shape[1] * grid.shape[2]))
+    return [torch.arange(start, min(start + step, grid.shape[0])) for start in range(0, grid.shape[0], step)]
+
+
+@register_backbone
+class Grid(Backbone):
+    name = GRID.name
+    arch_version = 1
+    config_cls = GridConfig
+
+    def __init__(self, config: GridConfig) -> None:
+        super().__init__(config)
+        width, channels = config.context_width, config.synthesis_width
+        self.context = nn.Sequential(nn.Linear(CONTEXT_INPUTS, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                                     nn.Linear(width, 2))
+        self.synthesis = nn.Sequential(nn.Conv2d(config.levels, channels, 1), nn.GELU(),
+                                       nn.Conv2d(channels, channels, 1), nn.GELU(), nn.Conv2d(channels, 3, 1))
+        self.refine = nn.ModuleList(nn.Conv2d(3, 3, 3, padding=1) for _ in range(2))
+        self.latents = nn.ParameterList(nn.Parameter(torch.zeros(config.level_shape(k))) for k in range(config.levels))
+        self.slice_estimates: list[torch.Tensor] | None = None  # bits per slice of each grid (training's running estimate)
+        if not self.context[-1].weight.is_meta:
+            with torch.no_grad():  # start predicting small scales: untrained latents are all zero
+                self.context[-1].weight.mul_(0.1)
+                self.context[-1].bias.copy_(torch.tensor([0.0, 8.0]))
+                for conv in self.refine:
+                    conv.weight.zero_()
+                    conv.bias.zero_()
+
+    # --- sizing -------------------------------------------------------------------------
+    @classmethod
+    def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> GridConfig:
+        """One size for every rate: lambda, not the parameter count, sets what the latents spend."""
+        if height * width > MAX_FRAME_PIXELS:
+            raise UsageError(f"--model grid takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
+                             f"{width}x{height}: scale the input down with --resize, or use another --model")
+        return GridConfig(height, width, num_frames)
+
+    @classmethod
+    def network_params(cls, config: GridConfig) -> int:
+        return cls.count_params(config) - sum(math.prod(config.level_shape(k)) for k in range(config.levels))
+
+    def context_coded(self) -> tuple[str, ...]:
+        return tuple(f"latents.{k}" for k in range(self.config.levels))
+
+    def context_inputs(self) -> tuple[str, ...]:
+        """The context MLP's tensors (weight, bias per layer): what the latents' tables are computed from."""
+        return tuple(name for name in self.coded_tensors() if name.startswith("context."))
+
+    def macs_per_pixel(self) -> float:
+        """Decoder multiply-adds per output pixel: context model (per latent), upsampling, synthesis."""
+        cfg = self.config
+        latents = sum(math.prod(cfg.level_shape(k)) for k in range(cfg.levels)) / (cfg.num_frames * cfg.height * cfg.width)
+        w, c = cfg.context_width, cfg.synthesis_width
+        context = CONTEXT_INPUTS * w + w * w + 2 * w
+        synthesis = cfg.levels * c + c * c + 3 * c + 2 * 27 * 3
+        return latents * context + 6 * cfg.levels + synthesis
+
+    # --- rendering ----------------------------------------------------------------------
+    def synthesize(self, frames: torch.Tensor, grids: list[torch.Tensor] | None = None,
+                   offsets: list[int] | None = None) -> torch.Tensor:
+        """Frame indices [B] -> RGB [B, 3, H, W] (unclamped) from ``grids`` (default: the latents),
+        which may be windows starting at slices ``offsets``."""
+        cfg = self.config
+        grids = list(self.latents) if grids is None else grids
+        planes = []
+        for k, grid in enumerate(grids):
+            factor = cfg.frames_per_slice(k)
+            last = cfg.level_shape(k)[0] - 1
+            position = ((frames.to(torch.float32) + 0.5) / factor - 0.5).clamp(0, last)
+            t0 = position.floor().long()
+            t1 = (t0 + 1).clamp_max(last)
+            weight = (position - t0).to(grid.dtype)[:, None, None]
+            start = offsets[k] if offsets else 0
+            plane = grid[t0 - start] * (1 - weight) + grid[t1 - start] * weight
+            if plane.shape[-2:] != (cfg.height, cfg.width):
+                plane = F.interpolate(plane[:, None], size=(cfg.height, cfg.width), mode="bilinear",
+                                      align_corners=False)[:, 0]
+            planes.append(plane)
+        x = torch.stack(planes, dim=1)
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.synthesis(x) + 0.5
+        x = x + self.refine[0](x)
+        return x + self.refine[1](F.gelu(x))
+
+    def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        frames = torch.round(t * max(self.config.num_frames - 1, 1)).long()
+        return self.synthesize(frames)
+
+    # --- rate (training) ----------------------------------------------------------------
+    def slice_bits(self, grids: list[torch.Tensor], level: int, slices: torch.Tensor,
+                   offsets: list[int] | None = None) -> torch.Tensor:
+        """Bits of ``slices`` of grid ``level`` (values as given: noisy or rounded) under the float
+        context model, one sum per slice [n]; differentiable in the values and the context MLP.
+        ``grids`` may be windows starting at ``offsets``; ``slices`` index the window."""
+        coarser = grids[level - 1] if level > 0 else None
+        offset, coarser_offset = (offsets[level], offsets[level - 1] if level else 0) if offsets else (0, 0)
+        features = context_features(grids[level], coarser, level, slices, offset, coarser_offset)
+        outputs = self.context(features)
+        bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1])
+        return bits.flatten(1).sum(dim=1)
+
+    def latent_bits(self, exact: bool = False) -> float:
+        """Estimated bits of every latent under the float context model: the running estimate the
+        objective keeps per slice, or (``exact``, or none yet) every rounded latent's afresh."""
+        if exact or self.slice_estimates is None:
+            grids = [torch.round(g.detach()) for g in self.latents]
+            with torch.no_grad():
+                self.slice_estimates = [torch.cat([self.slice_bits(grids, level, slices) for slices in _chunks(grid)])
+                                        for level, grid in enumerate(grids)]
+        return float(sum(float(bits.sum()) for bits in self.slice_estimates))
+
+    # --- coding -------------------------------------------------------------------------
+    def context_codec(self) -> "LatentCodec":
+        return LatentCodec(self)
+
+
+class LatentCodec:
+    """Codes the latent grids under the integer context model (the bitstream's context hook).
+
+    ``decoded`` is every tensor before ``index`` in manifest order, as the decoder reconstructs
+    them: the context MLP's weights, then the coarser grids. Coded records are remembered, so the
+    encoder's final step search (which rewrites the file with other synthesis steps) codes each
+    grid once.
+    """
+
+    def __init__(self, model: Grid) -> None:
+        names = list(model.coded_tensors())
+        self.levels = {names.index(name): level for level, name in enumerate(model.context_coded())}
+        self.shapes = {index: model.config.level_shape(level) for index, level in self.levels.items()}
+        self.context = [names.index(name) for name in model.context_inputs()]
+        self._coded: dict[bytes, CodedSymbols] = {}
+
+    def encode(self, index: int, symbols: np.ndarray, decoded: list[np.ndarray]) -> CodedSymbols | None:
+        """A CONTEXT record for a latent grid; None for any other tensor (coded as usual)."""
+        if index not in self.levels:
+            return None
+        key = hashlib.sha256(b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in self.context)
+                             + symbols.astype("<i8").tobytes() + index.to_bytes(4, "little")).digest()
+        if key not in self._coded:
+            sym_min, sym_max = int(symbols.min()), int(symbols.max())
+            if sym_min == sym_max:  # one-symbol alphabet: the record's range says it all
+                self._coded[key] = CodedSymbols(ModelId.CONTEXT, sym_min, sym_max, None, None, np.zeros(0, "<u4"))
+            else:
+                coder = ConditionalEncoder(sym_min, sym_max)
+                grid = torch.from_numpy(symbols.astype(np.float64).reshape(self.shapes[index]))
+                self._passes(index, grid, decoded, coder, sym_min, sym_max)
+                self._coded[key] = coder.finish()
+        return self._coded[key]
+
+    def decode(self, index: int, coded: CodedSymbols, decoded: list[np.ndarray]) -> np.ndarray | None:
+        """A latent grid's symbols (flat, raster order); None for any other tensor."""
+        if index not in self.levels:
+            return None
+        if coded.model_id != ModelId.CONTEXT:
+            raise PayloadError(f"tensor {index}: a latent grid must use the CONTEXT entropy model")
+        count = math.prod(self.shapes[index])
+        if coded.sym_min == coded.sym_max:
+            if len(coded.words):
+                raise PayloadError(f"tensor {index}: payload must be empty for a one-symbol alphabet")
+            return np.full(count, coded.sym_min, np.int64)
+        decoder = ConditionalDecoder(coded)
+        grid = torch.zeros(self.shapes[index], dtype=torch.float64)
+        self._passes(index, grid, decoded, decoder, coded.sym_min, coded.sym_max)
+        decoder.finish()
+        return grid.reshape(-1).numpy().astype(np.int64)
+
+    def _passes(self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], coder, sym_min: int,
+                sym_max: int) -> None:
+        """The two checkerboard passes over one grid: the encoder codes ``grid``, the decoder fills it in."""
+        level = self.levels[index]
+        coarser = torch.from_numpy(decoded[index - 1].astype(np.float64)) if level > 0 else None
+        tensors = [fixed_point(decoded[i]) for i in self.context]
+        layers = list(zip(tensors[0::2], tensors[1::2]))
+        flat = grid.view(-1)
+        for parity in (0, 1):
+            where, centres2, scales = self._tables(layers, grid, coarser, level, parity, sym_min, sym_max)
+            if isinstance(coder, ConditionalEncoder):
+                coder.encode(flat[where].numpy().astype(np.int64), centres2, scales)
+            else:
+                flat[where] = torch.from_numpy(coder.decode(centres2, scales).astype(np.float64))
+
+    @staticmethod
+    def _tables(layers, grid: torch.Tensor, coarser: torch.Tensor | None, level: int, parity: int,
+                sym_min: int, sym_max: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(flat positions, doubled centres, scale indices) of one pass, in raster order (t, y, x)."""
+        positions, centres, scales = [], [], []
+        plane = grid.shape[1] * grid.shape[2]
+        for slices in _chunks(grid):
+            features = context_features(grid, coarser, level, slices)
+            chosen = (features[..., CONTEXT_INPUTS - 2] == parity).reshape(-1)
+            c, s = tables_from_outputs(integer_mlp(features.reshape(-1, CONTEXT_INPUTS)[chosen], layers),
+                                       sym_min, sym_max)
+            positions.append(torch.nonzero(chosen).reshape(-1) + int(slices[0]) * plane)
+            centres.append(c)
+            scales.append(s)
+        return torch.cat(positions), np.concatenate(centres), np.concatenate(scales)

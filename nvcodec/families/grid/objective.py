@@ -1,0 +1,112 @@
+"""The grid family's objective: frames rendered from latents seen through their quantization proxy,
+plus lambda x the bits of the rounded latents under the context model.
+
+The rate term (train/rate.py) prices the networks' weights and holds lambda; this objective
+prices the latents, which are most of the file. Each step draws the frames of a batch, and the
+rate of each grid is that of the slices those frames read, scaled to the whole grid (every slice
+is read equally often over an epoch), so a step never evaluates the context model on the whole
+video. The per-slice figures are kept as the running estimate of the latents' bits that lambda
+is steered by. The rate is priced every ``RATE_PERIOD`` steps, with the period as its weight.
+
+The latents are updated here, not by fit's optimizer: a step reads three slices of each grid,
+so only those are updated (Adam with lazy moments, as TensorFlow's LazyAdam), instead of a
+dense update of millions of latents that the step did not touch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...compress.proxy import ProxyMode, round_ste
+from ...train.objectives import FrameObjective
+from .model import Grid
+
+BETAS, EPS = (0.9, 0.999), 1e-8  # Adam's defaults (C3 trains with them)
+# The latents' rate enters every RATE_PERIOD-th step, weighted by the period: it costs twice the
+# distortion's step (NVRC, Kwan et al. 2024, prices the rate once per 8 steps "with no measurable loss").
+RATE_PERIOD = 4
+
+
+class GridObjective(FrameObjective):
+    model: Grid
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in self.model.latents]
+        self.updates = self.calls = 0
+        self.leaves: list[tuple[torch.Tensor, int]] = []  # this step's windows (leaf tensors) and where they start
+
+    def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
+        """``batch_frames`` consecutive frames (runs of a seeded random order of runs): a step then
+        reads few slices of each grid however large the batch."""
+        runs = math.ceil(self.num_frames / self.batch_frames)
+        if epoch != self._order_epoch:
+            self._order = torch.randperm(runs, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            self._order_epoch = epoch
+        start = int(self._order[index]) * self.batch_frames
+        return torch.arange(start, min(start + self.batch_frames, self.num_frames), device=self.device)
+
+    def own_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.model.latents)
+
+    @torch.no_grad()
+    def update(self, lr: float) -> None:
+        """Adam on the slices this step read; the other slices and their moments stay as they are."""
+        self.updates += 1
+        correction1, correction2 = 1 - BETAS[0] ** self.updates, 1 - BETAS[1] ** self.updates
+        for grid, (first, second), (leaf, low) in zip(self.model.latents, self.moments, self.leaves):
+            if leaf.grad is None:
+                continue
+            window = slice(low, low + len(leaf))
+            first[window].lerp_(leaf.grad, 1 - BETAS[0])
+            second[window].mul_(BETAS[1]).addcmul_(leaf.grad, leaf.grad, value=1 - BETAS[1])
+            denominator = (second[window] / correction2).sqrt_().add_(EPS)
+            grid[window].addcdiv_(first[window], denominator, value=-lr / correction1)
+        self.leaves = []
+
+    def proxy(self, grid: torch.Tensor, mode: ProxyMode, generator: torch.Generator) -> torch.Tensor:
+        """What the decoder will see of ``grid``: uniform noise of one step, or rounding (straight-through)."""
+        if mode == ProxyMode.NOISE:
+            return grid + (torch.rand(grid.shape, generator=generator, device=grid.device) - 0.5)
+        if mode == ProxyMode.HARD:
+            return round_ste(grid)
+        return grid
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        model = self.model
+        frames = self.frame_batch(epoch, index)
+        gt = self.target[frames].float().div_(255.0)
+        mode = ProxyMode.OFF if self.rate is None else self.rate.mode
+        generator = torch.Generator(device=gt.device).manual_seed((self.seed * 100003 + epoch) * 1000003 + index)
+        # per grid: the slices the frames read (rate), and a window one slice wider (synthesis, context)
+        read, windows, offsets = [], [], []
+        self.leaves = []
+        for level, grid in enumerate(model.latents):
+            slices = torch.unique(frames.cpu() // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
+            low, high = max(0, int(slices[0]) - 1), min(len(grid) - 1, int(slices[-1]) + 1)
+            leaf = grid.detach()[low : high + 1].clone().requires_grad_(True)
+            self.leaves.append((leaf, low))
+            read.append(slices - low)
+            windows.append(self.proxy(leaf, mode, generator))
+            offsets.append(low)
+        with autocast:
+            pred = model.synthesize(frames, windows, offsets)
+        pred = pred.float()
+        loss = self.loss_fn(pred, gt)
+        with torch.no_grad():
+            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        self.calls += 1
+        if mode != ProxyMode.OFF and self.calls % RATE_PERIOD == 0:
+            model.latent_bits()  # the running estimate exists from here on
+            # the rate of the rounded latents (straight-through), as the file codes them: under the
+            # noise proxy small-scale latents would be priced far above what they will cost
+            rounded = [round_ste(leaf) for leaf, _ in self.leaves]
+            bits = torch.zeros((), device=gt.device)
+            for level, (slices, low) in enumerate(zip(read, offsets)):
+                per_slice = model.slice_bits(rounded, level, slices, offsets)
+                model.slice_estimates[level][slices + low] = per_slice.detach()
+                bits = bits + per_slice.sum() * (len(model.latents[level]) / len(slices))
+            loss = loss + RATE_PERIOD * self.rate.controller.lam * bits / self.rate.settings.num_pixels
+        return loss, mse
