@@ -192,7 +192,7 @@ def _report_lines(report) -> list[str]:
 @main.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
-@click.option("--model", default="nerv", show_default=True, help="Backbone (see `nvc models`).")
+@click.option("--model", default="nerv", show_default=True, help="Family: the kind of network (see `nvc models`).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Target bits per pixel of the file.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
@@ -226,7 +226,7 @@ def _report_lines(report) -> list[str]:
 @_family_options("encode")
 def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
            bits, rate_training, lam, resume, checkpoint_every, as_json, quiet, **family_options):
-    """Fit a backbone to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
+    """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
     from .settings import EncodeSettings, check_settings
 
@@ -254,10 +254,10 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--lossless", is_flag=True, help="For .mp4: exact RGB (libx264rgb, qp 0).")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Spatial scale (pixel-wise backbones only).")
-@click.option("--size", default=None, help="Output WxH (pixel-wise backbones only).")
+              help="Spatial scale (pixel-wise families only).")
+@click.option("--size", default=None, help="Output WxH (pixel-wise families only).")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Output frame rate by time interpolation (any_time backbones).")
+              help="Output frame rate by time interpolation (any_time families).")
 @click.option("--segmentation", default=None, metavar="VIDEO",
               help="Also write the layers' weights as a colour map to this video (families with layers).")
 @_family_options("render", skip=("segmentation",))  # --segmentation names a second output instead

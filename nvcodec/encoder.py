@@ -69,7 +69,7 @@ class EncodeReport:
 
 
 def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
-    """Size the backbone for the target, or say why the target cannot be met."""
+    """Size the model for the target, or say why the target cannot be met."""
     return RateControl(target_bpp, video.width, video.height, video.num_frames).size_model(cls)
 
 
@@ -189,7 +189,7 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
         "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
         "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
         "seed": settings.seed, **family.train_overrides, "objective_options": dict(settings.objective_options),
-        "time_budget": length.budget, "budget_clock": settings.train_clock,
+        "train_seconds": length.budget, "train_clock": settings.train_clock,
         "checkpoint_seconds": settings.checkpoint_seconds,
     })
     aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (

@@ -15,7 +15,7 @@ class NvcError(Exception):
 
 
 class UsageError(NvcError, ValueError):
-    """An option or argument that cannot be honoured (bad value, unsupported by the backbone)."""
+    """An option or argument that cannot be honoured (bad value, unsupported by the family)."""
 
     exit_code = 2
 
@@ -72,7 +72,7 @@ class LimitError(BitstreamError):
 
 
 class ArchitectureError(BitstreamError):
-    """Unknown backbone, bad config, or tensor manifest that does not match the rebuilt model."""
+    """Unknown family, bad config, or tensor manifest that does not match the rebuilt model."""
 
     code = "E_ARCH"
 

@@ -1,4 +1,4 @@
-"""Decoder side: rebuild a backbone from a parsed file and render frames in bounded batches.
+"""Decoder side: rebuild a model from a parsed file and render frames in bounded batches.
 
 Imports nothing from ``nvcodec.train``: decoding needs only the bitstream, the registry and
 the model definitions.
@@ -39,10 +39,10 @@ def build_backbone(nvc: NvcFile) -> Backbone:
     model = cls(config)
     weights = decompress_tensors(nvc, model.context_codec())
     names = list(model.coded_tensors())
-    # strict=False: a backbone may hold encoder-only tensors the file does not carry (see coded_tensors)
+    # strict=False: a model may hold encoder-only tensors the file does not carry (see coded_tensors)
     result = model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)}, strict=False)
     if result.unexpected_keys or set(result.missing_keys) & set(names):
-        raise ArchitectureError("file tensors do not match the backbone's coded tensors")
+        raise ArchitectureError("file tensors do not match the model's coded tensors")
     return model.eval()
 
 

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from nvcodec.io import Video, read_video, sample_clip_path
+from nvcodec.settings import EncodeSettings
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 
@@ -28,7 +29,19 @@ def moving_pattern(shift: float, frames: int = 4, height: int = 48, width: int =
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-TRAINING_FIXTURES = {"encoded", "rate_encoded"}  # fixtures that run an encode
+# One tiny encode per family (8 frames of 64x36, a few dozen epochs), made at most once per session
+# by ``tiny_encode`` and shared by every module that needs a trained file of that family.
+TINY_ENCODES: dict[str, EncodeSettings] = {
+    "nerv": EncodeSettings(bpp=3.0, epochs=60, device="cpu", amp=False),
+    "enerv": EncodeSettings(model="enerv", bpp=4.0, epochs=40, device="cpu", amp=False),
+    "hnerv": EncodeSettings(model="hnerv", bpp=3.0, epochs=40, device="cpu", amp=False),
+    "snerv-b": EncodeSettings(model="snerv-b", bpp=3.0, epochs=40, device="cpu", amp=False),
+    "snerv-t": EncodeSettings(model="snerv-t", bpp=3.0, epochs=40, device="cpu", amp=False),
+    "coordflow": EncodeSettings(model="coordflow", bpp=2.0, epochs=30, device="cpu", amp=False, resume=False),
+    "siren": EncodeSettings(model="siren", bpp=3.0, epochs=60, device="cpu", amp=False, resume=False),
+    "grid": EncodeSettings(model="grid", bpp=1.5, epochs=100, device="cpu", resume=False),
+}
+TRAINING_FIXTURES = {"tiny_encode", "encoded", "rate_encoded"}  # fixtures that run an encode
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -55,6 +68,23 @@ def odd_clip() -> Video:
     y, x = np.mgrid[0:9, 0:17]
     frames = np.stack([np.stack([(x * 15 + t * 20) % 256, (y * 28) % 256, (x + y) * 10 % 256], -1) for t in range(3)])
     return Video(frames.astype(np.uint8), fps=Fraction(25))
+
+
+@pytest.fixture(scope="session")
+def tiny_encode(tiny_clip, tmp_path_factory):
+    """``tiny_encode(family)`` -> (path, report) of ``tiny_clip`` encoded with TINY_ENCODES[family],
+    encoded once per session. Tests read the file; one that alters a file copies it first."""
+    from nvcodec.api import encode
+
+    done: dict[str, tuple[Path, object]] = {}
+
+    def get(family: str):
+        if family not in done:
+            path = tmp_path_factory.mktemp(family) / "tiny.nvc"
+            done[family] = (path, encode(tiny_clip, path, TINY_ENCODES[family]))
+        return done[family]
+
+    return get
 
 
 class TickClock:

@@ -15,14 +15,14 @@ from nvcodec.cli import main
 from nvcodec.io import read_video, write_video
 from nvcodec.metrics import psnr
 
-SETTINGS = EncodeSettings(bpp=3.0, epochs=60, device="cpu", amp=False)
+from .conftest import TINY_ENCODES
+
+SETTINGS = TINY_ENCODES["nerv"]
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("enc") / "tiny.nvc"
-    report = encode(tiny_clip, path, SETTINGS)
-    return path, report
+def encoded(tiny_encode):
+    return tiny_encode("nerv")
 
 
 def test_report_is_measured_on_the_decoded_file(encoded, tiny_clip):
@@ -150,7 +150,7 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path, tick
     from nvcodec.families.nerv.model import NeRV
     from nvcodec.train.fit import TrainConfig, fit
 
-    cfg = TrainConfig(epochs=4, finetune_epochs=1, amp=False, checkpoint_seconds=0, time_budget=1.5)
+    cfg = TrainConfig(epochs=4, finetune_epochs=1, amp=False, checkpoint_seconds=0, train_seconds=1.5)
     config = NeRV.config_for_budget(36, 64, 8, 3_000)
     seen = []
     fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), seen.append)
@@ -170,12 +170,12 @@ def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path, tick
     with np.load(ckpt, allow_pickle=False) as data:
         saved = json.loads(str(data["state"]))
     assert saved["stage"] == 0 and saved["spent"] > 0
-    already = saved["spent"] / cfg.time_budget  # of the whole run (the train stage is its first 4/5)
+    already = saved["spent"] / cfg.train_seconds  # of the whole run (the train stage is its first 4/5)
     resumed = []
     before = tick_clock.now
     fit(NeRV(config), frames, cfg, torch.device("cpu"), resumed.append, ckpt)
     assert resumed[0].fraction >= already and resumed[-1].fraction == 1.0
-    left = cfg.time_budget - saved["spent"]
+    left = cfg.train_seconds - saved["spent"]
     assert left <= tick_clock.now - before <= left + 0.1  # only what was left
 
 
@@ -187,7 +187,7 @@ def test_set_up_counts_once_against_the_budget(tiny_clip, tick_clock):
     from nvcodec.families.nerv.model import NeRV
     from nvcodec.train.fit import TrainConfig, fit
 
-    cfg = TrainConfig(epochs=1, finetune_epochs=1, amp=False, time_budget=2.0)
+    cfg = TrainConfig(epochs=1, finetune_epochs=1, amp=False, train_seconds=2.0)
     seen = []
     set_up_started = tick_clock() - 0.5  # as if sizing and the trial took 0.5 s
     fit(NeRV(NeRV.config_for_budget(36, 64, 8, 3_000)), tiny_clip.frames, cfg, torch.device("cpu"), seen.append,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nvcodec import errors
-from nvcodec.api import EncodeSettings, RenderRequest, decode, encode
+from nvcodec.api import RenderRequest, decode, encode
 from nvcodec.cli import main
 from nvcodec.families import declaration
 from nvcodec.families.coordflow.model import PALETTE, CoordFlow, CoordFlowConfig
@@ -20,15 +20,14 @@ from nvcodec.io import Video, read_video, write_video
 from nvcodec.metrics import psnr
 from nvcodec.train.objectives import objective_for
 
-from .conftest import CONFORMANCE, moving_pattern
+from .conftest import CONFORMANCE, TINY_ENCODES, moving_pattern
 
-SETTINGS = EncodeSettings(model="coordflow", bpp=2.0, epochs=30, device="cpu", amp=False, resume=False)
+SETTINGS = TINY_ENCODES["coordflow"]
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("coordflow") / "tiny.nvc"
-    return path, encode(tiny_clip, path, SETTINGS)
+def encoded(tiny_encode):
+    return tiny_encode("coordflow")
 
 
 def small_model(**changes) -> CoordFlow:

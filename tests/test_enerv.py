@@ -114,10 +114,8 @@ def test_registry_and_capabilities():
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("enerv") / "tiny.nvc"
-    settings = EncodeSettings(model="enerv", bpp=4.0, epochs=40, device="cpu", amp=False)
-    return path, encode(tiny_clip, path, settings)
+def encoded(tiny_encode):
+    return tiny_encode("enerv")
 
 
 def test_round_trip_through_the_file(encoded, tiny_clip):

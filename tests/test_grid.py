@@ -30,16 +30,15 @@ from nvcodec.compress.entropy import (
 from nvcodec.families.grid.model import Grid, GridConfig
 from nvcodec.metrics import psnr
 
-from .conftest import CONFORMANCE
+from .conftest import CONFORMANCE, TINY_ENCODES
 
-SETTINGS = EncodeSettings(model="grid", bpp=1.5, epochs=100, device="cpu", resume=False)
+SETTINGS = TINY_ENCODES["grid"]
 VECTOR = CONFORMANCE / "c3_grid_12x20x4.nvc"
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("grid") / "tiny.nvc"
-    return path, encode(tiny_clip, path, SETTINGS)
+def encoded(tiny_encode):
+    return tiny_encode("grid")
 
 
 def test_scale_table_is_the_stated_formula():
@@ -189,3 +188,26 @@ def test_tiny_round_trip(encoded, tiny_clip):
     # 100+20 epochs of 2 steps on 8 frames of 64x36 measured 19.5 dB; a flat grey picture scores about 12 dB: the
     # latents and synthesis must do clearly better than that.
     assert report.psnr > 16
+
+
+def test_a_step_updates_only_the_slices_it_reads(tiny_clip):
+    """Lazy Adam: the frames of one step (4 consecutive) move their slices of each grid and no other."""
+    import contextlib
+
+    from nvcodec.train.objectives import objective_for
+
+    model = Grid(GridConfig(36, 64, 8, levels=3))
+    objective = objective_for(model, tiny_clip.frames, torch.device("cpu"), "l2", 0, 4)
+    before = [g.detach().clone() for g in model.latents]
+    loss, _ = objective.step(0, 0, contextlib.nullcontext())
+    loss.backward()
+    objective.update(1e-2)
+    frames = objective.frame_batch(0, 0)
+    finest_before, finest = before[-1], model.latents[-1].detach()
+    window = range(int(frames[0]) - 1, int(frames[-1]) + 2)  # the frames' slices and one each side
+    for t in range(8):
+        if t in frames.tolist():
+            assert not torch.equal(finest[t], finest_before[t]), t
+        elif t not in window:
+            assert torch.equal(finest[t], finest_before[t]), t
+    assert all(p.grad is None for p in model.latents)  # fit's optimizer never sees them

@@ -20,7 +20,6 @@ from nvcodec.train.fit import TrainConfig, fit
 from nvcodec.train.objectives import objective_for
 
 MODELS = ("hnerv", "snerv-b", "snerv-t")
-SETTINGS = EncodeSettings(bpp=3.0, epochs=40, device="cpu", amp=False)
 
 
 # --- Haar DWT / IDWT -----------------------------------------------------------------------
@@ -45,10 +44,8 @@ def test_haar_is_orthonormal_and_separates_frequencies():
 
 # --- models --------------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=MODELS)
-def encoded(request, tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp(request.param) / "tiny.nvc"
-    report = encode(tiny_clip, path, EncodeSettings(**{**SETTINGS.__dict__, "model": request.param}))
-    return request.param, path, report
+def encoded(request, tiny_encode):
+    return (request.param, *tiny_encode(request.param))
 
 
 def test_round_trip_is_measured_on_the_file(encoded, tiny_clip):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.api import EncodeSettings, encode, inspect
+from nvcodec.api import encode, inspect
 from nvcodec.compress.entropy import ModelId, encode_symbols
 from nvcodec.compress.proxy import LearnedQuantizer, ProxyMode, geometric_bits
 from nvcodec.compress.quantize import dequantize, quantize_with_steps, scale_steps
@@ -16,7 +16,9 @@ from nvcodec.compress.ratecontrol import LambdaController, land_on_target_by_sca
 from nvcodec.families.nerv.model import NeRV
 from nvcodec.train.rate import RateSettings, RateTerm
 
-SETTINGS = EncodeSettings(bpp=3.0, epochs=40, device="cpu", amp=False, resume=False)
+from .conftest import TINY_ENCODES
+
+SETTINGS = replace(TINY_ENCODES["nerv"], epochs=40, resume=False)  # shorter runs derive from it
 
 
 @pytest.mark.parametrize("scale", [0.3, 2.0, 12.0])
@@ -106,9 +108,8 @@ def test_in_place_proxy_is_reproducible_and_restored(tiny_clip):
 
 
 @pytest.fixture(scope="module")
-def rate_encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("rate") / "tiny.nvc"
-    return path, encode(tiny_clip, path, SETTINGS)
+def rate_encoded(tiny_encode):
+    return tiny_encode("nerv")  # rate-aware: the default
 
 
 def test_rate_aware_encode_lands_on_target_and_estimate_matches_file(rate_encoded):

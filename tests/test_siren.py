@@ -26,15 +26,14 @@ from nvcodec.metrics import psnr
 from nvcodec.models.base import ANY_SCALE, ANY_TIME, PIXELWISE
 from nvcodec.train.objectives import objective_for
 
-from .conftest import moving_pattern
+from .conftest import TINY_ENCODES, moving_pattern
 
-SETTINGS = EncodeSettings(model="siren", bpp=3.0, epochs=60, device="cpu", amp=False, resume=False)
+SETTINGS = TINY_ENCODES["siren"]
 
 
 @pytest.fixture(scope="module")
-def encoded(tiny_clip, tmp_path_factory):
-    path = tmp_path_factory.mktemp("siren") / "tiny.nvc"
-    return path, encode(tiny_clip, path, SETTINGS)
+def encoded(tiny_encode):
+    return tiny_encode("siren")
 
 
 def test_registered_with_pixel_capabilities():

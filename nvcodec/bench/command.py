@@ -43,7 +43,7 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="Anchor CRFs.")
 @click.option("--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Anchor encoder/decoder threads.")
-@click.option("--models", default="nerv", show_default=True, help="nvcodec backbones, comma-separated.")
+@click.option("--models", default="nerv", show_default=True, help="nvcodec families, comma-separated.")
 @click.option("--bpp", "bpps", default="0.05,0.1,0.2", show_default=True, help="nvcodec bpp targets.")
 @click.option("--anchors-only", is_flag=True, help="Run no nvcodec points.")
 @click.option("--nvc-preset", default="medium", show_default=True, help="nvcodec preset.")
@@ -52,10 +52,10 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the preset's training epochs.")
 @click.option("--rate-training", "rate_training", type=click.Choice(["on", "off", "both"]), default="on",
               show_default=True, help="nvcodec pipeline: rate-aware training, post-training quantization, or both "
-                                      "(two curves per backbone, for the ablation).")
+                                      "(two curves per family, for the ablation).")
 @click.option("--train-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
-              help="Clock of --train-seconds: wall, or process CPU seconds (equal compute whatever else runs).")
-@click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clock of --train-time: wall, or process CPU seconds (equal compute whatever else runs).")
+@click.option("--train-time", "--train-seconds", "train_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).")
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")

@@ -144,7 +144,7 @@ class AnchorJob:
 
 @dataclass(frozen=True)
 class NvcodecJob:
-    """One nvcodec operating point (backbone, bpp target, preset, seed)."""
+    """One nvcodec operating point (family, bpp target, preset, seed)."""
 
     model: str
     bpp: float

@@ -198,7 +198,7 @@ def _bd_entries(clip: str, points: list[RDPoint], pairs: list[tuple[str, str]]) 
 
 def _bd_pairs(jobs: list[Job]) -> list[tuple[str, str]]:
     """Every curve against every anchor curve, and each rate-aware nvcodec curve against the
-    post-training curve of the same backbone and length (the ablation of rate-aware training)."""
+    post-training curve of the same family and length (the ablation of rate-aware training)."""
     curves = list(dict.fromkeys(j.curve for j in jobs))
     anchors = list(dict.fromkeys(j.curve for j in jobs if isinstance(j, AnchorJob)))
     pairs = [(test, anchor) for test in curves for anchor in anchors if test != anchor]

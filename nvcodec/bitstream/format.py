@@ -110,7 +110,7 @@ class VideoHeader:
 
 @dataclass(frozen=True)
 class ArchRecord:
-    """ARCH: backbone registry name, its version, config, and the shapes of its tensors."""
+    """ARCH: family registry name, its version, config, and the shapes of its tensors."""
 
     family: str
     arch_version: int

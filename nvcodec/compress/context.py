@@ -18,6 +18,8 @@ scale is ``b = SCALE_B0 * 2^(z / 4)``. The file's table for a symbol is that of 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -29,6 +31,8 @@ WEIGHT_LIMIT = float(1 << 20)  # |w| * 2^F is clamped to this (|w| < 256)
 ACTIVATION_LIMIT = float(1 << 26)  # |activation| * 2^F is clamped to this: sums of 32 products stay < 2^52
 SCALE_B0 = 0.04  # Laplace scale of index 0 (entropy.SCALE_TABLE)
 MIN_PROBABILITY = 2.0**-24  # the coder's probability resolution: no symbol costs more than 24 bits
+MAX_SYMBOL_BITS = 24.0
+LN2 = math.log(2.0)
 
 
 def fixed_point(weights: np.ndarray) -> torch.Tensor:
@@ -65,17 +69,20 @@ def tables_from_outputs(outputs: torch.Tensor, sym_min: int, sym_max: int) -> tu
 def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.Tensor) -> torch.Tensor:
     """Bits of integer ``values`` under Laplace(centre, b(scale_index)) integrated over unit bins,
     with the centre rounded to a half-integer and the index to an integer as the file's tables are
-    (straight-through): what the coder will spend. Differentiable in all three. Elementwise."""
+    (straight-through): what the coder will spend. Differentiable in all three. Elementwise.
+
+    Computed from the log of the bin's probability, so that a value far out in the tail still
+    has a gradient (a clamped probability would have none, and neither the latent nor the context
+    model would learn from it); the value is capped at the coder's 24 bits, the gradient is not.
+    """
     centre = round_ste(2 * centre) / 2
     z = round_ste(scale_index).clamp(0.0, NUM_SCALES - 1.0)
     b = SCALE_B0 * torch.exp2(z / 4.0)
     distance = (values - centre).abs()
-    # P(|X - c| in the bin) from the lower tail, where the CDF is small: no cancellation far out
-    upper = _lower_cdf((0.5 - distance) / b)
-    lower = _lower_cdf((-0.5 - distance) / b)
-    return -torch.log2((upper - lower).clamp_min(MIN_PROBABILITY))
-
-
-def _lower_cdf(x: torch.Tensor) -> torch.Tensor:
-    """The standard Laplace CDF."""
-    return torch.where(x < 0, 0.5 * torch.exp(x.clamp_max(0.0)), 1.0 - 0.5 * torch.exp(-x.clamp_min(0.0)))
+    # beyond half a bin: P = exp(-(d - 1/2) / b) (1 - exp(-1/b)) / 2, in logs
+    tail = -(distance - 0.5).clamp_min(0.0) / b + torch.log(-torch.expm1(-1.0 / b)) - LN2
+    # within half a bin of the centre: P = 1 - (exp(-(1/2 - d) / b) + exp(-(1/2 + d) / b)) / 2
+    near = torch.log((1.0 - 0.5 * (torch.exp(-(0.5 - distance).clamp_min(0.0) / b)
+                                   + torch.exp(-(0.5 + distance) / b))).clamp_min(MIN_PROBABILITY))
+    bits = -torch.where(distance >= 0.5, tail, near) / LN2
+    return bits + (bits.clamp_max(MAX_SYMBOL_BITS) - bits).detach()

@@ -137,9 +137,9 @@ def register_backbone(cls: type["Backbone"]) -> type["Backbone"]:
     The class takes its capabilities and render options from the declaration: one source for both.
     """
     if cls.name in _CLASSES:
-        raise KeyError(f"backbone {cls.name!r} is registered twice")
+        raise KeyError(f"family {cls.name!r} is registered twice")
     if cls.name not in FAMILY_FOLDERS:
-        raise KeyError(f"backbone {cls.name!r} needs a line in FAMILY_FOLDERS")
+        raise KeyError(f"family {cls.name!r} needs a line in FAMILY_FOLDERS")
     family = declaration(cls.name)
     cls.capabilities = family.capabilities
     cls.render_option_names = frozenset(o.name for o in family.render_options)

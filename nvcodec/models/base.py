@@ -1,6 +1,6 @@
-"""What every backbone is: an nn.Module rebuilt from (registry name, JSON config) alone.
+"""What every model is: an nn.Module rebuilt from (registry name, JSON config) alone.
 
-A backbone declares its capabilities instead of letting callers guess:
+A family declares its capabilities instead of letting callers guess:
 
 * ``framewise``: renders whole frames from a time value (NeRV family);
 * ``pixelwise``: renders any (x, y, t) coordinates;
@@ -25,7 +25,7 @@ MAX_PARAMS = 1 << 27  # a config asking for more is refused before anything is a
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-    """Fields every backbone needs: the geometry it was fitted to."""
+    """Fields every model needs: the geometry it was fitted to."""
 
     height: int
     width: int
@@ -92,7 +92,7 @@ class Backbone(nn.Module):
     # --- sizing -------------------------------------------------------------------------
     @classmethod
     def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> BackboneConfig:
-        """The largest config of this backbone's recipe with at most ``params`` parameters."""
+        """The largest config of this family's recipe with at most ``params`` parameters."""
         raise NotImplementedError
 
     @classmethod
@@ -160,11 +160,11 @@ class Backbone(nn.Module):
     def set_render_options(self, **options) -> None:
         """Decode-time switches (api.RenderRequest.render_options), e.g. CoordFlow's segmentation.
 
-        A backbone that supports some overrides this and ``render_option_names``; the base has none.
+        A model that supports some overrides this and ``render_option_names``; the base has none.
         """
         if options:
             flags = ", ".join("--" + name.replace("_", "-") for name in sorted(options))
-            raise UsageError(f"{flags}: the {self.name} backbone has no such rendering option")
+            raise UsageError(f"{flags}: the {self.name} family has no such rendering option")
 
     def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Frames at normalized times ``t`` [B] -> RGB [B, 3, H, W] in [0, 1].
@@ -175,7 +175,7 @@ class Backbone(nn.Module):
 
 
 class PixelBackbone(Backbone):
-    """A backbone that maps coordinates (x, y, t) in [0, 1] to RGB; frames are grids of pixels.
+    """A model that maps coordinates (x, y, t) in [0, 1] to RGB; frames are grids of pixels.
 
     Pixel centres: x = (column + 0.5) / W, y = (row + 0.5) / H at any output size W x H, so a
     frame rendered at twice the size samples between the coded pixels. t as in ``frame_times``.

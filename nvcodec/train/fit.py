@@ -8,8 +8,8 @@ A checkpoint (an .npz of plain arrays plus a JSON string, read with ``allow_pick
 is written atomically every ``checkpoint_seconds`` and at the end of each stage, so an
 interrupted encode resumes where it stopped.
 
-Training length is either a number of epochs or a time budget (``time_budget`` seconds of the
-``budget_clock``: "wall", or "cpu" = process CPU time, which other jobs on the machine do not
+Training length is either a number of epochs or a time budget (``train_seconds`` seconds of the
+``train_clock``: "wall", or "cpu" = process CPU time, which other jobs on the machine do not
 bias, so benchmarks compare backbones at equal compute). With a budget, the learning-rate
 schedule follows the fraction of the budget spent instead of the fraction of steps done.
 """
@@ -50,14 +50,14 @@ class TrainConfig:
     seed: int = 0
     checkpoint_seconds: float = 60.0
     objective_options: dict = field(default_factory=dict)  # the family objective's knobs (e.g. of_weight)
-    time_budget: float | None = None  # seconds for both stages, shared as epochs : finetune_epochs; None: epochs
-    budget_clock: str = "wall"  # "wall" or "cpu" (process CPU seconds, all threads)
+    train_seconds: float | None = None  # seconds for both stages, shared as epochs : finetune_epochs; None: epochs
+    train_clock: str = "wall"  # "wall" or "cpu" (process CPU seconds, all threads)
 
     def __post_init__(self) -> None:
-        if self.budget_clock not in CLOCKS:
-            raise ValueError(f"budget_clock must be one of {sorted(CLOCKS)}")
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ValueError("time_budget must be positive")
+        if self.train_clock not in CLOCKS:
+            raise ValueError(f"train_clock must be one of {sorted(CLOCKS)}")
+        if self.train_seconds is not None and not self.train_seconds > 0:
+            raise ValueError("train_seconds must be positive")
 
 
 CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
@@ -238,7 +238,7 @@ def fit(
         if rate is not None:
             rate.controller.lam, rate.calibrated = position["lambda"], position["calibrated"]
     step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
-    report = _Reporter(progress, 0 if cfg.time_budget else all_epochs * steps_per_epoch)
+    report = _Reporter(progress, 0 if cfg.train_seconds else all_epochs * steps_per_epoch)
     # the first checkpoint after min(FIRST_CHECKPOINT_SECONDS, checkpoint_seconds), then every checkpoint_seconds
     last_save = time.monotonic() - max(0.0, cfg.checkpoint_seconds - FIRST_CHECKPOINT_SECONDS)
     last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
@@ -249,12 +249,12 @@ def fit(
             apply_masks(model, masks)
             opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate, objective.own_parameters())
         resumed = stage_index == position["stage"]
-        budget = None if cfg.time_budget is None else cfg.time_budget * shares[stage_index]
+        budget = None if cfg.train_seconds is None else cfg.train_seconds * shares[stage_index]
         spent = position["spent"] if resumed else 0.0
         if clock_started is not None:  # this process's set-up counts once, in the first stage it runs
-            spent += CLOCKS[cfg.budget_clock]() - clock_started
+            spent += CLOCKS[cfg.train_clock]() - clock_started
             clock_started = None
-        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.budget_clock, spent)
+        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.train_clock, spent)
         model.train()
         objective.start(name)
         epoch = position["epoch"] if resumed else 0

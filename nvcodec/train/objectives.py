@@ -1,4 +1,4 @@
-"""Training objectives: how a backbone family samples a batch and scores it.
+"""Training objectives: how a family samples a batch and scores it.
 
 ``fit`` owns optimization (schedule, pruning, checkpoints, progress); an objective owns what
 one step looks at. A family's declaration (nvcodec/families/<name>/__init__.py) names its

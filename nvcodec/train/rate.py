@@ -1,7 +1,7 @@
 """Rate-aware training: every coded tensor seen through its quantization proxy, loss D + lambda x R.
 
 ``RateTerm`` keeps a ``LearnedQuantizer`` (``compress/proxy.py``) for each coded parameter of a
-backbone. Around each training step it swaps every coded weight for its proxy value in place
+model. Around each training step it swaps every coded weight for its proxy value in place
 (``perturb``) and back (``restore``), turning the gradient of the proxy into the steps' gradient
 by hand (noise: sum g x u x s; hard rounding: sum g x (round(w/s) - w/s) x s, straight-through
 to w). The family's model and objective code run unchanged and pay no autograd graph for the
@@ -43,10 +43,11 @@ class RateSettings:
     every: int = 4  # the rate term's period in steps (weighted by it): it costs as much as a small model's step
     calibrate: bool = True  # set the steps to meet the target as each proxy phase starts (else start at 6 bits)
     max_log_error: float | None = None  # bound on one controller update's |log(estimate / target)| (None: none)
+    controller_gain: float = 0.05  # log(lambda) moves by gain x log(estimate / target) at each estimate
 
 
 class RateTerm:
-    """Learned quantizers on a backbone's coded tensors, the file's estimated bits and lambda."""
+    """Learned quantizers on a model's coded tensors, the file's estimated bits and lambda."""
 
     def __init__(self, model: Backbone, settings: RateSettings) -> None:
         self.model, self.settings = model, settings
@@ -61,7 +62,8 @@ class RateTerm:
         # placeholders: ``calibrate`` sets every step when the proxy starts, from the weights trained by then
         self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
                            for n, p in zip(self.names, self.params)]
-        self.controller = LambdaController(settings.target_bits, settings.lam, max_log_error=settings.max_log_error)
+        self.controller = LambdaController(settings.target_bits, settings.lam, settings.controller_gain,
+                                            settings.max_log_error)
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
         self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -220,4 +222,5 @@ class RateTerm:
         s = self.settings
         return {"target_bits": s.target_bits, "lam": s.lam, "num_pixels": s.num_pixels,
                 "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
-                "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error}
+                "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error,
+                "controller_gain": s.controller_gain}

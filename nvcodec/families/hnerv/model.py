@@ -78,7 +78,7 @@ def validate_decoder(cfg, extra_widths: tuple[int, ...] = ()) -> None:
 
 
 class EmbeddingBackbone(Backbone):
-    """A frame-wise backbone whose per-frame input is coded embeddings (HNeRV and SNeRV).
+    """A frame-wise model whose per-frame input is coded embeddings (HNeRV and SNeRV).
 
     Subclasses name their embedding tensors in ``embedding_names`` (coded at bits - 2), gather
     them per frame in ``frame_embeddings`` and decode them in ``decode``.
