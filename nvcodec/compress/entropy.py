@@ -14,7 +14,7 @@ models makes the smaller record:
 A third model, ``CONTEXT``, carries no parameters: every symbol has its own centre and scale,
 predicted by a family's context model from symbols decoded before it (the latent grids of the
 ``grid`` family, ``compress/context.py``). ``ConditionalEncoder`` / ``ConditionalDecoder`` code
-such symbols pass by pass, grouped by scale, with the same integer tables.
+such symbols pass by pass, grouped by table (scale and whole or half-integer centre).
 
 A one-symbol alphabet (``sym_min == sym_max``, e.g. a fully pruned tensor) has an empty payload.
 """

@@ -10,7 +10,8 @@ is steered by. The rate is priced every ``RATE_PERIOD`` steps, with the period a
 
 The latents are updated here, not by fit's optimizer: a step reads three slices of each grid,
 so only those are updated (Adam with lazy moments, as TensorFlow's LazyAdam), instead of a
-dense update of millions of latents that the step did not touch.
+dense update of millions of latents that the step did not touch. Their moments are not in the
+checkpoint: a resumed encode starts them afresh (its latents and networks resume exactly).
 """
 
 from __future__ import annotations
