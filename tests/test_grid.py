@@ -211,3 +211,13 @@ def test_a_step_updates_only_the_slices_it_reads(tiny_clip):
         elif t not in window:
             assert torch.equal(finest[t], finest_before[t]), t
     assert all(p.grad is None for p in model.latents)  # fit's optimizer never sees them
+
+
+def test_clips_too_large_for_one_grid_are_refused_before_training():
+    with pytest.raises(errors.UsageError, match="--resize"):
+        Grid.config_for_budget(1080, 1920 * 2, 8, 0)
+    with pytest.raises(errors.UsageError, match="--frames"):
+        Grid.config_for_budget(1080, 1920, 2000, 0)
+    with pytest.raises(errors.UsageError, match="--frames"):
+        Grid.config_for_budget(1080, 1920, 33, 0)  # the finest grid alone would pass a decoder's tensor limit
+    assert Grid.config_for_budget(1080, 1920, 32, 0).num_frames == 32

@@ -37,13 +37,14 @@ from ...compress.entropy import (
     ModelId,
 )
 from ...errors import PayloadError, UsageError
-from ...models.base import Backbone, BackboneConfig
+from ...models.base import MAX_PARAMS, Backbone, BackboneConfig
 from .. import register_backbone
 from . import GRID
 
 CONTEXT_INPUTS = 13  # 6 neighbours, 5 coarser values, pass, level
 CHUNK_POSITIONS = 1 << 18  # latents whose context features are built at once (whole slices, at least one)
 MAX_FRAME_PIXELS = 1 << 21  # 1920x1088: the decoder's context features for one slice stay under about 1 GB
+MAX_TENSOR_ELEMENTS = 1 << 26  # a decoder's limit on one tensor (bitstream_spec.md, Annex A.7): the finest grid
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,13 @@ class Grid(Backbone):
         if height * width > MAX_FRAME_PIXELS:
             raise UsageError(f"--model grid takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
                              f"{width}x{height}: scale the input down with --resize, or use another --model")
-        return GridConfig(height, width, num_frames)
+        config = GridConfig(height, width, num_frames)
+        latents = sum(math.prod(config.level_shape(k)) for k in range(config.levels))
+        finest = math.prod(config.level_shape(config.levels - 1))
+        if latents > MAX_PARAMS // 2 or finest > MAX_TENSOR_ELEMENTS:
+            raise UsageError(f"--model grid would hold {latents} latents for {num_frames} frames of {width}x{height}, "
+                             f"above the decoder's limit: encode fewer frames (--frames) or a smaller size (--resize)")
+        return config
 
     @classmethod
     def network_params(cls, config: GridConfig) -> int:
