@@ -205,11 +205,10 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
                          model.context_codec())
     rate = None
     if rate_aware:
+        options = {**family.rate_overrides, **settings.rate_options} | ({"lam": settings.lam} if settings.lam else {})
         rate = RateTerm(model, RateSettings(
             num_pixels=video.num_pixels, fixed_bits=8 * writer.fixed_bytes(),
-            **{k: v for k, v in {**family.rate_overrides, **settings.rate_options}.items() if k != "lam"},
-            target_bits=None if settings.lam else 8 * rate_control.target_bytes,
-            lam=settings.lam or family.rate_overrides.get("lam", RateSettings.lam)))
+            target_bits=None if settings.lam else 8 * rate_control.target_bytes, **options))
     checkpoint_path = output.with_name(output.name + ".ckpt.npz")
     for target in (output, checkpoint_path):
         remove_stale_temporaries(target)  # a killed run's partial writes
@@ -233,17 +232,12 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
     writer, rate, settings = plan.writer, plan.rate, plan.settings
     if rate is not None:
         tensors, learned = rate.export()
-        fixed = rate.fixed_steps()
-
-        def steps_at(factor: float) -> list[np.ndarray]:
-            scaled = scale_steps(tensors, learned, factor)
-            return [rows if keep else new for rows, new, keep in zip(learned, scaled, fixed)]
 
         def size_at_factor(factor: float) -> int:
-            return len(writer.write(tensors, steps=steps_at(factor), metadata=writer.metadata))
+            return len(writer.write(tensors, steps=scale_steps(tensors, learned, factor), metadata=writer.metadata))
 
-        factor = 1.0 if settings.lam or all(fixed) else plan.rate_control.step_factor(size_at_factor)
-        final_steps = steps_at(factor)
+        factor = 1.0 if settings.lam or rate.keeps_steps else plan.rate_control.step_factor(size_at_factor)
+        final_steps = scale_steps(tensors, learned, factor)
         rate.set_steps(final_steps)  # the estimate of the steps the file will carry
         with torch.no_grad():
             estimated_bytes = int(round(float(rate.bits(exact=True)) / 8))

@@ -201,13 +201,12 @@ class RateTerm:
                 steps.append(np.ones(1, np.float16))
         return weights, steps
 
-    def fixed_steps(self) -> list[bool]:
-        """Per coded tensor: whether the final step search must leave its steps alone. All of them
-        in a family with context-coded latents: most of its bits are latents, whose step is fixed, and
-        rescaling the networks' steps would mostly cost quality (measured: up to 3 dB, for a few %)."""
-        if self.model.context_coded():  # the latents' rate dominates: lambda landed it, the steps stay
-            return [True] * len(self.manifest)
-        return [False] * len(self.manifest)
+    @property
+    def keeps_steps(self) -> bool:
+        """Whether the final search must leave the learned steps alone: in a family with context-coded
+        latents most bits are latents, whose step is fixed, and rescaling the networks' steps would
+        mostly cost quality (measured: up to 3 dB, for a few %)."""
+        return bool(self.model.context_coded())
 
     @torch.no_grad()
     def set_steps(self, steps: list[np.ndarray]) -> None:

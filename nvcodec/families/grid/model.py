@@ -78,7 +78,7 @@ class GridConfig(BackboneConfig):
 
 def _parity(slices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(t + y + x) mod 2 for every position of the given slices: 0 = first pass, 1 = second."""
-    ys, xs = torch.arange(height), torch.arange(width)
+    ys, xs = torch.arange(height, device=slices.device), torch.arange(width, device=slices.device)
     return (slices[:, None, None] + ys[None, :, None] + xs[None, None, :]) % 2
 
 
@@ -92,6 +92,7 @@ def context_features(grid: torch.Tensor, coarser: torch.Tensor | None, level: in
     or one slice beyond those asked for).
     """
     _, height, width = grid.shape
+    slices = slices.to(grid.device)
     padded = F.pad(grid, (1, 1, 1, 1, 1, 1))
     s = slices + 1
     same = torch.stack([padded[s - 1, 1:-1, 1:-1], padded[s + 1, 1:-1, 1:-1], padded[s, :-2, 1:-1],
@@ -102,7 +103,8 @@ def context_features(grid: torch.Tensor, coarser: torch.Tensor | None, level: in
         around = torch.zeros(same.shape[:-1] + (5,), dtype=grid.dtype, device=grid.device)
     else:
         plane = F.pad(coarser, (1, 1, 1, 1))[(slices + offset) // 2 - coarser_offset]  # [n, H'+2, W'+2]
-        ys, xs = torch.arange(height) // 2 + 1, torch.arange(width) // 2 + 1
+        ys = torch.arange(height, device=grid.device) // 2 + 1
+        xs = torch.arange(width, device=grid.device) // 2 + 1
 
         def at(dy: int, dx: int) -> torch.Tensor:
             return plane[:, ys + dy][:, :, xs + dx]
@@ -242,7 +244,7 @@ class LatentCodec:
 
     ``decoded`` is every tensor before ``index`` in manifest order, as the decoder reconstructs
     them: the context MLP's weights, then the coarser grids. Coded records are remembered, so the
-    encoder's final step search (which rewrites the file with other synthesis steps) codes each
+    encoder's writes of one file (before and after its measured quality goes into mETA) code each
     grid once.
     """
 

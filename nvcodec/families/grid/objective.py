@@ -6,7 +6,7 @@ prices the latents, which are most of the file. Each step draws the frames of a 
 rate of each grid is that of the slices those frames read, scaled to the whole grid (every slice
 is read equally often over an epoch), so a step never evaluates the context model on the whole
 video. The per-slice figures are kept as the running estimate of the latents' bits that lambda
-is steered by. The rate is priced every ``RATE_PERIOD`` steps, with the period as its weight.
+is steered by. The rate is priced in every step.
 
 The latents are updated here, not by fit's optimizer: a step reads three slices of each grid,
 so only those are updated (Adam with lazy moments, as TensorFlow's LazyAdam), instead of a
@@ -25,11 +25,10 @@ from ...train.objectives import FrameObjective
 from .model import Grid
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # Adam's defaults (C3 trains with them)
-# The latents' rate enters every RATE_PERIOD-th step, weighted by the period. NVRC (Kwan et al. 2024)
-# prices the rate once per 8 steps "with no measurable loss"; here a latent is only updated in the
-# steps that read its slice, and with a period of 4 the rate could not pull the latents back: at
-# 90 CPU-s and 0.1 bpp, period 4 ended at 0.28 bpp whatever lambda, period 1 landed on 0.103.
-RATE_PERIOD = 1
+# The latents' rate is in every step. NVRC (Kwan et al. 2024) prices the rate once per 8 steps "with
+# no measurable loss"; here a latent is only updated in the steps that read its slice, and with the
+# rate in every 4th step it could not pull the latents back: at 90 CPU-s and 0.1 bpp that ended at
+# 0.28 bpp whatever lambda, the rate in every step landed on 0.103.
 # The latents' learning rate relative to the networks' (a slice is updated only in the steps that
 # read it): at 90 CPU-s and 0.1 bpp with the rate every step, 3x gave 23.2 dB at 0.103 bpp and 5x
 # 23.9 dB at 0.128 bpp (off target); 1x (rate every 4th step) 21.2 dB at 0.099. Unquantized, 3x fits
@@ -43,7 +42,7 @@ class GridObjective(FrameObjective):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in self.model.latents]
-        self.updates = self.calls = 0
+        self.updates = 0
         self.leaves: list[tuple[torch.Tensor, int]] = []  # this step's windows (leaf tensors) and where they start
 
     def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
@@ -105,8 +104,7 @@ class GridObjective(FrameObjective):
         loss = self.loss_fn(pred, gt)
         with torch.no_grad():
             mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
-        self.calls += 1
-        if mode != ProxyMode.OFF and self.calls % RATE_PERIOD == 0:
+        if mode != ProxyMode.OFF:
             model.latent_bits()  # the running estimate exists from here on
             # the rate of the rounded latents (straight-through), as the file codes them: under the
             # noise proxy small-scale latents would be priced far above what they will cost
@@ -116,5 +114,5 @@ class GridObjective(FrameObjective):
                 per_slice = model.slice_bits(rounded, level, slices, offsets)
                 model.slice_estimates[level][slices + low] = per_slice.detach()
                 bits = bits + per_slice.sum() * (len(model.latents[level]) / len(slices))
-            loss = loss + RATE_PERIOD * self.rate.controller.lam * bits / self.rate.settings.num_pixels
+            loss = loss + self.rate.controller.lam * bits / self.rate.settings.num_pixels
         return loss, mse
