@@ -239,8 +239,7 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
         factor = 1.0 if settings.lam or rate.keeps_steps else plan.rate_control.step_factor(size_at_factor)
         final_steps = scale_steps(tensors, learned, factor)
         rate.set_steps(final_steps)  # the estimate of the steps the file will carry
-        with torch.no_grad():
-            estimated_bytes = int(round(float(rate.bits(exact=True)) / 8))
+        estimated_bytes = int(round(rate.file_bits() / 8))
         return CodedFile(lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata), None,
                          estimated_bytes, train_seconds)
     coded = model.coded_tensors()
