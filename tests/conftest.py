@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from nvcodec.settings import EncodeSettings
 CONFORMANCE = Path(__file__).parent / "conformance"
 
 torch.set_num_threads(2)
+# torch.compile costs seconds per model: the suite trains eagerly (inherited by the CLI subprocesses);
+# tests/test_compiled.py turns it on where it is the subject
+os.environ["NVC_COMPILE"] = "0"
 
 
 def moving_pattern(shift: float, frames: int = 4, height: int = 48, width: int = 64) -> np.ndarray:

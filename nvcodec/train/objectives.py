@@ -10,12 +10,14 @@ Encoder-side aids an objective computes (optical flow, loss weights) never go in
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..families import declaration
 from ..models.base import Backbone
+from .compiled import maybe_compiled
 from .losses import LOSSES
 
 
@@ -33,6 +35,8 @@ class Objective:
 
     steps_per_epoch: int
     rate = None  # train.rate.RateTerm when training is rate-aware (set by fit)
+    compile = False  # set by fit: run ``kernel`` functions through torch.compile (train/compiled.py)
+
     def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
                  batch_frames: int) -> None:
         self.model = model
@@ -49,6 +53,14 @@ class Objective:
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
+
+    def kernel(self, name: str, fn: Callable) -> Callable:
+        """``fn``, compiled on first use when ``compile`` is set: a pure tensor function of the step."""
+        kernels = self.__dict__.setdefault("_kernels", {})
+        key = (name, self.compile)
+        if key not in kernels:
+            kernels[key] = maybe_compiled(fn, self.compile)
+        return kernels[key]
 
     def extra_parameters(self) -> list[torch.nn.Parameter]:
         """Encoder-side parameters optimized with the model's (e.g. HNeRV's frame encoder); never stored."""

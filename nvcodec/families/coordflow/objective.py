@@ -87,14 +87,19 @@ class CoordFlowObjective(PixelObjective):
         coords[:, 2] += 0.5 / (t - 1)  # ... half a frame later
         return coords, self.midpoints[flat].float().div_(255.0)
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
-        flat, coords, gt = self.sample(epoch, index)
-        with autocast:
-            rgb, alpha = self.model.layer_outputs(coords)
+    def coded_loss(self, coords: torch.Tensor, frames: torch.Tensor, gt: torch.Tensor,
+                   w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eq. 5 + gamma x eq. 6 on pixels of the coded frames, the mixed prediction [N, 3])."""
+        rgb, alpha = self.model.layer_outputs(coords, frames)
         rgb, alpha = rgb.float(), alpha.float()
         mix, pred = self.model.mix(rgb, alpha)
-        w = self.weights[flat]
-        loss = combined(pred, gt, w).mean() + LAYER_GAMMA * (mix * combined(rgb, gt, w)).sum(0).mean()
+        return combined(pred, gt, w).mean() + LAYER_GAMMA * (mix * combined(rgb, gt, w)).sum(0).mean(), pred
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+        flat, coords, gt = self.sample(epoch, index)
+        frames = flat // (self.shape[1] * self.shape[2])
+        with autocast:  # the precision applies inside the (possibly compiled) loss
+            loss, pred = self.kernel("coded_loss", self.coded_loss)(coords, frames, gt, self.weights[flat])
         if self.interp_weight > 0:
             between, target = self.midpoint_sample(epoch, index)
             with autocast:

@@ -78,20 +78,43 @@ class Siren(PixelBackbone):
             best += 1
         return SirenConfig(height, width, num_frames, hidden=best, depth=depth)
 
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        """coords [N, 3] (x, y, t) in [0, 1] -> RGB [N, 3], unclamped (training sees the raw value).
+    def folded_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) of each sine layer, then of the head, with the scalars folded in.
 
-        Computes sin(w0 (W (2c - 1) + b)) ... 0.5 + 0.5 (W h + b) with the scalars folded into the
-        (small) weights, so the per-pixel work is only linear and sin: no extra elementwise passes
-        over [N, hidden] activations, in the forward and in the regularizer's derivatives.
+        sin(w0 (W (2c - 1) + b)) ... 0.5 + 0.5 (W h + b) becomes plain linear maps and sines, so
+        the per-pixel work is only GEMMs and sin: no extra element-wise passes over [N, hidden]
+        activations, in the forward and in the regularizer's derivatives.
         """
-        h = coords
+        folded = []
         for index, (layer, omega) in enumerate(zip(self.layers, self.omegas)):
             weight, bias = layer.weight * omega, layer.bias * omega
             if index == 0:  # w0 (W (2c - 1) + b) = 2 w0 W c + w0 (b - W 1)
                 weight, bias = 2.0 * weight, bias - weight.sum(dim=1)
-            h = torch.sin(F.linear(h, weight, bias))
-        return F.linear(h, 0.5 * self.head.weight, 0.5 * self.head.bias + 0.5)
+            folded.append((weight, bias))
+        return [*folded, (0.5 * self.head.weight, 0.5 * self.head.bias + 0.5)]
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """coords [N, 3] (x, y, t) in [0, 1] -> RGB [N, 3], unclamped (training sees the raw value)."""
+        *sines, (weight, bias) = self.folded_layers()
+        h = coords
+        for w, b in sines:
+            h = torch.sin(F.linear(h, w, b))
+        return F.linear(h, weight, bias)
+
+    def value_and_tangent(self, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(coords) [N, 3], J_f(coords[:n]) . direction [n, 3]) for the first n = len(direction) points.
+
+        The exact Jacobian-vector product, carried through the layers beside the forward pass
+        (d sin(z) = cos(z) dz): what forward-mode autograd computes, written out in plain tensor
+        operations so that ``torch.compile`` fuses it and an ordinary ``backward`` trains it.
+        """
+        *sines, (weight, bias) = self.folded_layers()
+        n = direction.shape[0]
+        h, dh = coords, direction
+        for w, b in sines:
+            z = F.linear(h, w, b)
+            h, dh = torch.sin(z), torch.cos(z[:n]) * F.linear(dh, w)
+        return F.linear(h, weight, bias), F.linear(dh, weight)
 
     def render_pixels(self, coords: torch.Tensor) -> torch.Tensor:
         return self(coords).clamp(0.0, 1.0)

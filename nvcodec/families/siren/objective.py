@@ -13,10 +13,11 @@ and the flow is in pixels per frame, so the direction per frame is
 motion (0..1 colour units): the same meaning whatever the clip's size or length. The velocity at
 frame k is the central estimate (flow(k -> k+1) - flow(k -> k-1)) / 2, one-sided at the ends.
 
-Cost. ``J_f . d`` is a Jacobian-vector product, so it is computed by forward-mode autograd (one
-dual pass, about 2-3 forward passes' work) and differentiated by ordinary backward; the same
-exact value by reverse mode would need three ``create_graph`` backward passes and a double
-backward (``jacobian_dot_reverse``, kept for the tests and the cost probe). It is evaluated on a
+Cost. ``J_f . d`` is a Jacobian-vector product, so it is computed in forward mode (one pass
+beside the forward, ``Siren.value_and_tangent``, written out so that torch.compile fuses it;
+``jacobian_dot`` is the same by torch's forward-mode autograd) and differentiated by ordinary
+backward; the same exact value by reverse mode would need three ``create_graph`` backward passes
+and a double backward (``jacobian_dot_reverse``, kept for the tests and the cost probe). It is evaluated on a
 sampled ``of_fraction`` of each batch only; benchmarks/results/siren/ has the measured cost.
 """
 
@@ -75,17 +76,22 @@ class SirenObjective(PixelObjective):
             self.of_count = max(1, math.ceil(self.options["of_fraction"] * self.pixels_per_step))
             self.flow_seconds = time.process_time() - start
 
+    def regularized_loss(self, coords: torch.Tensor, direction: torch.Tensor,
+                         gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the paper's loss, the prediction [N, 3]); the flow term on the first len(direction) pixels."""
+        pred, tangent = self.model.value_and_tangent(coords, direction)
+        data = torch.mean((pred - gt) ** 2)
+        return (1.0 - self.of_weight) * data + self.of_weight * tangent.abs().mean(), pred
+
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
         # ``autocast`` is ignored on purpose: sin(30 z) needs fp32 (and so do its derivatives).
         flat, coords, gt = self.sample(epoch, index)
-        n = self.of_count
-        if n:
-            primal, tangent = jacobian_dot(self.model, coords[:n], self.directions[flat[:n]])
-            pred = torch.cat([primal, self.model(coords[n:])])
+        if self.of_count:
+            direction = self.directions[flat[: self.of_count]]
+            loss, pred = self.kernel("regularized_loss", self.regularized_loss)(coords, direction, gt)
         else:
             pred = self.model(coords)
-        data = torch.mean((pred - gt) ** 2)
-        loss = data if not n else (1.0 - self.of_weight) * data + self.of_weight * tangent.abs().mean()
+            loss = torch.mean((pred - gt) ** 2)
         with torch.no_grad():
             mse = float(torch.mean((pred.detach().clamp(0, 1) - gt) ** 2)) * 255.0**2
         return loss, mse
