@@ -43,9 +43,17 @@ def gemm_peak(dtype, size: int = 2048, seconds: float = 2.0) -> float:
 
 
 def measure_family(name: str, seconds: float, eager: bool = False, profile_to: str | None = None) -> dict:
+    from nvcodec.cputuning import flush_denormals
+
+    with flush_denormals():  # as in fit (the decode below runs with it too; it is only timed)
+        return _measure_family(name, seconds, eager, profile_to)
+
+
+def _measure_family(name: str, seconds: float, eager: bool, profile_to: str | None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from nvcodec.cputuning import keep_freed_memory
     from nvcodec.encoder import plan_model
     from nvcodec.families import backbone_class, declaration
     from nvcodec.io import read_video, sample_clip_path
@@ -55,6 +63,7 @@ def measure_family(name: str, seconds: float, eager: bool = False, profile_to: s
     from nvcodec.train.objectives import objective_for
     from nvcodec.train.trial import run_trial
 
+    keep_freed_memory()  # as nvc and fit do
     video = read_video(sample_clip_path(), (0, 32), (320, 180))
     cls, family = backbone_class(name), declaration(name)
     torch.manual_seed(0)

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..cputuning import flush_denormals, keep_freed_memory
 from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone
@@ -208,6 +209,7 @@ def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: Rat
     return kind(groups, lr=lr, weight_decay=cfg.weight_decay, fused=True)
 
 
+@flush_denormals()
 def fit(
     model: Backbone,
     frames: np.ndarray,
@@ -228,6 +230,7 @@ def fit(
     rounding (straight-through) in the "finetune" stage at the lambda reached.
     """
     torch.manual_seed(cfg.seed)
+    keep_freed_memory()
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)

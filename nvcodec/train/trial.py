@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..cputuning import flush_denormals
 from ..models.base import Backbone
 from .fit import autocast_for
 from .objectives import objective_for
 
 TRIAL_FRAMES = 2
-WARMUP_STEPS, TIMED_STEPS = 2, 4
+WARMUP_STEPS, TIMED_STEPS, ROUNDS = 2, 3, 3
 RENDER_GROUP = 4  # frames the decoder renders at once (render.render_frames)
 
 
@@ -40,17 +41,34 @@ class Trial:
         return epochs * self.steps_per_epoch * self.step_seconds
 
 
-def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device, amp: bool) -> tuple[float, int]:
-    trial = copy.deepcopy(model).to(device)
-    if device.type == "cpu":
-        trial.to(memory_format=torch.channels_last)
-    objective = objective_for(trial, frames[:TRIAL_FRAMES], device, "l2", 0)
-    start = 0.0
-    for step in range(WARMUP_STEPS + TIMED_STEPS):
-        if step == WARMUP_STEPS:
-            start = time.perf_counter()
-        objective.step(0, 0, autocast_for(device, amp))[0].backward()
-    return (time.perf_counter() - start) / TIMED_STEPS, objective.steps_per_epoch
+class _TimedSteps:
+    """Training steps of a copy of the model on the first frames, at one precision."""
+
+    def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, amp: bool) -> None:
+        self.model = copy.deepcopy(model).to(device)
+        if device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)
+        self.objective = objective_for(self.model, frames[:TRIAL_FRAMES], device, "l2", 0)
+        self.autocast = lambda: autocast_for(device, amp)
+        self.seconds = float("inf")  # the fastest round's time per step
+        self.run(WARMUP_STEPS)
+
+    def run(self, steps: int) -> None:
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.objective.step(0, 0, self.autocast())[0].backward()
+        self.seconds = min(self.seconds, (time.perf_counter() - start) / steps)
+
+
+def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device,
+                  options: tuple[bool, ...]) -> tuple[dict[bool, float], int]:
+    """Seconds per step at each precision: the best of ROUNDS rounds, the precisions taking turns,
+    so that a moment of noise on the machine does not pick the slower one."""
+    runs = {amp: _TimedSteps(model, frames, device, amp) for amp in options}
+    for _ in range(ROUNDS):
+        for run in runs.values():
+            run.run(TIMED_STEPS)
+    return {amp: run.seconds for amp, run in runs.items()}, next(iter(runs.values())).objective.steps_per_epoch
 
 
 @torch.inference_mode()
@@ -65,13 +83,11 @@ def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -
     return (time.perf_counter() - start) * len(frames) / count
 
 
+@flush_denormals()  # as in fit
 def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, requested_amp: bool | None) -> Trial:
     """Time a few steps in fp32 and bf16 (only the requested precision if one is given)."""
     options = (False, True) if requested_amp is None else (requested_amp,)
-    timings = {}
-    per_epoch = 1
-    for amp in options:
-        timings[amp], per_epoch = _step_seconds(model, frames, device, amp)
+    timings, per_epoch = _step_seconds(model, frames, device, options)
     amp = requested_amp if requested_amp is not None else timings[True] < 0.9 * timings[False]
     trial_frames = min(TRIAL_FRAMES, len(frames))
     # steps per epoch grow with the frame count, both for frame batches and for pixel batches

@@ -1,0 +1,54 @@
+"""Two process settings that make CPU training faster and change nothing else.
+
+``keep_freed_memory``: freed tensor memory stays in the process heap instead of going back to
+the OS (glibc). Why: glibc serves large blocks with mmap and unmaps them on free, so a training step that frees
+and re-allocates its activations pays page faults and the zeroing of fresh pages, every step.
+Measured at the 0.1 bpp size of BBB 320x180 on 2 threads: nerv +15 % steps/s, enerv +10 %,
+hnerv and snerv-b +3 %. The cost: the heap keeps its peak size until the process ends, which
+the peak RSS already is. Elsewhere (macOS, musl, Windows) this does nothing.
+
+``flush_denormals``: as training converges, some activations and gradients become subnormal
+floats, which x86 cores compute on through slow microcode. Flushing them to zero kept nerv's
+fp32 steps at 218/s where they fell to 154/s (enerv: 89 -> 110); a value of 1e-38 means nothing
+to a codec's weights. Only while training: the decoder's float arithmetic stays IEEE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+from typing import Iterator
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds to 1 GiB; True where that took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+_flushing = 0  # depth of nested flush_denormals blocks
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Subnormal floats read and computed as zero inside the block (where the CPU supports it)."""
+    import torch  # here: nvc answers bad arguments before torch loads
+
+    global _flushing
+    _flushing += 1
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        _flushing -= 1
+        if not _flushing:
+            torch.set_flush_denormal(False)
