@@ -13,6 +13,7 @@ import torch
 
 from .bitstream.format import NvcFile
 from .bitstream.tensors import decompress_tensors
+from .cputuning import keep_freed_memory
 from .errors import ArchitectureError
 from .families import backbone_class
 from .models.base import MAX_PARAMS, Backbone
@@ -67,6 +68,7 @@ def render_frames(
     rendered in the same groups (frames g x batch ... g x batch + batch - 1) and picked out;
     times between coded frames are rendered together per batch.
     """
+    keep_freed_memory()
     model.to(device)
     last = max(model.config.num_frames - 1, 1)
     groups = _GroupCache(model, device, size, batch, last)

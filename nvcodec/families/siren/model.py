@@ -48,6 +48,7 @@ class Siren(PixelBackbone):
     name = SIREN.name
     arch_version = 1
     config_cls = SirenConfig
+    tile_pixels = 8192  # decoding: 40 frames/s of 320x180 at the 0.1 bpp size on 2 threads, 36 with 65536
 
     def __init__(self, config: SirenConfig) -> None:
         super().__init__(config)
