@@ -1,11 +1,13 @@
 """Two process settings that make CPU training faster and change nothing else.
 
 ``keep_freed_memory``: freed tensor memory stays in the process heap instead of going back to
-the OS (glibc). Why: glibc serves large blocks with mmap and unmaps them on free, so a training step that frees
-and re-allocates its activations pays page faults and the zeroing of fresh pages, every step.
-Measured at the 0.1 bpp size of BBB 320x180 on 2 threads: nerv +15 % steps/s, enerv +10 %,
-hnerv and snerv-b +3 %; decoding siren 21 -> 38 frames/s, coordflow 25 -> 34. The cost: the heap keeps its peak size until the process ends, which
-the peak RSS already is. Elsewhere (macOS, musl, Windows) this does nothing.
+the OS (glibc). Why: glibc serves large blocks with mmap and unmaps them on free, so a training
+step that frees and re-allocates its activations pays page faults and the zeroing of fresh
+pages, every step. Measured at the 0.1 bpp size of BBB 320x180 on 2 threads: nerv +15 % steps/s,
+enerv +10 %, hnerv and snerv-b +3 %; decoding siren 21 -> 38 frames/s, coordflow 25 -> 34.
+Blocks above 32 MiB are still mapped and unmapped, and the heap gives back what is free above
+256 MiB at its top, so memory stays bounded (1 GiB for both measured the same speed but held
+up to 400 MiB more). Elsewhere (macOS, musl, Windows) this does nothing.
 
 ``flush_denormals``: as training converges, some activations and gradients become subnormal
 floats, which x86 cores compute on through slow microcode. Flushing them to zero kept nerv's
@@ -22,17 +24,18 @@ import sys
 from typing import Iterator
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-THRESHOLD = 1 << 30
+MMAP_THRESHOLD = 32 << 20  # blocks below this come from the heap (glibc's own upper limit for it)
+TRIM_THRESHOLD = 256 << 20  # free memory the heap may keep at its top (1 GiB measured the same speed)
 
 
 @functools.cache  # once per process
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds to 1 GiB; True where that took effect."""
+    """Raise glibc's mmap and trim thresholds (32 MiB, 256 MiB); True where that took effect."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     except (OSError, AttributeError):  # not glibc
         return False
 
