@@ -109,6 +109,19 @@ def test_training_rate_is_the_file_tables_code_length():
     assert abs(estimate - exact) / exact < 0.01
 
 
+def test_training_rate_knows_the_record_range():
+    """Scales as wide as the record's range: the file's table is truncated to the range, and the
+    estimate given the reach follows it (without it, it would be about double)."""
+    rng = np.random.default_rng(6)
+    centre = torch.from_numpy(rng.uniform(-1, 1, 3000))
+    z = torch.from_numpy(rng.uniform(0, 63, 3000))  # b up to 2,200 against a range of 4
+    values = torch.from_numpy(np.clip(np.rint(centre.numpy() + rng.laplace(0, 1, 3000)), -2, 2))
+    centres2 = torch.floor(2 * centre + 0.5).long().numpy()
+    exact = conditional_code_length(values.long().numpy(), centres2, torch.floor(z + 0.5).long().numpy(), 4)
+    assert abs(float(laplace_bits(values, centre, z, 4).sum()) - exact) / exact < 0.03
+    assert float(laplace_bits(values, centre, z).sum()) > 1.5 * exact
+
+
 def test_integer_context_model_gives_the_same_tables_at_encode_and_decode():
     """The conformance vector's latents: tables computed from the encoder's grid (all values known)
     and from the decoder's (filled in pass by pass) code the same symbols."""

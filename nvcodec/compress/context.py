@@ -66,10 +66,16 @@ def tables_from_outputs(outputs: torch.Tensor, sym_min: int, sym_max: int) -> tu
     return centres2.numpy(), scales.numpy()
 
 
-def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.Tensor) -> torch.Tensor:
+def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.Tensor,
+                 reach: float | None = None) -> torch.Tensor:
     """Bits of integer ``values`` under Laplace(centre, b(scale_index)) integrated over unit bins,
     with the centre rounded to a half-integer and the index to an integer as the file's tables are
     (straight-through): what the coder will spend. Differentiable in all three. Elementwise.
+
+    ``reach`` (the record's sym_max - sym_min = R): the file's table holds only the residuals
+    -(R+1)..R+1 around the centre (entropy.context_counts), so the probability is renormalized to
+    that mass; without it a scale near or above the range is priced far above its cost (a uniform
+    table over 2R + 3 symbols, not log2(2b) bits).
 
     Computed from the log of the bin's probability, so that a value far out in the tail still
     has a gradient (a clamped probability would have none, and neither the latent nor the context
@@ -85,4 +91,10 @@ def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.
     near = torch.log((1.0 - 0.5 * (torch.exp(-(0.5 - distance).clamp_min(0.0) / b)
                                    + torch.exp(-(0.5 + distance) / b))).clamp_min(MIN_PROBABILITY))
     bits = -torch.where(distance >= 0.5, tail, near) / LN2
+    if reach is not None:  # + log2 of the table's mass: tails beyond R + 1.5 (integer centre) or
+        # R + 1 and R + 2 (half-integer centre: one bin more below than above) are not in it
+        half = torch.remainder(torch.round(2 * centre.detach()), 2.0) == 1
+        outside = torch.where(half, 0.5 * (torch.exp(-(reach + 1.0) / b) + torch.exp(-(reach + 2.0) / b)),
+                              torch.exp(-(reach + 1.5) / b))
+        bits = bits + torch.log1p(-outside.clamp_max(1.0 - MIN_PROBABILITY)) / LN2
     return bits + (bits.clamp_max(MAX_SYMBOL_BITS) - bits).detach()

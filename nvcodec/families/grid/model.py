@@ -221,8 +221,14 @@ class Grid(Backbone):
         offset, coarser_offset = (offsets[level], offsets[level - 1] if level else 0) if offsets else (0, 0)
         features = context_features(grids[level], coarser, level, slices, offset, coarser_offset)
         outputs = self.context(features)
-        bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1])
+        bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1], self.level_reach(level))
         return bits.flatten(1).sum(dim=1)
+
+    @torch.no_grad()
+    def level_reach(self, level: int) -> float:
+        """sym_max - sym_min of grid ``level`` as rounded now: the range its CONTEXT record will code."""
+        low, high = torch.aminmax(self.latents[level].detach())
+        return float(torch.round(high) - torch.round(low))
 
     def latent_bits(self, exact: bool = False) -> float:
         """Estimated bits of every latent under the float context model: the running estimate the
