@@ -1,16 +1,19 @@
 """Training and decoding throughput of every family against the machine's measured peaks.
 
-    python benchmarks/throughput.py --label before [--seconds 20] [--models nerv,siren]
+    python benchmarks/throughput.py --label before [--seconds 20] [--models nerv,siren] [--eager] [--profile]
 
 For each family, at the size its 0.1 bpp encode of Big Buck Bunny 320x180x32 uses and in the
-precision the encoder would pick (the same trial): optimizer steps per second (the encoder's own
+precision the encoder would pick (the same trial), compiled where the family asks for it (not
+with ``--eager``), under fit's CPU settings: optimizer steps per second (the encoder's own
 step: objective, backward, Adam), pixels per second, floating-point operations per step counted
 by ``torch.utils.flop_counter`` (forward and backward), the GFLOP/s that makes, and that as a
 share of the fp32 and bf16 GEMM peaks measured in the same run on the same threads. Then decode
 frames per second (rendering every frame as ``nvc decode`` does) and the process's peak RSS.
 Each family runs in its own process, so RSS and warm-up do not leak between them.
 
-Writes benchmarks/results/throughput/<label>/results.{json,md}. Run it alone on the machine.
+Writes benchmarks/results/throughput/<label>/results.{json,md} and, with ``--profile``, each
+family's operator profile over 20 steps (profile_<family>.txt; the profiler's memory then shows
+in the peak RSS). Run it alone on the machine.
 """
 
 from __future__ import annotations
