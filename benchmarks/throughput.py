@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from nvcodec.cputuning import flush_denormals  # noqa: E402 (loads no torch)
+
 OUT = ROOT / "benchmarks" / "results" / "throughput"
 BPP = 0.1
 
@@ -45,14 +47,8 @@ def gemm_peak(dtype, size: int = 2048, seconds: float = 2.0) -> float:
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
 
+@flush_denormals()  # as in fit (the decode below runs with it too; it is only timed)
 def measure_family(name: str, seconds: float, eager: bool = False, profile_to: str | None = None) -> dict:
-    from nvcodec.cputuning import flush_denormals
-
-    with flush_denormals():  # as in fit (the decode below runs with it too; it is only timed)
-        return _measure_family(name, seconds, eager, profile_to)
-
-
-def _measure_family(name: str, seconds: float, eager: bool, profile_to: str | None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

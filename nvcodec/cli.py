@@ -16,7 +16,6 @@ from dataclasses import asdict
 import click
 
 from .bitstream.format import read_file
-from .cputuning import keep_freed_memory
 from .errors import NvcError, UsageError
 from .presets import PRESETS
 
@@ -98,7 +97,6 @@ def main(threads: int | None) -> None:
     """nvc: an implicit-neural-representation video codec."""
     if threads is not None:
         _limit_threads(threads)
-    keep_freed_memory()
 
 
 def _limit_threads(count: int) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cputuning import flush_denormals
+from ..cputuning import flush_denormals, keep_freed_memory
 from ..models.base import Backbone
 from .fit import autocast_for
 from .objectives import objective_for
@@ -86,6 +86,7 @@ def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -
 @flush_denormals()  # as in fit
 def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, requested_amp: bool | None) -> Trial:
     """Time a few steps in fp32 and bf16 (only the requested precision if one is given)."""
+    keep_freed_memory()  # as in fit, so that the timings are fit's
     options = (False, True) if requested_amp is None else (requested_amp,)
     timings, per_epoch = _step_seconds(model, frames, device, options)
     amp = requested_amp if requested_amp is not None else timings[True] < 0.9 * timings[False]

@@ -213,15 +213,17 @@ class Grid(Backbone):
 
     # --- rate (training) ----------------------------------------------------------------
     def slice_bits(self, grids: list[torch.Tensor], level: int, slices: torch.Tensor,
-                   offsets: list[int] | None = None) -> torch.Tensor:
+                   offsets: list[int] | None = None, reach: float | None = None) -> torch.Tensor:
         """Bits of ``slices`` of grid ``level`` (values as given: noisy or rounded) under the float
         context model, one sum per slice [n]; differentiable in the values and the context MLP.
-        ``grids`` may be windows starting at ``offsets``; ``slices`` index the window."""
+        ``grids`` may be windows starting at ``offsets``; ``slices`` index the window. ``reach``:
+        the level's ``level_reach`` when the caller already has it."""
         coarser = grids[level - 1] if level > 0 else None
         offset, coarser_offset = (offsets[level], offsets[level - 1] if level else 0) if offsets else (0, 0)
         features = context_features(grids[level], coarser, level, slices, offset, coarser_offset)
         outputs = self.context(features)
-        bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1], self.level_reach(level))
+        reach = self.level_reach(level) if reach is None else reach
+        bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1], reach)
         return bits.flatten(1).sum(dim=1)
 
     @torch.no_grad()
@@ -236,8 +238,9 @@ class Grid(Backbone):
         if exact or self.slice_estimates is None:
             grids = [torch.round(g.detach()) for g in self.latents]
             with torch.no_grad():
-                self.slice_estimates = [torch.cat([self.slice_bits(grids, level, slices) for slices in _chunks(grid)])
-                                        for level, grid in enumerate(grids)]
+                self.slice_estimates = [
+                    torch.cat([self.slice_bits(grids, level, slices, reach=reach) for slices in _chunks(grid)])
+                    for level, (grid, reach) in enumerate(zip(grids, map(self.level_reach, range(len(grids)))))]
         return float(sum(float(bits.sum()) for bits in self.slice_estimates))
 
     # --- coding -------------------------------------------------------------------------
