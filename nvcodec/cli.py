@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import click
 
-from .bitstream.format import read_file
+from .bitstream.container import NvcReader
 from .errors import NvcError, UsageError
 from .presets import PRESETS
 
@@ -189,6 +189,26 @@ def _report_lines(report) -> list[str]:
     return lines
 
 
+def _file_report_lines(report) -> list[str]:
+    """A single-segment file reports as a short clip always did; a segmented one adds its segments."""
+    from .encoder import EncodeReport
+
+    notes = [f"note: {n}" for n in report.notes]
+    if len(report.segments) == 1 and not report.audio_bytes:
+        return _report_lines(EncodeReport(**report.segments[0])) + notes
+    target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
+    lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp, {len(report.segments)} segments"
+             f" ({report.workers} process(es))"]
+    if report.audio_bytes:
+        lines.append(f"audio: {report.audio_bytes} bytes carried as is; video {report.video_bpp:.4f} bpp ({target})")
+    else:
+        lines[0] += f" ({target})"
+    lines += [f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, "
+              f"MS-SSIM {report.ms_ssim:.4f}",
+              f"time: encode total {report.encode_seconds:.1f} s, decode {report.decode_seconds:.2f} s"]
+    return lines + notes
+
+
 @main.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
@@ -221,11 +241,21 @@ def _report_lines(report) -> list[str]:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
 @click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between checkpoints (the first comes after at most 10 s).")
+@click.option("--segment-seconds", type=click.FloatRange(min=0), default=4.0, show_default=True, metavar="SECONDS",
+              help="Longest segment: a long input is coded as independent segments of half this to this long, "
+                   "cut at scene changes (0: one segment).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
+                   "one process per rank instead).")
+@click.option("--audio/--no-audio", default=True, show_default=True,
+              help="Carry the input's audio track (its packets unchanged; not counted in the video's bpp).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_family_options("encode")
-def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune, loss,
-           bits, rate_training, lam, resume, checkpoint_every, as_json, quiet, **family_options):
+@click.pass_context
+def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune,
+           loss, bits, rate_training, lam, resume, checkpoint_every, segment_seconds, jobs, audio, as_json, quiet,
+           **family_options):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
     from .settings import EncodeSettings, check_settings
@@ -239,12 +269,15 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
                               objective_options={k: v for k, v in family_options.items() if v is not None})
     check_settings(settings)  # every option, then the output, then the input: all before torch loads
     check_writable(output)
-    video = _read_input(input_path, frames, resize)
-    from .encoder import encode as encode_video
+    from .io import parse_frame_range, parse_size
+    from .segmented import FileOptions, encode_file
 
+    options = FileOptions(parse_frame_range(frames), parse_size(resize), segment_seconds, jobs,
+                          ctx.parent.params.get("threads"), audio)
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
-    report = encode_video(video, output, settings, progress=_progress_printer(quiet), log=log)
-    _emit(asdict(report), as_json, _report_lines(report))
+    report = encode_file(input_path, output, settings, options, progress=_progress_printer(quiet), log=log)
+    if report is not None:  # None: a torchrun rank other than 0
+        _emit(asdict(report), as_json, _file_report_lines(report))
 
 
 @main.command()
@@ -260,35 +293,46 @@ def encode(input_path, output, model, bpp, preset, epochs, train_time, frames, r
               help="Output frame rate by time interpolation (any_time families).")
 @click.option("--segmentation", default=None, metavar="VIDEO",
               help="Also write the layers' weights as a colour map to this video (families with layers).")
+@click.option("--audio/--no-audio", default=True, show_default=True,
+              help="Copy a carried audio track into .mp4 / .mkv outputs.")
 @_family_options("render", skip=("segmentation",))  # --segmentation names a second output instead
-def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, **family_options):
+def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, audio, **family_options):
     """Decode INPUT (.nvc) to OUTPUT."""
     from dataclasses import replace
     from fractions import Fraction
 
+    from .decoder import plan_output
     from .fsutil import check_writable
     from .io import check_frame_size, output_kind, parse_frame_range, parse_size
-    from .renderplan import RenderRequest, plan_render
+    from .renderplan import RenderRequest
 
     if scale is not None and size is not None:
         raise UsageError("--scale and --size: give one of them")
     request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size, "--size"), scale=scale,
                             fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
                             render_options={k: v for k, v in family_options.items() if v is not None})
-    nvc = read_file(input_path)  # a bad file, output or request is answered before torch loads
+    nvc = NvcReader(input_path)  # a bad file, output or request is answered before torch loads
     for target in (output, segmentation):
         if target is not None:
             output_kind(target)
             check_writable(target)
-    _, (height, width), _ = plan_render(nvc, request)
+    (height, width), _ = plan_output(nvc, request)
     check_frame_size(output, width, height, lossless)
     from .decoder import decode_to_file
     if segmentation is not None:  # first, so an option the model lacks fails before anything is written
         seg = replace(request, render_options={**request.render_options, "segmentation": True})
-        count = decode_to_file(nvc, segmentation, seg, device, lossless, _decode_printer())
-        click.echo(f"wrote {segmentation}: {count} frames")
-    count = decode_to_file(nvc, output, request, device, lossless, _decode_printer())
-    click.echo(f"wrote {output}: {count} frames")
+        done = decode_to_file(nvc, segmentation, seg, device, lossless, _decode_printer())
+        click.echo(f"wrote {segmentation}: {done.frames} frames")
+    done = decode_to_file(nvc, output, request, device, lossless, _decode_printer(), audio)
+    line = f"wrote {output}: {done.frames} frames"
+    if nvc.segmented:
+        used = f"{done.segments[0]}" + (f"-{done.segments[-1]}" if len(done.segments) > 1 else "")
+        line += (f"; read {done.bytes_read} of {done.file_bytes} bytes (segment{'s' * (len(done.segments) > 1)} "
+                 f"{used} of {len(nvc.segments)}); audio {done.audio}")
+        if len(nvc.complete()) < len(nvc.segments):
+            click.echo(f"nvc: note: the file is truncated: {len(nvc.segments) - len(nvc.complete())} of "
+                       f"{len(nvc.segments)} segments are cut off; their frames are missing", err=True)
+    click.echo(line)
 
 
 @main.command()
@@ -296,14 +340,40 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
 @click.option("--json", "as_json", is_flag=True)
 def info(input_path, as_json):
     """Header, model, per-tensor bits and totals of an .nvc file."""
-    read_file(input_path)  # a bad file is answered before torch loads
+    NvcReader(input_path)  # a bad file is answered before torch loads
     from .decoder import inspect
 
     data = inspect(input_path)
-    v, m = data["video"], data["model"]
+    v = data["video"]
     lines = [
         f"{data['file']}: .nvc {data['format_version']}, {data['bytes']} bytes, {data['bpp']:.4f} bpp",
         f"video: {v['width']}x{v['height']}, {v['frames']} frames at {v['fps']} fps",
+    ]
+    lines += _segment_lines(data) if "segments" in data else _stream_lines(data)
+    measured = data["metadata"].get("measured")
+    if measured:
+        lines.append(f"encoder measured: PSNR {measured['psnr']:.2f} dB, MS-SSIM {measured['ms_ssim']:.4f}")
+    _emit(data, as_json, lines)
+
+
+def _segment_lines(data: dict) -> list[str]:
+    lines = [f"{len(data['segments']) + data['missing_segments']} segments; video {data['video_bpp']:.4f} bpp",
+             "segment  frames          offset      bytes     bpp  model        decoder MAC/px"]
+    for s in data["segments"]:
+        macs = s["decoder_macs_per_pixel"]
+        lines.append(f"{s['index']:7d}  {s['frames'][0]:>6d}:{s['frames'][1]:<6d}  {s['offset']:10d}  {s['bytes']:9d}  "
+                     f"{s['bpp']:.4f}  {s['model']['family']:11s}  {'-' if macs is None else f'{macs:.0f}'}")
+    if data["missing_segments"]:
+        lines.append(f"{data['missing_segments']} segment(s) cut off: the file is truncated")
+    audio = data["audio"]
+    lines.append("audio: none" if audio is None else
+                 f"audio: {audio['codec']}, {audio['packets']} packets, {audio['bytes']} bytes (carried as is)")
+    return lines
+
+
+def _stream_lines(data: dict) -> list[str]:
+    m = data["model"]
+    lines = [
         f"model: {m['family']} v{m['arch_version']}, {m['params']} parameters",
         f"config: {json.dumps(m['config'], sort_keys=True)}",
         "tensor  shape                 model        symbols         bytes   bits/weight",
@@ -322,10 +392,7 @@ def info(input_path, as_json):
                      f"{data['bytes'] - data['payload_bytes']} bytes")
     if data["decoder_macs_per_pixel"] is not None:
         lines.append(f"decoder: {data['decoder_macs_per_pixel']:.0f} multiply-adds per pixel")
-    measured = data["metadata"].get("measured")
-    if measured:
-        lines.append(f"encoder measured: PSNR {measured['psnr']:.2f} dB, MS-SSIM {measured['ms_ssim']:.4f}")
-    _emit(data, as_json, lines)
+    return lines
 
 
 @main.command(name="eval")

@@ -14,7 +14,7 @@ Imports nothing from ``nvcodec.train``: decoding never needs the encoder.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,10 +23,19 @@ import numpy as np
 import torch
 
 from .bitstream import format as nvc_format
+from .bitstream.container import NvcReader
 from .errors import UsageError
 from .families import backbone_class
 from .fsutil import check_writable
-from .io import FrameRange, Video, output_kind, write_frames
+from .io import (
+    AudioTrack,
+    Colour,
+    FrameRange,
+    Video,
+    holds_audio,
+    output_kind,
+    write_frames,
+)
 from .metrics import bpp as bits_per_pixel
 from .models.base import Backbone
 from .render import build_backbone, render_frames
@@ -46,12 +55,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 
-Source = str | Path | nvc_format.NvcFile  # a file on disk, or one already read
+Source = str | Path | nvc_format.NvcFile | NvcReader  # a file on disk, or one already opened or read
 
 
 def read_nvc(source: Source) -> nvc_format.NvcFile:
-    """Read and validate a file (size checked before reading it into memory); a parsed file passes through."""
-    return source if isinstance(source, nvc_format.NvcFile) else nvc_format.read_file(source)
+    """Read and validate a single-segment file (size checked before reading it into memory)."""
+    if isinstance(source, nvc_format.NvcFile):
+        return source
+    reader = source if isinstance(source, NvcReader) else NvcReader(source)
+    if reader.segmented:
+        raise UsageError(f"{reader.path} holds {len(reader.segments)} segments: decode it, or read one with "
+                         "NvcReader.read_segment")
+    return reader.read_segment(0)
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,7 @@ class RenderPlan:
 
 
 def prepare(source: Source, request: RenderRequest) -> RenderPlan:
-    """read -> build -> plan render: everything before the first pixel."""
+    """read -> build -> plan render of a single-segment stream: everything before the first pixel."""
     nvc = read_nvc(source)
     model = build_backbone(nvc)
     times, size, fps = plan_render(nvc, request)
@@ -71,27 +86,118 @@ def prepare(source: Source, request: RenderRequest) -> RenderPlan:
     return RenderPlan(model, times, size, fps)
 
 
+@dataclass(frozen=True)
+class Piece:
+    """The part of one segment a request needs, in the segment's own frame numbers."""
+
+    segment: int
+    request: RenderRequest
+
+
+def plan_pieces(reader: NvcReader, request: RenderRequest) -> list[Piece]:
+    """Which segments a request touches, and what to render from each; refused before any is read."""
+    total = reader.header.num_frames
+    whole = reader.complete()
+    if request.frames is None and len(whole) < len(reader.segments):  # truncated: what is whole, from the start
+        if not whole or whole[0] != 0:
+            reader.read_segment(0)  # raises: the first segment is cut off
+        request = replace(request, frames=(0, reader.segments[whole[-1]].stop_frame))
+    start, stop = request.frames if request.frames is not None else (0, total)
+    if start >= total:
+        raise UsageError(f"--frames {start}:{stop}: the file has {total} frames (0..{total - 1})")
+    stop = min(stop, total)
+    touched = reader.overlapping(start, stop)
+    if request.fps is not None and len(touched) > 1:
+        raise UsageError(f"--fps renders between the frames of one segment; frames {start}:{stop} span "
+                         f"{len(touched)} segments (`nvc info` lists them): decode a range inside one")
+    pieces = []
+    for index in touched:
+        e = reader.segments[index]
+        local = (max(start, e.first_frame) - e.first_frame, min(stop, e.stop_frame) - e.first_frame)
+        pieces.append(Piece(index, replace(request, frames=local)))
+    return pieces
+
+
+def plan_output(source: Source, request: RenderRequest) -> tuple[tuple[int, int], Fraction]:
+    """(height, width) and frame rate of what a request renders, refused where the family cannot (no torch)."""
+    if isinstance(source, nvc_format.NvcFile):
+        return plan_render(source, request)[1:]
+    reader = source if isinstance(source, NvcReader) else NvcReader(source)
+    first = plan_pieces(reader, request)[0]
+    return plan_render(reader.read_segment(first.segment), first.request)[1:]
+
+
+def _render_source(source: Source, request: RenderRequest, device: torch.device
+                   ) -> tuple[Iterator[np.ndarray], int, tuple[int, int], Fraction, NvcReader | None]:
+    """Batches of the requested frames, segment after segment (one segment's model in memory at a time)."""
+    if isinstance(source, nvc_format.NvcFile):
+        plan = prepare(source, request)
+        return render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size, plan.fps, None
+    reader = source if isinstance(source, NvcReader) else NvcReader(source)
+    pieces = plan_pieces(reader, request)
+    times, size, fps = plan_render(reader.read_segment(pieces[0].segment), pieces[0].request)
+    count = len(times) if len(pieces) == 1 else sum(p.request.frames[1] - p.request.frames[0] for p in pieces)
+
+    def batches() -> Iterator[np.ndarray]:
+        for piece in pieces:
+            plan = prepare(reader.read_segment(piece.segment), piece.request)
+            yield from render_frames(plan.model, plan.times, device, plan.size)
+
+    return batches(), count, size, fps, reader
+
+
 def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = "cpu",
            request: RenderRequest | None = None) -> Video:
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
-    plan = prepare(source, request or RenderRequest(frames=frames))
     device = resolve_device(device) if isinstance(device, str) else device
-    return Video(np.concatenate(list(render_frames(plan.model, plan.times, device, plan.size))), plan.fps)
+    batches, _, _, fps, _ = _render_source(source, request or RenderRequest(frames=frames), device)
+    return Video(np.concatenate(list(batches)), fps)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What ``decode_to_file`` did."""
+
+    frames: int
+    segments: tuple[int, ...]  # the segments it read
+    bytes_read: int | None  # of the .nvc file (None: it was already in memory)
+    file_bytes: int | None
+    audio: str  # "copied", "none", or why it was left out
 
 
 def decode_to_file(source: Source, output: str | Path, request: RenderRequest = RenderRequest(),
-                   device: str = "cpu", lossless: bool = False, progress: ProgressFn | None = None) -> int:
-    """Decode straight to a video file in bounded-memory batches; return the frame count.
+                   device: str = "cpu", lossless: bool = False, progress: ProgressFn | None = None,
+                   audio: bool = True) -> Decoded:
+    """Decode straight to a video file in bounded-memory batches (segment after segment).
 
-    ``progress(frames_done, frames_total, seconds)`` is called after every batch.
+    ``progress(frames_done, frames_total, seconds)`` is called after every batch. A carried
+    audio track is copied into outputs that hold audio, cut to the decoded frames.
     """
     output_kind(output)
     check_writable(output)  # before any work
-    plan = prepare(source, request)
-    height, width = plan.size
-    batches = render_frames(plan.model, plan.times, resolve_device(device), plan.size)
-    write_frames(output, _reporting(batches, len(plan.times), progress), width, height, plan.fps, lossless)
-    return len(plan.times)
+    batches, total, (height, width), fps, reader = _render_source(source, request, resolve_device(device))
+    header = source.header if isinstance(source, nvc_format.NvcFile) else reader.header
+    audio_track, audio_note = _audio_for(reader, request, output, header) if audio else (None, "left out (--no-audio)")
+    colour = Colour(header.colour_primaries, header.transfer_characteristics)
+    write_frames(output, _reporting(batches, total, progress), width, height, fps, lossless, colour, audio_track)
+    used = () if reader is None else tuple(p.segment for p in plan_pieces(reader, request))
+    return Decoded(total, used, None if reader is None else reader.bytes_read,
+                   None if reader is None else reader.file_bytes, audio_note)
+
+
+def _audio_for(reader: NvcReader | None, request: RenderRequest, output: str | Path,
+               header: nvc_format.VideoHeader) -> tuple[AudioTrack | None, str]:
+    if not holds_audio(output):  # checked first: the audio is not even read
+        return None, f"none written: {output_kind(output)} output holds no audio (.mkv and .mp4 do)"
+    blob = None if reader is None else reader.audio()
+    if blob is None:
+        return None, "none"
+    if request.fps is not None:
+        return None, "left out: --fps changes the timing"
+    fps = Fraction(header.fps_num, header.fps_den)
+    start, stop = request.frames if request.frames is not None else (0, header.num_frames)
+    end = float(stop / fps) if stop < header.num_frames else float("inf")
+    return AudioTrack(blob, float(start / fps), end), "copied"
 
 
 def _reporting(batches: Iterator[np.ndarray], total: int, progress: ProgressFn | None) -> Iterator[np.ndarray]:
@@ -111,11 +217,8 @@ def _macs_per_pixel(nvc: nvc_format.NvcFile) -> float | None:
     return None if macs is None else round(macs, 1)
 
 
-def inspect(path: str | Path) -> dict:
-    """Header, architecture, per-tensor bits and totals of a file, as plain data."""
-    nvc = read_nvc(path)
-    size = Path(path).stat().st_size
-    h = nvc.header
+def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
+    """Architecture, per-tensor bits and totals of one single-segment stream of ``size`` bytes."""
     tensors = []
     for record, shape in zip(nvc.tensors, nvc.arch.shapes):
         c = record.coded
@@ -125,10 +228,9 @@ def inspect(path: str | Path) -> dict:
             "table_bytes": c.table_bytes, "payload_bytes": c.payload_bytes, "step_bytes": 2 * len(record.steps),
             "bits_per_weight": round(8 * (c.payload_bytes + c.table_bytes + 2 * len(record.steps)) / int(np.prod(shape)), 3),
         })
+    h = nvc.header
     return {
-        "file": str(path), "bytes": size, "format_version": f"{nvc_format.VERSION_MAJOR}.{nvc_format.VERSION_MINOR}",
-        "video": {"width": h.width, "height": h.height, "frames": h.num_frames, "fps": f"{h.fps_num}/{h.fps_den}"},
-        "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
+        "bytes": size, "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
         "model": {"family": nvc.arch.family, "arch_version": nvc.arch.arch_version, "config": nvc.arch.config,
                   "params": int(sum(np.prod(s) for s in nvc.arch.shapes))},
         "tensors": tensors,
@@ -137,6 +239,51 @@ def inspect(path: str | Path) -> dict:
                             if t["model"] == "context"),
         "decoder_macs_per_pixel": _macs_per_pixel(nvc),
         "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
-        "metadata": nvc.metadata,
-        "skipped_chunks": list(nvc.skipped_chunks),
     }
+
+
+def _audio_summary(blob: bytes | None) -> dict | None:
+    if blob is None:
+        return None
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(blob)) as container:
+        stream = container.streams.audio[0] if container.streams.audio else None
+        packets = sum(1 for p in container.demux(stream) if p.size) if stream is not None else 0
+        codec = stream.codec_context.name if stream is not None else "none"
+    return {"bytes": len(blob), "codec": codec, "packets": packets}
+
+
+def inspect(path: str | Path) -> dict:
+    """Header, segments, architecture, per-tensor bits and totals of a file, as plain data.
+
+    A single-segment file's model and tensors are at the top level; a segmented file lists
+    each segment's summary under ``segments``.
+    """
+    reader = NvcReader(path)
+    h = reader.header
+    record = {
+        "file": str(path), "bytes": reader.file_bytes, "format_version": reader.version,
+        "video": {"width": h.width, "height": h.height, "frames": h.num_frames, "fps": f"{h.fps_num}/{h.fps_den}",
+                  "colour": {"primaries": h.colour_primaries, "transfer": h.transfer_characteristics,
+                             "matrix": h.matrix_coefficients, "full_range": h.full_range}},
+        "bpp": bits_per_pixel(reader.file_bytes, h.width, h.height, h.num_frames),
+    }
+    if not reader.segmented:
+        nvc = reader.read_segment(0)
+        return {**record, **_stream_summary(nvc, reader.file_bytes), "bpp": record["bpp"], "metadata": nvc.metadata,
+                "skipped_chunks": list(nvc.skipped_chunks)}
+    segments = []
+    for index in reader.complete():
+        e = reader.segments[index]
+        summary = _stream_summary(reader.read_segment(index), e.length)
+        summary["bpp"] = bits_per_pixel(e.length, h.width, h.height, e.num_frames)
+        segments.append({"index": index, "frames": [e.first_frame, e.stop_frame], "offset": e.offset, **summary})
+    missing = len(reader.segments) - len(segments)
+    audio = _audio_summary(reader.audio())
+    video_bytes = reader.file_bytes - (audio["bytes"] + nvc_format.CHUNK_OVERHEAD if audio else 0)
+    return {**record, "segments": segments, "missing_segments": missing, "audio": audio,
+            "video_bpp": bits_per_pixel(video_bytes, h.width, h.height, h.num_frames),
+            "metadata": reader.metadata() if not missing else {}}

@@ -33,7 +33,7 @@ from .decoder import decode, resolve_device
 from .errors import InputError
 from .families import backbone_class
 from .fsutil import atomic_path, check_writable, remove_stale_temporaries
-from .io import Video
+from .io import Colour, Video
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
 from .models.base import Backbone
@@ -73,9 +73,16 @@ def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
     return RateControl(target_bpp, video.width, video.height, video.num_frames).size_model(cls)
 
 
-def _header(video: Video) -> nvc_format.VideoHeader:
-    fps = Fraction(video.fps).limit_denominator(65535)
-    return nvc_format.VideoHeader(video.width, video.height, video.num_frames, fps.numerator, fps.denominator)
+def file_metadata(settings: EncodeSettings) -> dict:
+    """mETA as written before the measured quality is known."""
+    return {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()}
+
+
+def video_header(width: int, height: int, num_frames: int, fps: Fraction, colour: Colour) -> nvc_format.VideoHeader:
+    """NHDR of what is coded (the rate as a fraction of 16-bit terms)."""
+    rate = Fraction(fps).limit_denominator(65535)
+    return nvc_format.VideoHeader(width, height, num_frames, rate.numerator, rate.denominator,
+                                  colour.primaries, colour.transfer, colour.matrix, colour.full_range)
 
 
 def library_versions() -> dict[str, str]:
@@ -160,16 +167,21 @@ def encode(
     settings: EncodeSettings = EncodeSettings(),
     progress: Callable[[Progress], None] | None = None,
     log: Callable[[str], None] | None = None,
+    metadata: bool = True,
 ) -> EncodeReport:
-    """Fit, compress and write ``output``; then decode it and report what the decoder gives."""
-    plan = plan_encode(video, output, settings, log or (lambda _msg: None))
+    """Fit, compress and write ``output``; then decode it and report what the decoder gives.
+
+    ``metadata=False`` leaves out the mETA chunk (a segment of a longer file: the file has one).
+    """
+    plan = plan_encode(video, output, settings, log or (lambda _msg: None), metadata)
     model = fit_model(plan, video, progress)
     coded = code(plan, model)
     write(plan, coded, video)
     return verify(plan, coded, video)
 
 
-def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None]) -> EncodePlan:
+def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None],
+                metadata: bool = True) -> EncodePlan:
     family = check_settings(settings)
     if video.num_frames < 1:
         raise InputError("the input has zero frames")
@@ -200,9 +212,8 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
         f"{' (bf16 autocast)' if train_cfg.amp else ''}")
     say(length.message)
     shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
-    writer = _FileWriter(_header(video), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
-                         {"encoder": library_versions(), "settings": asdict(settings), "created": _utc_now()},
-                         model.context_codec())
+    writer = _FileWriter(video_header(video.width, video.height, video.num_frames, video.fps, video.colour), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
+                         file_metadata(settings) if metadata else None, model.context_codec())
     rate = None
     if rate_aware:
         options = {**family.rate_overrides, **settings.rate_options} | ({"lam": settings.lam} if settings.lam else {})
@@ -257,6 +268,8 @@ def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
     """The output appears once, complete, with the quality measured by decoding it in mETA."""
     with atomic_path(plan.output) as tmp:
         tmp.write_bytes(coded.write(plan.writer.metadata))
+        if plan.writer.metadata is None:
+            return
         first = decode(tmp, device=plan.device)
         measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
         # mETA is ancillary: rewriting it cannot change the decode
@@ -298,19 +311,20 @@ class _FileWriter:
     PLACEHOLDERS = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
                     "lambda": 0.012345678901234, "estimated_bytes": 12345, "created": "2000-01-01T00:00:00+00:00"}
 
-    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict,
+    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict | None,
                  context: ContextCodec | None = None) -> None:
         self.header, self.arch, self.metadata, self.context = header, arch, metadata, context
 
-    def write(self, tensors: list[np.ndarray], metadata: dict, bits: list[float] | None = None,
+    def write(self, tensors: list[np.ndarray], metadata: dict | None, bits: list[float] | None = None,
               steps: list[np.ndarray] | None = None) -> bytes:
         records, digest = compress_tensors(tensors, bits, steps, self.context)
-        return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata))
+        return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata or {}))
 
     def fixed_bytes(self) -> int:
         """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
         zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
-        return len(self.write(zeros, {**self.metadata, **self.PLACEHOLDERS}, bits=[8.0] * len(zeros)))
+        metadata = None if self.metadata is None else {**self.metadata, **self.PLACEHOLDERS}
+        return len(self.write(zeros, metadata, bits=[8.0] * len(zeros)))
 
 
 def _utc_now() -> str:

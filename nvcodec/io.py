@@ -14,6 +14,7 @@ no suffix      a folder of PNG files ``frame_000000.png`` ...: lossless
 from __future__ import annotations
 
 import importlib.util
+import io as bytes_io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,11 +32,32 @@ Size = tuple[int, int]  # (width, height)
 
 
 @dataclass(frozen=True)
+class Colour:
+    """ITU-T H.273 code points of the coded RGB, as NHDR carries them; the defaults are sRGB."""
+
+    primaries: int = 1
+    transfer: int = 13
+    matrix: int = 0  # 0: the samples are RGB (coded samples always are)
+    full_range: int = 1
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """An audio track carried as is: a Matroska file of its original packets (spec section 10),
+    and the window [begin, end) in seconds of the coded video's clock that the output covers."""
+
+    matroska: bytes
+    begin: float = 0.0
+    end: float = float("inf")
+
+
+@dataclass(frozen=True)
 class Video:
     """Decoded frames plus the timing a player needs."""
 
     frames: np.ndarray  # uint8 [T, H, W, 3], RGB
     fps: Fraction
+    colour: Colour = Colour()
 
     @property
     def num_frames(self) -> int:
@@ -176,7 +198,12 @@ def output_kind(path: str | os.PathLike) -> str:
 
 def write_video(path: str | os.PathLike, video: Video, lossless: bool = False) -> None:
     """Write ``video`` atomically in the format its name asks for (see the module docstring)."""
-    write_frames(path, iter(video.frames), video.width, video.height, video.fps, lossless)
+    write_frames(path, iter(video.frames), video.width, video.height, video.fps, lossless, video.colour)
+
+
+def holds_audio(path: str | os.PathLike) -> bool:
+    """Whether the output's format can carry an audio track (.mp4 and .mkv can; .y4m and PNGs cannot)."""
+    return output_kind(path) in ("mp4", "mkv")
 
 
 def check_frame_size(path: str | os.PathLike, width: int, height: int, lossless: bool = False) -> None:
@@ -196,8 +223,14 @@ def write_frames(
     height: int,
     fps: Fraction,
     lossless: bool = False,
+    colour: Colour | None = None,
+    audio: AudioTrack | None = None,
 ) -> None:
-    """Stream frames (uint8 [H, W, 3] or batches [B, H, W, 3]) to ``path`` atomically."""
+    """Stream frames (uint8 [H, W, 3] or batches [B, H, W, 3]) to ``path`` atomically.
+
+    ``colour`` tags the video stream with its primaries and transfer; ``audio`` is muxed in
+    unchanged (only into formats that ``holds_audio``).
+    """
     kind = output_kind(path)
     if kind == "png":
         with atomic_path(path, directory=True) as folder:
@@ -211,10 +244,37 @@ def write_frames(
             stream = out.add_stream(codec, rate=fps)
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             stream.options = options
+            if colour is not None:
+                stream.codec_context.color_primaries = colour.primaries
+                stream.codec_context.color_trc = colour.transfer
+            if audio is not None and holds_audio(path):
+                _mux_audio(out, audio)
             for frame in _single_frames(frames):
                 picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
                 out.mux(stream.encode(picture))
             out.mux(stream.encode(None))
+
+
+def _mux_audio(out: av.container.OutputContainer, audio: AudioTrack) -> None:
+    """Copy the carried packets inside the window into ``out``, time stamps relative to its start."""
+    with av.open(bytes_io.BytesIO(audio.matroska)) as source:
+        if not source.streams.audio:
+            return
+        track_in = source.streams.audio[0]
+        try:
+            track = out.add_stream_from_template(track_in)
+        except (av.FFmpegError, ValueError) as exc:
+            raise OutputError(f"the audio track ({track_in.codec_context.name}) cannot go in this format ({exc}); "
+                              "write .mkv") from None
+        base = track_in.time_base
+        shift = int(round(audio.begin / base))
+        keep_from = audio.begin if audio.begin > 0 else float("-inf")  # from the start: priming packets too
+        for packet in source.demux(track_in):
+            if packet.pts is None or packet.dts is None or not keep_from <= float(packet.pts * base) < audio.end:
+                continue
+            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+            packet.stream = track
+            out.mux(packet)
 
 
 def _single_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

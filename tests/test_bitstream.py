@@ -83,7 +83,8 @@ def test_conformance_frames_within_tolerance(name):
 
 def test_on_disk_enums_match_the_spec_tables():
     """Wire identifiers are literals mirrored in bitstream_spec.md Annex A."""
-    assert [c.value for c in fmt.ChunkType] == [b"NHDR", b"ARCH", b"TENS", b"NEND", b"wHSH", b"mETA"]
+    assert [c.value for c in fmt.ChunkType] == [b"NHDR", b"ARCH", b"TENS", b"NEND", b"wHSH", b"mETA", b"SIDX", b"SEGM",
+                                             b"aUDI"]
     assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1, "CONTEXT": 2}
     assert {a.name: a.value for a in QuantAxis} == {"PER_CHANNEL": 0, "PER_TENSOR": 255}
     assert {c.name: c.value for c in fmt.ConfigFormat} == {"JSON": 0, "ZSTD_JSON": 1}

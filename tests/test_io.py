@@ -107,6 +107,6 @@ def test_decode_to_file_reports_progress_and_writes_readable_files(tmp_path):
                                progress=lambda done, total, seconds: calls.append((done, total)))
     finally:
         os.umask(old)
-    assert count == 2 and calls[-1] == (2, 2) and all(total == 2 for _, total in calls)
+    assert count.frames == 2 and calls[-1] == (2, 2) and all(total == 2 for _, total in calls)
     assert (tmp_path / "r.mkv").stat().st_mode & 0o777 == 0o644
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left

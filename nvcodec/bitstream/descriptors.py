@@ -33,6 +33,9 @@ class ByteWriter:
     def i32(self, v: int) -> None:
         self._parts.append(struct.pack("<i", v))
 
+    def u64(self, v: int) -> None:
+        self._parts.append(struct.pack("<Q", v))
+
     def uleb(self, v: int) -> None:
         self._parts.append(leb128(v))
 
@@ -84,6 +87,9 @@ class ByteReader:
 
     def u32(self) -> int:
         return self._unpack("<I", 4)
+
+    def u64(self) -> int:
+        return self._unpack("<Q", 8)
 
     def i32(self) -> int:
         return self._unpack("<i", 4)

@@ -38,7 +38,8 @@ from .descriptors import ByteReader, ByteWriter
 
 SIGNATURE = b"\x8bNVC\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 0  # what a single-segment stream is written as
+READER_MINOR = 1  # the newest minor version this reader reads (1: segmented files, container.py)
 PREAMBLE_SIZE = 16
 CHUNK_OVERHEAD = 12  # length + type + crc
 MAX_COUNT = 1 << 40  # one categorical count
@@ -54,6 +55,9 @@ class ChunkType(bytes, enum.Enum):
     NEND = b"NEND"
     WHSH = b"wHSH"
     META = b"mETA"
+    SIDX = b"SIDX"  # segmented files (minor 1): the segment index
+    SEGM = b"SEGM"  # one segment: a complete 1.0 stream
+    AUDI = b"aUDI"  # an audio track carried as is (Matroska)
 
 
 class ConfigFormat(enum.IntEnum):
@@ -87,6 +91,8 @@ class Limits:
     max_config_bytes: int = 1 << 16
     max_metadata_bytes: int = 1 << 20
     max_alphabet: int = MAX_ALPHABET
+    max_segments: int = 1 << 16
+    max_audio_bytes: int = 1 << 28
 
 
 DEFAULT_LIMITS = Limits()
@@ -175,12 +181,12 @@ def weights_digest(tensors: list[np.ndarray]) -> bytes:
 # ------------------------------------------------------------------------------------ writer
 
 
-def _chunk(kind: ChunkType, payload: bytes) -> bytes:
+def chunk(kind: ChunkType, payload: bytes) -> bytes:
     body = kind.value + payload
     return len(payload).to_bytes(4, "little") + body + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
-def _header_payload(h: VideoHeader) -> bytes:
+def header_payload(h: VideoHeader) -> bytes:
     w = ByteWriter()
     w.u16(h.min_reader_minor)
     w.u8(0)  # reserved flags
@@ -230,26 +236,34 @@ def _tensor_payload(t: TensorRecord) -> bytes:
     return w.getvalue()
 
 
+def preamble(minor: int = VERSION_MINOR) -> bytes:
+    head = SIGNATURE + VERSION_MAJOR.to_bytes(2, "little") + minor.to_bytes(2, "little")
+    return head + (zlib.crc32(head) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def metadata_chunk(metadata: dict) -> bytes:
+    meta = zstandard.ZstdCompressor(level=19, write_content_size=True).compress(canonical_json(metadata))
+    return chunk(ChunkType.META, meta)
+
+
 def write(nvc: NvcFile) -> bytes:
     """Serialize a complete file (chunk order as in the module docstring)."""
-    parts = [SIGNATURE, VERSION_MAJOR.to_bytes(2, "little"), VERSION_MINOR.to_bytes(2, "little")]
-    parts.append((zlib.crc32(b"".join(parts)) & 0xFFFFFFFF).to_bytes(4, "little"))
-    parts.append(_chunk(ChunkType.NHDR, _header_payload(nvc.header)))
-    parts.append(_chunk(ChunkType.ARCH, _arch_payload(nvc.arch)))
-    parts.extend(_chunk(ChunkType.TENS, _tensor_payload(t)) for t in nvc.tensors)
+    parts = [preamble()]
+    parts.append(chunk(ChunkType.NHDR, header_payload(nvc.header)))
+    parts.append(chunk(ChunkType.ARCH, _arch_payload(nvc.arch)))
+    parts.extend(chunk(ChunkType.TENS, _tensor_payload(t)) for t in nvc.tensors)
     if nvc.weights_sha256 is not None:
-        parts.append(_chunk(ChunkType.WHSH, bytes([HashAlgorithm.SHA256]) + nvc.weights_sha256))
+        parts.append(chunk(ChunkType.WHSH, bytes([HashAlgorithm.SHA256]) + nvc.weights_sha256))
     if nvc.metadata:
-        meta = zstandard.ZstdCompressor(level=19, write_content_size=True).compress(canonical_json(nvc.metadata))
-        parts.append(_chunk(ChunkType.META, meta))
-    parts.append(_chunk(ChunkType.NEND, b""))
+        parts.append(metadata_chunk(nvc.metadata))
+    parts.append(chunk(ChunkType.NEND, b""))
     return b"".join(parts)
 
 
 # ------------------------------------------------------------------------------------ reader
 
 
-def _read_preamble(data: bytes) -> None:
+def check_preamble(data: bytes) -> None:
     if len(data) < len(SIGNATURE) or data[: len(SIGNATURE)] != SIGNATURE:
         raise SignatureError("not an .nvc file (bad signature)")
     if len(data) < PREAMBLE_SIZE:
@@ -283,14 +297,14 @@ def _iter_chunks(data: bytes):
         pos += CHUNK_OVERHEAD + length
 
 
-def _parse_header(payload: bytes, limits: Limits) -> VideoHeader:
+def parse_header(payload: bytes, limits: Limits) -> VideoHeader:
     r = ByteReader(payload, "NHDR")
     min_minor = r.u16()
     r.u8()  # reserved flags
     width, height, frames, fps_num, fps_den = (r.u32() for _ in range(5))
     colour = [r.u8() for _ in range(4)]
-    if min_minor > VERSION_MINOR:
-        raise UnsupportedVersionError(f"file needs a 1.{min_minor} decoder (this one reads 1.{VERSION_MINOR}); upgrade nvcodec")
+    if min_minor > READER_MINOR:
+        raise UnsupportedVersionError(f"file needs a 1.{min_minor} decoder (this one reads 1.{READER_MINOR}); upgrade nvcodec")
     if not (1 <= width <= limits.max_dimension and 1 <= height <= limits.max_dimension):
         raise LimitError(f"NHDR: frame size {width}x{height} outside 1..{limits.max_dimension}")
     if not 1 <= frames <= limits.max_frames:
@@ -307,7 +321,7 @@ def _parse_arch(payload: bytes, limits: Limits) -> ArchRecord:
     fmt = r.u8()
     config_bytes = r.blob(limits.max_config_bytes)
     if fmt == ConfigFormat.ZSTD_JSON:
-        config_bytes = _unzstd(config_bytes, limits.max_config_bytes, "ARCH config")
+        config_bytes = unzstd(config_bytes, limits.max_config_bytes, "ARCH config")
     elif fmt != ConfigFormat.JSON:
         raise StructureError(f"ARCH: unknown config format {fmt}")
     config = parse_json_object(config_bytes, "ARCH config")
@@ -374,7 +388,7 @@ def _parse_tensor(payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_
     return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words))
 
 
-def _unzstd(blob: bytes, limit: int, what: str) -> bytes:
+def unzstd(blob: bytes, limit: int, what: str) -> bytes:
     try:
         params = zstandard.get_frame_parameters(blob)
     except zstandard.ZstdError:
@@ -400,7 +414,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
     """Parse and validate a whole file held in memory."""
     if len(data) > limits.max_file_bytes:
         raise LimitError(f"file of {len(data)} bytes is above the limit of {limits.max_file_bytes}")
-    _read_preamble(data)
+    check_preamble(data)
     header = arch = None
     tensors: list[TensorRecord] = []
     digest, metadata, skipped = None, {}, []
@@ -412,7 +426,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
         if kind == ChunkType.NHDR.value:
             if header is not None:
                 raise StructureError("more than one NHDR chunk")
-            header = _parse_header(payload, limits)
+            header = parse_header(payload, limits)
             continue
         if header is None:
             raise StructureError(f"{kind.decode()} chunk before NHDR (NHDR must come first)")
@@ -437,7 +451,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
             digest = bytes(payload[1:])
         elif kind == ChunkType.META.value:
             seen_ancillary.add(kind)
-            metadata = parse_json_object(_unzstd(payload, limits.max_metadata_bytes, "mETA"), "mETA")
+            metadata = parse_json_object(unzstd(payload, limits.max_metadata_bytes, "mETA"), "mETA")
         elif kind[0] >= 97:
             skipped.append(kind.decode())
         else:

@@ -1,0 +1,423 @@
+"""Encoding an input of any length: scan -> split -> share the rate -> encode segments -> assemble -> verify.
+
+* ``scan``      decode the input once for its frame times, thumbnails, colour and audio (source.py)
+* ``split``     closed segments at scene cuts, ``--segment-seconds`` long at most (scenes.py)
+* ``share``     one ``--bpp`` for the file, spent by each segment's difficulty; the training
+                budget shared by pixels; the precision decided once, so every worker trains alike
+* ``encode``    each segment an independent stream (encoder.py), read from the input by seeking:
+                memory follows the segment length. Serially, in ``--jobs N`` processes, or one
+                segment per rank under ``torchrun`` (torch.distributed: gloo on CPU, NCCL on GPUs)
+* ``assemble``  one file: index, audio, segments (bitstream/container.py), written atomically
+* ``verify``    decode the written file segment by segment and measure it against the input
+
+Finished segments are kept in a work folder beside the output, so an interrupted encode
+resumes where it stopped; the folder is removed once the file is written. A clip that is
+one segment without audio is written as a plain single-stream file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .bitstream import format as nvc_format
+from .bitstream.container import write_segmented
+from .errors import RateError, UsageError
+from .fsutil import atomic_path, check_writable
+from .io import FrameRange, Size
+from .metrics import bpp as bits_per_pixel
+from .presets import PRESETS, format_seconds
+from .scenes import Segment, difficulty, share_bits, split
+from .settings import EncodeSettings, check_settings
+from .source import SourceInfo, read_audio, read_frames, scan
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """How an input becomes segments and how they are run."""
+
+    frames: FrameRange | None = None
+    resize: Size | None = None
+    segment_seconds: float = 4.0  # longest segment; segments are at least half as long; 0: one segment
+    jobs: int = 1  # processes on this machine (torchrun sets its own)
+    threads: int | None = None  # torch threads per process; default: the cores shared out
+    audio: bool = True  # carry the input's audio track
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    index: int
+    source: SourceInfo
+    segment: Segment
+    settings: EncodeSettings  # this segment's target and budget
+    path: str  # its stream, in the work folder
+    threads: int | None
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    index: int
+    report: dict  # the segment's EncodeReport, measured on its own decoded stream
+    stream: bytes
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """Measured on the decoder's reconstruction of the written file, segment by segment."""
+
+    path: str
+    model: str
+    width: int
+    height: int
+    num_frames: int
+    file_bytes: int
+    bpp: float  # the whole file (audio included)
+    video_bpp: float  # the file without its audio chunk: what --bpp aims at
+    target_bpp: float | None
+    psnr: float
+    y_psnr: float
+    ms_ssim: float
+    audio_bytes: int
+    encode_seconds: float
+    decode_seconds: float
+    workers: int
+    notes: tuple[str, ...]
+    segments: tuple[dict, ...]  # per segment: frames, bytes, bpp, target, PSNR (its own decode), seconds
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    source: SourceInfo
+    segments: tuple[Segment, ...]
+    settings: tuple[EncodeSettings, ...]  # per segment
+    work: Path  # folder of finished segment streams
+    notes: tuple[str, ...]
+
+
+def container_overhead(count: int, settings: EncodeSettings) -> int:
+    """Bytes of a segmented file beyond its segment streams and audio (mETA as the final one holds it)."""
+    from .encoder import file_metadata
+
+    index = 1 + (count.bit_length() + 6) // 7 + 24 * count  # SIDX payload
+    meta = {**file_metadata(settings), "segments": [{"frames": [0, 0], "psnr": 30.0, "bytes": 1}] * count,
+            "measured": {"psnr": 30.123456789, "ms_ssim": 0.912345678}}
+    return (nvc_format.PREAMBLE_SIZE + 3 * nvc_format.CHUNK_OVERHEAD + 35 + index + 12 * count
+            + len(nvc_format.metadata_chunk(meta)))
+
+
+def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: EncodeSettings,
+              options: FileOptions) -> FilePlan:
+    """Segments, each one's target and budget; the precision decided once for all of them."""
+    segments = split(thumbs, float(source.fps), options.segment_seconds)
+    frame_pixels = source.width * source.height
+    pixels = [s.num_frames * frame_pixels for s in segments]
+    total_bits = settings.bpp * source.num_pixels
+    if len(segments) > 1 or source.has_audio:
+        total_bits -= 8 * container_overhead(len(segments), settings)
+        if total_bits <= 0:
+            raise RateError(f"--bpp {settings.bpp:g} cannot be met at {source.width}x{source.height}, "
+                            f"{source.num_frames} frames: the container of {len(segments)} segment(s) (index, "
+                            f"metadata) alone needs more; raise --bpp"
+                            + (", or leave the audio out (--no-audio)" if source.has_audio else ""))
+    bits = share_bits(total_bits, pixels, [difficulty(thumbs, s) for s in segments])
+    _check_rates(source, settings, segments, [b / p for b, p in zip(bits, pixels)])
+    budgets: list[float | None] = [None] * len(segments)
+    if settings.epochs is None:
+        whole = settings.train_seconds or PRESETS[settings.preset].train_seconds(source.num_pixels)
+        budgets = [whole * p / sum(pixels) for p in pixels]
+    per_segment = tuple(replace(settings, bpp=b / p, train_seconds=t) for b, p, t in zip(bits, pixels, budgets))
+    work = output.with_name(f".{output.name}.segments")
+    return FilePlan(source, tuple(segments), per_segment, work, source.notes)
+
+
+def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Segment], rates: list[float]) -> None:
+    """Every segment's target must be one its backbone can meet: refused now, not after hours of training."""
+    from .compress.ratecontrol import RateControl
+    from .families import backbone_class
+
+    cls = backbone_class(settings.model)
+    RateControl(settings.bpp, source.width, source.height, source.num_frames).size_model(cls)  # as the user asked
+    for index, (segment, rate) in enumerate(zip(segments, rates)):
+        try:
+            RateControl(rate, source.width, source.height, segment.num_frames).size_model(cls)
+        except RateError as exc:
+            raise RateError(f"segment {index} (frames {segment.start}:{segment.stop}) gets {rate:.4g} bpp of the "
+                            f"file's {settings.bpp:g}: {exc}") from None
+
+
+def decide_precision(plan: FilePlan, settings: EncodeSettings) -> bool | None:
+    """bf16 or not, measured once on the first segment, so that every worker trains the same way."""
+    if settings.amp is not None or len(plan.segments) == 1:
+        return settings.amp
+    from .decoder import resolve_device
+    from .encoder import plan_model
+    from .families import backbone_class, declaration
+    from .train.trial import run_trial
+
+    first = plan.segments[0]
+    video = read_frames(plan.source, first.start, min(first.stop, first.start + 2))
+    cls = backbone_class(settings.model)
+    fixed = declaration(settings.model).train_overrides.get("amp")
+    if fixed is not None:
+        return fixed
+    model = cls(plan_model(cls, read_frames(plan.source, first.start, first.stop), plan.settings[0].bpp))
+    return run_trial(model, video.frames, resolve_device(settings.device), None).amp
+
+
+def _fingerprint(plan: FilePlan) -> str:
+    stat = plan.source.path.stat()
+    record = {"input": str(plan.source.path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+              "segments": [asdict(s) for s in plan.segments], "settings": [asdict(s) for s in plan.settings],
+              "first": plan.source.first_index, "resize": plan.source.resize}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare_work(plan: FilePlan) -> None:
+    """The work folder of this very plan: a stale one (other input or settings) is cleared."""
+    stamp = plan.work / "plan.sha256"
+    fingerprint = _fingerprint(plan)
+    if plan.work.is_dir() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(plan.work)
+    plan.work.mkdir(exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
+def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
+    return [SegmentJob(i, plan.source, seg, s, str(plan.work / f"segment_{i:05d}.nvc"), threads)
+            for i, (seg, s) in enumerate(zip(plan.segments, plan.settings))]
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def encode_segment(job: SegmentJob) -> SegmentResult:
+    """One segment, start to finish, in whatever process runs it (reads its own frames)."""
+    from .encoder import encode
+
+    if job.threads is not None:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    done = Path(job.path + ".json")
+    if done.is_file() and Path(job.path).is_file():  # finished by an interrupted run
+        return SegmentResult(job.index, json.loads(done.read_text()), Path(job.path).read_bytes())
+    video = read_frames(job.source, job.segment.start, job.segment.stop)
+    try:
+        report = encode(video, job.path, job.settings, metadata=False)
+    except RateError as exc:
+        raise RateError(f"segment {job.index} (frames {job.segment.start}:{job.segment.stop}): {exc}") from None
+    record = asdict(report)
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps(record))
+    return SegmentResult(job.index, record, Path(job.path).read_bytes())
+
+
+def _run_serial(jobs: list[SegmentJob], say: Say) -> Iterator[SegmentResult]:
+    for job in jobs:
+        say(f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, "
+            f"target {job.settings.bpp:.4f} bpp")
+        yield encode_segment(job)
+
+
+def _run_pool(jobs: list[SegmentJob], workers: int) -> Iterator[SegmentResult]:
+    """``workers`` processes (spawned: a forked torch is not safe), results as they finish."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(encode_segment, job) for job in jobs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def distributed_world() -> tuple[int, int, int] | None:
+    """(rank, world size, local world size) when launched by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or "RANK" not in os.environ:
+        return None
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+# ------------------------------------------------------------------------------------ the pipeline
+
+
+def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settings: EncodeSettings = EncodeSettings(),
+                options: FileOptions = FileOptions(), progress=None, log: Say | None = None) -> FileReport | None:
+    """Encode an input of any length into one .nvc file; None on a torchrun rank other than 0."""
+    say = log or (lambda _msg: None)
+    check_settings(settings)
+    if options.segment_seconds < 0:
+        raise UsageError("--segment-seconds must be 0 (one segment) or positive")
+    if options.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    output = Path(output)
+    check_writable(output)
+    world = distributed_world()
+    if world is not None:
+        return _encode_distributed(input_path, output, settings, options, say, *world)
+    started = time.monotonic()
+    source, thumbs = scan(input_path, options.frames, options.resize)
+    source = replace(source, has_audio=source.has_audio and options.audio)
+    plan = plan_file(source, thumbs, output, settings, options)
+    for note in plan.notes:
+        say(f"note: {note}")
+    if len(plan.segments) == 1 and not source.has_audio:
+        return _encode_single(plan, output, settings, progress, say, started)
+    amp = decide_precision(plan, settings)
+    plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
+    workers = min(options.jobs, len(plan.segments))
+    threads = options.threads or (max(1, cores() // workers) if workers > 1 else None)
+    if workers * (threads or 1) > cores():
+        say(f"note: {workers} jobs x {threads} threads is more than the {cores()} cores: they will slow each other")
+    _announce(plan, settings, workers, threads, say)
+    prepare_work(plan)
+    jobs = jobs_for(plan, threads)
+    results = _run_serial(jobs, say) if workers == 1 else _run_pool(jobs, workers)
+    collected = _collect(results, len(jobs), say, started)
+    return assemble(plan, collected, output, settings, started, workers, say)
+
+
+def _announce(plan: FilePlan, settings: EncodeSettings, workers: int, threads: int | None, say: Say) -> None:
+    lengths = [s.num_frames / float(plan.source.fps) for s in plan.segments]
+    budget = ("" if settings.epochs is not None else
+              f", {format_seconds(sum(s.train_seconds for s in plan.settings))} of training in all")
+    say(f"{len(plan.segments)} segment(s) of {min(lengths):.1f}-{max(lengths):.1f} s, "
+        f"{settings.bpp:g} bpp shared by difficulty{budget}; {workers} process(es)"
+        + (f" x {threads} threads" if threads else ""))
+
+
+def _collect(results: Iterator[SegmentResult], count: int, say: Say, started: float) -> list[SegmentResult]:
+    collected: list[SegmentResult] = []
+    for result in results:
+        collected.append(result)
+        r = result.report
+        elapsed = time.monotonic() - started
+        say(f"segment {result.index + 1}/{count} done ({len(collected)}/{count}): {r['bpp']:.4f} bpp, "
+            f"PSNR {r['psnr']:.2f} dB, {r['encode_seconds']:.1f} s; ETA "
+            f"{format_seconds(elapsed * (count - len(collected)) / len(collected))}")
+    return sorted(collected, key=lambda r: r.index)
+
+
+def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progress, say: Say,
+                   started: float) -> FileReport:
+    """One segment, no audio: a plain single-stream file, exactly as a short clip always was."""
+    from .encoder import encode
+
+    video = read_frames(plan.source, 0, plan.source.num_frames)
+    report = encode(video, output, settings, progress=progress, log=say)
+    record = asdict(report)
+    return FileReport(str(output), report.model, report.width, report.height, report.num_frames, report.file_bytes,
+                      report.bpp, report.bpp, report.target_bpp, report.psnr, report.y_psnr, report.ms_ssim, 0,
+                      time.monotonic() - started, report.decode_seconds, 1, plan.notes, (record,))
+
+
+def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
+             started: float, workers: int, say: Say) -> FileReport:
+    """Write the one file (atomically), decode it, measure it against the input, put that in mETA."""
+    from .encoder import file_metadata, video_header
+
+    source = plan.source
+    header = video_header(source.width, source.height, source.num_frames, source.fps, source.colour)
+    audio = read_audio(source)
+    streams = [r.stream for r in results]
+    counts = [s.num_frames for s in plan.segments]
+    # no timings in the file: it is the same bytes whoever encoded which segment
+    per_segment = [{"frames": [s.start, s.stop], "bytes": len(r.stream), "bpp": r.report["bpp"],
+                    "target_bpp": r.report["target_bpp"], "psnr": r.report["psnr"]}
+                   for s, r in zip(plan.segments, results)]
+    metadata = {**file_metadata(settings), "segments": per_segment}
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
+        decode_started = time.monotonic()
+        measured = measure(tmp, source)
+        decode_seconds = time.monotonic() - decode_started
+        metadata["measured"] = {"psnr": measured["psnr"], "ms_ssim": measured["ms_ssim"]}
+        tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
+    size = output.stat().st_size
+    audio_bytes = len(audio) + nvc_format.CHUNK_OVERHEAD if audio else 0
+    shutil.rmtree(plan.work, ignore_errors=True)
+    return FileReport(str(output), settings.model, source.width, source.height, source.num_frames, size,
+                      bits_per_pixel(size, source.width, source.height, source.num_frames),
+                      bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
+                      settings.bpp, measured["psnr"], measured["y_psnr"], measured["ms_ssim"], audio_bytes,
+                      time.monotonic() - started, decode_seconds, workers, plan.notes,
+                      tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
+
+
+def measure(path: Path, source: SourceInfo) -> dict[str, float]:
+    """PSNR, Y-PSNR and MS-SSIM (means over frames) of the file's decode against the input,
+    one segment at a time."""
+    from .bitstream.container import NvcReader
+    from .decoder import decode
+    from .metrics import ms_ssim, psnr, y_psnr
+
+    reader = NvcReader(path)
+    sums = {"psnr": 0.0, "y_psnr": 0.0, "ms_ssim": 0.0}
+    for index, e in enumerate(reader.segments):
+        decoded = decode(reader.read_segment(index)).frames
+        original = read_frames(source, e.first_frame, e.stop_frame).frames
+        for name, metric in (("psnr", psnr), ("y_psnr", y_psnr), ("ms_ssim", ms_ssim)):
+            sums[name] += metric(original, decoded) * e.num_frames
+    return {name: total / source.num_frames for name, total in sums.items()}
+
+
+def _encode_distributed(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say,
+                        rank: int, world: int, local_world: int) -> FileReport | None:
+    """One process per torchrun rank: rank 0 plans and writes, every rank encodes every world-th segment.
+
+    Results travel with torch.distributed's own collectives (gloo on CPU, NCCL on GPUs).
+    """
+    import torch
+    import torch.distributed as dist
+
+    use_cuda = settings.device != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(days=7))
+    try:
+        started = time.monotonic()
+        shared: list = [None]
+        if rank == 0:
+            source, thumbs = scan(input_path, options.frames, options.resize)
+            source = replace(source, has_audio=source.has_audio and options.audio)
+            plan = plan_file(source, thumbs, output, settings, options)
+            amp = decide_precision(plan, settings)
+            plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
+            prepare_work(plan)
+            threads = options.threads or max(1, cores() // local_world)
+            _announce(plan, settings, world, threads, say)
+            shared = [(plan, threads)]
+        dist.broadcast_object_list(shared, src=0)
+        plan, threads = shared[0]
+        mine = [job for job in jobs_for(plan, threads) if job.index % world == rank]
+        done = [encode_segment(job) for job in mine]
+        gathered: list | None = [None] * world if rank == 0 else None
+        dist.gather_object(done, gathered, dst=0)
+        if rank != 0:
+            return None
+        results = sorted((r for part in gathered for r in part), key=lambda r: r.index)
+        return assemble(plan, results, output, settings, started, world, say)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,237 @@
+"""Segmented files: scene cuts, the segment index, random access, audio, parallel and torchrun encodes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zlib
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nvcodec.bitstream import format as fmt
+from nvcodec.bitstream.container import NvcReader, write_segmented
+from nvcodec.cli import main
+from nvcodec.errors import CRCError, StructureError, TruncatedError
+from nvcodec.io import read_video, sample_clip_path
+from nvcodec.scenes import SHARE_LIMITS, Segment, scene_cuts, share_bits, split
+from nvcodec.source import audio_packets, read_frames, scan
+from tests.conftest import CONFORMANCE
+
+STREAM = CONFORMANCE / "c1_nerv_9x17x3.nvc"  # a 3-frame single-segment stream
+
+
+def two_segment_file(**changes) -> bytes:
+    stream = STREAM.read_bytes()
+    header = replace(fmt.read(stream).header, num_frames=6, **changes)
+    return write_segmented(header, [stream, stream], [3, 3], audio=b"not really matroska", metadata={"k": 1})
+
+
+def test_index_round_trip_and_random_access(tmp_path):
+    path = tmp_path / "two.nvc"
+    path.write_bytes(two_segment_file())
+    reader = NvcReader(path)
+    assert reader.segmented and reader.version == "1.1"
+    assert [(e.first_frame, e.num_frames) for e in reader.segments] == [(0, 3), (3, 3)]
+    assert reader.overlapping(4, 5) == [1]
+    before = reader.bytes_read
+    assert reader.read_segment(1).header.num_frames == 3
+    assert reader.bytes_read - before == reader.segments[1].length + fmt.CHUNK_OVERHEAD  # that segment only
+    assert reader.audio() == b"not really matroska" and reader.metadata() == {"k": 1}
+
+
+def _rewrite_index(data: bytes, edit) -> bytes:
+    """``edit`` the SIDX payload, then give the chunk a valid CRC again (a forged, not a damaged, index)."""
+    reader_pos = fmt.PREAMBLE_SIZE + fmt.CHUNK_OVERHEAD + int.from_bytes(data[16:20], "little")
+    length = int.from_bytes(data[reader_pos : reader_pos + 4], "little")
+    payload = bytearray(data[reader_pos + 8 : reader_pos + 8 + length])
+    edit(payload)
+    body = b"SIDX" + bytes(payload)
+    return (data[: reader_pos + 4] + body + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+            + data[reader_pos + 12 + length :])
+
+
+@pytest.mark.parametrize("name, edit, error, words", [
+    ("frame count", lambda p: p.__setitem__(slice(5, 9), (4).to_bytes(4, "little")), StructureError,
+     "segment 1 must start at frame 4"),
+    ("overlap", lambda p: p.__setitem__(slice(33, 41), (20).to_bytes(8, "little")), StructureError, "overlaps"),
+    ("segment crc", lambda p: p.__setitem__(slice(21, 25), b"\0\0\0\0"), CRCError, "segment 0"),
+])
+def test_forged_index_is_refused(tmp_path, name, edit, error, words):
+    path = tmp_path / "forged.nvc"
+    path.write_bytes(_rewrite_index(two_segment_file(), edit))
+    with pytest.raises(error, match=words):
+        NvcReader(path).read_segment(0)
+
+
+def test_corrupt_index_is_one_line_error(tmp_path):
+    data = bytearray(two_segment_file())
+    data[fmt.PREAMBLE_SIZE + 60] ^= 0xFF  # inside SIDX
+    path = tmp_path / "bad.nvc"
+    path.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["info", str(path)])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 5 and len(lines) == 1 and "SIDX" in lines[0] and "CRC" in lines[0]
+
+
+def test_truncated_file_keeps_its_whole_segments(tmp_path):
+    data = two_segment_file()
+    path = tmp_path / "cut.nvc"
+    path.write_bytes(data)
+    path.write_bytes(data[: NvcReader(path).segments[0].end + 10])
+    reader = NvcReader(path)
+    assert reader.complete() == [0]
+    assert reader.read_segment(0).header.num_frames == 3
+    with pytest.raises(TruncatedError, match="segment 1"):
+        reader.read_segment(1)
+
+
+def test_segment_must_match_the_file_header(tmp_path):
+    path = tmp_path / "other.nvc"
+    path.write_bytes(two_segment_file(width=10))
+    with pytest.raises(StructureError, match="does not match"):
+        NvcReader(path).read_segment(0)
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+def cut_clip(frames: int = 16, cut: int = 8) -> np.ndarray:
+    """Two scenes: smooth waves drifting right, then other waves (in other colours) drifting down."""
+    y, x = np.mgrid[0:24, 0:32]
+    first = 127 + 100 * np.sin(x / 4.0)[..., None] * np.array([1.0, 0.5, -0.5])
+    second = 127 + 100 * np.cos((x + 2 * y) / 3.0)[..., None] * np.array([-0.6, 1.0, 0.3])
+    clip = []
+    for t in range(frames):
+        clip.append(np.roll(first, t, axis=1) if t < cut else np.roll(second, t, axis=0))
+    return np.stack(clip).round().astype(np.uint8)
+
+
+def test_scene_cut_and_split():
+    thumbs = cut_clip(40, 17)[..., 0]
+    assert scene_cuts(thumbs, 8.0) == [17]
+    segments = split(thumbs, 8.0, 3.0)  # 12 to 24 frames
+    assert segments[0] == Segment(0, 17) and segments[-1].stop == 40
+    assert all(12 <= s.num_frames <= 24 for s in segments)
+    assert split(thumbs, 8.0, 0) == [Segment(0, 40)]
+
+
+def test_share_bits_adds_up_and_stays_in_bounds():
+    bits = share_bits(1000.0, [100, 100, 200], [1.0, 100.0, 9.0])
+    assert sum(bits) == pytest.approx(1000.0)
+    rates = np.array(bits) / np.array([100, 100, 200])
+    even = 1000.0 / 400
+    assert rates[1] > rates[2] > rates[0]
+    assert rates.max() / rates.min() <= SHARE_LIMITS[1] / SHARE_LIMITS[0] + 1e-9
+    assert rates.max() <= 2 * even
+
+
+def test_seeking_read_equals_a_sequential_read():
+    info, thumbs = scan(sample_clip_path(), (10, 90), (64, 36))
+    assert info.num_frames == 80 and thumbs.shape == (80, 36, 64) and info.has_audio
+    assert np.array_equal(read_frames(info, 50, 58).frames, read_video(sample_clip_path(), (60, 68), (64, 36)).frames)
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def write_clip_with_audio(path: Path, frames: np.ndarray, fps: int = 8) -> None:
+    """FFV1 video (lossless) and an AAC tone, as a real input would carry."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("ffv1", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        seconds = len(frames) / fps
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 16000, start
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+        for frame in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode(None))
+
+
+ENCODE = ["--threads", "1", "encode", "--model", "nerv", "--bpp", "12", "--epochs", "2", "--no-amp",
+          "--segment-seconds", "1.5", "-q"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "cut.mkv"
+    write_clip_with_audio(path, cut_clip())
+    return path
+
+
+def test_two_segment_round_trip_with_audio(clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    out = tmp_path / "cut.nvc"
+    result = CliRunner().invoke(main, [*ENCODE, str(clip), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    reader = NvcReader(out)
+    assert [(e.first_frame, e.stop_frame) for e in reader.segments] == [(0, 8), (8, 16)]
+    assert audio_packets(reader.audio()) == audio_packets(clip)
+    assert not list(tmp_path.glob(".*"))  # the work folder is gone
+    # a middle range reads only its segment (no audio asked for)
+    result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "mid.y4m"), "--frames", "9:12"])
+    assert result.exit_code == 0 and "segment 1 of 2" in result.output, result.output
+    read = int(result.output.split("read ")[1].split(" of")[0])
+    assert read < reader.segments[0].offset + reader.segments[1].length + 2 * fmt.CHUNK_OVERHEAD
+    # the whole file, with its audio, decodes to what the encoder measured
+    result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "all.mkv")])
+    assert result.exit_code == 0 and "audio copied" in result.output, result.output
+    assert audio_packets(tmp_path / "all.mkv") == audio_packets(clip)
+    from nvcodec.metrics import psnr
+
+    measured = reader.metadata()["measured"]["psnr"]
+    assert psnr(read_video(clip).frames, read_video(tmp_path / "all.mkv").frames) == pytest.approx(measured, abs=1e-6)
+
+
+def test_parallel_and_torchrun_encodes_write_the_same_bytes(clip, tmp_path, monkeypatch):
+    """--jobs 1, --jobs 2 and a 2-process torchrun (gloo) run give one and the same file."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    outputs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}.nvc"
+        result = CliRunner().invoke(main, [*ENCODE, str(clip), "-o", str(out), "--jobs", str(jobs)])
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    out = tmp_path / "torchrun.nvc"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "NVC_COMPILE": "0"}
+    subprocess.run([torchrun, "--nproc-per-node", "2", "--no-python", sys.executable, "-m", "nvcodec.cli",
+                    *ENCODE, str(clip), "-o", str(out)], check=True, timeout=300, env=env, capture_output=True)
+    outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_fps_across_segments_is_refused(clip, tmp_path):
+    out = tmp_path / "cut.nvc"
+    assert CliRunner().invoke(main, [*ENCODE, str(clip), "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "x.mkv"), "--frames", "2:12",
+                                       "--fps", "16"])
+    assert result.exit_code == 2 and "segments" in result.stderr
+
+
+def test_frame_rate_and_colour_are_kept(tmp_path):
+    path = tmp_path / "ntsc.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "bgr0"
+        stream.codec_context.color_primaries, stream.codec_context.color_trc = 1, 1  # BT.709
+        for frame in cut_clip(4, 4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    info, _ = scan(path)
+    assert info.fps == Fraction(30000, 1001) and (info.colour.primaries, info.colour.transfer) == (1, 1)
