@@ -158,6 +158,48 @@ def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
     return records
 
 
+def write_markdown(results: dict, out: Path) -> None:
+    """results.md: the figures of results.json as tables."""
+    lines = ["# Long video: segments, bounded memory, parallel encodes", "",
+             "Made by `python benchmarks/long_video.py -o benchmarks/results/long_video` (2 cores; every run alone).",
+             ""]
+    if "clips" in results:
+        lines += ["| clip | frames | seconds | input bytes |", "|---|---:|---:|---:|"]
+        lines += [f"| {Path(c['path']).name} | {c['frames']} | {c['seconds']:.0f} | {c['bytes']} |"
+                  for c in results["clips"].values()]
+        lines.append("")
+    rows = [(name, results[name]) for name in ("full", "quarter") if name in results]
+    if rows:
+        lines += ["## Encode and decode (nerv, --bpp 0.05, --epochs 10 per segment, 2 threads)", "",
+                  "| clip | segments | file bytes | video bpp | file bpp (with audio) | PSNR dB | MS-SSIM | encode s "
+                  "| peak RSS MiB | decode all s | decode peak RSS MiB | audio packets equal |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for name, r in rows:
+            lines.append(f"| {name} | {r['segments']} | {r['file_bytes']} | {r['video_bpp']:.4f} | {r['bpp']:.4f} | "
+                         f"{r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['wall_seconds']} | {r['peak_rss_mib']} | "
+                         f"{r['decode_all_wall_seconds']} | {r['decode_all_peak_rss_mib']} | "
+                         f"{r['audio_packets_equal']} ({r['audio_packets']}) |")
+        if len(rows) == 2:
+            lines.append(f"\nPeak RSS of the encode, full / quarter: "
+                         f"{rows[0][1]['peak_rss_mib'] / rows[1][1]['peak_rss_mib']:.2f}x.")
+        lines += ["", "Decoding a middle range:", ""] + [f"- {name}: `{r['decode_middle']}`" for name, r in rows]
+        lines.append("")
+    if "jobs" in results:
+        lines += ["## Parallel encodes (30 s clip, 1 thread per process, --epochs 10, --no-amp)", "",
+                  "| run | wall s | speed-up | peak RSS MiB (largest process) | bytes | identical to 1 process |",
+                  "|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {name} | {r['wall_seconds']} | {r['speed_up']}x | {r['peak_rss_mib']} | {r['bytes']} | "
+                  f"{r['identical_to_1_process']} |" for name, r in results["jobs"].items()]
+        lines.append("")
+    if "rd" in results:
+        lines += ["## RD cost of segmenting (30 s clip, nerv, --bpp 0.05, the same process-CPU budget in all)", "",
+                  "| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+                  f"{r['wall_seconds']} |" for name, r in results["rd"].items()]
+        lines.append("")
+    (out / "results.md").write_text("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", type=Path, required=True)
@@ -171,7 +213,7 @@ def main() -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     clips = {"full": out / "long_120s.mp4", "quarter": out / "long_30s.mp4"}
-    for step in args.steps.split(","):
+    for step in filter(None, args.steps.split(",")):
         started = time.monotonic()
         if step == "build":
             results["clips"] = {name: build_clip(path, {"full": 120, "quarter": 30}[name])
@@ -184,6 +226,7 @@ def main() -> None:
             results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)
         print(f"{step}: {time.monotonic() - started:.0f} s", file=sys.stderr)
         results_path.write_text(json.dumps(results, indent=2, default=str))
+    write_markdown(results, out)
     print(json.dumps(results, indent=2, default=str))
 
 

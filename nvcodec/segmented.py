@@ -17,6 +17,7 @@ one segment without audio is written as a plain single-stream file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -113,14 +114,23 @@ class FilePlan:
     work: Path  # folder of finished segment streams
     notes: tuple[str, ...]
 
+    @property
+    def plain(self) -> bool:
+        """One segment and no audio: written as a plain single-stream (1.0) file."""
+        return len(self.segments) == 1 and not self.source.has_audio
+
 
 def container_overhead(count: int, settings: EncodeSettings) -> int:
     """Bytes of a segmented file beyond its segment streams and audio (mETA as the final one holds it)."""
     from .encoder import file_metadata
 
     index = 1 + (count.bit_length() + 6) // 7 + 24 * count  # SIDX payload
-    meta = {**file_metadata(settings), "segments": [{"frames": [0, 0], "psnr": 30.0, "bytes": 1}] * count,
-            "measured": {"psnr": 30.123456789, "ms_ssim": 0.912345678}}
+    rng = np.random.default_rng(0)  # placeholder records as long, and as hard to pack, as real ones
+    records = [{"frames": [int(a), int(a) + 100], "bytes": int(b), "bpp": float(r), "target_bpp": float(r),
+                "psnr": float(q)} for a, b, r, q in zip(rng.integers(0, 10**6, count), rng.integers(0, 10**6, count),
+                                                         rng.random(count), 20 + 20 * rng.random(count))]
+    meta = {**file_metadata(settings), "segments": records,
+            "measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345}}
     return (nvc_format.PREAMBLE_SIZE + 3 * nvc_format.CHUNK_OVERHEAD + 35 + index + 12 * count
             + len(nvc_format.metadata_chunk(meta)))
 
@@ -167,20 +177,20 @@ def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Se
 
 def decide_precision(plan: FilePlan, settings: EncodeSettings) -> bool | None:
     """bf16 or not, measured once on the first segment, so that every worker trains the same way."""
-    if settings.amp is not None or len(plan.segments) == 1:
+    if settings.amp is not None:
         return settings.amp
     from .decoder import resolve_device
     from .encoder import plan_model
     from .families import backbone_class, declaration
     from .train.trial import run_trial
 
-    first = plan.segments[0]
-    video = read_frames(plan.source, first.start, min(first.stop, first.start + 2))
-    cls = backbone_class(settings.model)
     fixed = declaration(settings.model).train_overrides.get("amp")
     if fixed is not None:
         return fixed
-    model = cls(plan_model(cls, read_frames(plan.source, first.start, first.stop), plan.settings[0].bpp))
+    first = plan.segments[0]
+    video = read_frames(plan.source, first.start, first.stop)
+    cls = backbone_class(settings.model)
+    model = cls(plan_model(cls, video, plan.settings[0].bpp))
     return run_trial(model, video.frames, resolve_device(settings.device), None).amp
 
 
@@ -192,11 +202,13 @@ def _fingerprint(plan: FilePlan) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def prepare_work(plan: FilePlan) -> None:
-    """The work folder of this very plan: a stale one (other input or settings) is cleared."""
+def prepare_work(plan: FilePlan, resume: bool = True) -> None:
+    """The work folder of this very plan: a stale one (other input or settings), or any with
+    ``resume`` off, is cleared."""
     stamp = plan.work / "plan.sha256"
     fingerprint = _fingerprint(plan)
-    if plan.work.is_dir() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+    stale = not resume or not stamp.is_file() or stamp.read_text() != fingerprint
+    if plan.work.is_dir() and stale:
         shutil.rmtree(plan.work)
     plan.work.mkdir(exist_ok=True)
     stamp.write_text(fingerprint)
@@ -210,7 +222,7 @@ def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
 # ------------------------------------------------------------------------------------ running
 
 
-def encode_segment(job: SegmentJob) -> SegmentResult:
+def encode_segment(job: SegmentJob, progress=None) -> SegmentResult:
     """One segment, start to finish, in whatever process runs it (reads its own frames)."""
     from .encoder import encode
 
@@ -221,9 +233,10 @@ def encode_segment(job: SegmentJob) -> SegmentResult:
     done = Path(job.path + ".json")
     if done.is_file() and Path(job.path).is_file():  # finished by an interrupted run
         return SegmentResult(job.index, json.loads(done.read_text()), Path(job.path).read_bytes())
+    Path(job.path).parent.mkdir(parents=True, exist_ok=True)  # a torchrun node without the shared folder
     video = read_frames(job.source, job.segment.start, job.segment.stop)
     try:
-        report = encode(video, job.path, job.settings, metadata=False)
+        report = encode(video, job.path, job.settings, progress=progress, metadata=False)
     except RateError as exc:
         raise RateError(f"segment {job.index} (frames {job.segment.start}:{job.segment.stop}): {exc}") from None
     record = asdict(report)
@@ -232,24 +245,30 @@ def encode_segment(job: SegmentJob) -> SegmentResult:
     return SegmentResult(job.index, record, Path(job.path).read_bytes())
 
 
-def _run_serial(jobs: list[SegmentJob], say: Say) -> Iterator[SegmentResult]:
+def _run_serial(jobs: list[SegmentJob], say: Say, progress) -> Iterator[SegmentResult]:
     for job in jobs:
         say(f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, "
             f"target {job.settings.bpp:.4f} bpp")
-        yield encode_segment(job)
+        yield encode_segment(job, progress)
 
 
-def _run_pool(jobs: list[SegmentJob], workers: int) -> Iterator[SegmentResult]:
-    """``workers`` processes (spawned: a forked torch is not safe), results as they finish."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(encode_segment, job) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+def _workers(count: int) -> ProcessPoolExecutor | contextlib.nullcontext:
+    """``count`` processes (spawned: a forked torch is not safe), or none for one."""
+    if count == 1:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(max_workers=count, mp_context=get_context("spawn"))
+
+
+def _run_pool(jobs: list[SegmentJob], pool: ProcessPoolExecutor) -> Iterator[SegmentResult]:
+    """Results as they finish; the rest cancelled on an error or an interrupt."""
+    futures = [pool.submit(encode_segment, job) for job in jobs]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def distributed_world() -> tuple[int, int, int] | None:
@@ -278,25 +297,34 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
     if world is not None:
         return _encode_distributed(input_path, output, settings, options, say, *world)
     started = time.monotonic()
-    source, thumbs = scan(input_path, options.frames, options.resize)
-    source = replace(source, has_audio=source.has_audio and options.audio)
-    plan = plan_file(source, thumbs, output, settings, options)
-    for note in plan.notes:
-        say(f"note: {note}")
-    if len(plan.segments) == 1 and not source.has_audio:
+    plan = _plan(input_path, output, settings, options, say)
+    if plan.plain:
         return _encode_single(plan, output, settings, progress, say, started)
-    amp = decide_precision(plan, settings)
-    plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
     workers = min(options.jobs, len(plan.segments))
     threads = options.threads or (max(1, cores() // workers) if workers > 1 else None)
     if workers * (threads or 1) > cores():
         say(f"note: {workers} jobs x {threads} threads is more than the {cores()} cores: they will slow each other")
     _announce(plan, settings, workers, threads, say)
-    prepare_work(plan)
     jobs = jobs_for(plan, threads)
-    results = _run_serial(jobs, say) if workers == 1 else _run_pool(jobs, workers)
-    collected = _collect(results, len(jobs), say, started)
-    return assemble(plan, collected, output, settings, started, workers, say)
+    with _workers(workers) as pool:
+        results = _run_serial(jobs, say, progress) if pool is None else _run_pool(jobs, pool)
+        collected = _collect(results, len(jobs), say, started)
+        return assemble(plan, collected, output, settings, started, workers, say, map if pool is None else pool.map)
+
+
+def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say) -> FilePlan:
+    """scan -> split -> share; for a segmented file also the precision and the work folder."""
+    source, thumbs = scan(input_path, options.frames, options.resize)
+    source = replace(source, has_audio=source.has_audio and options.audio)
+    plan = plan_file(source, thumbs, output, settings, options)
+    for note in plan.notes:
+        say(f"note: {note}")
+    if plan.plain:
+        return plan
+    amp = decide_precision(plan, settings)
+    plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
+    prepare_work(plan, settings.resume)
+    return plan
 
 
 def _announce(plan: FilePlan, settings: EncodeSettings, workers: int, threads: int | None, say: Say) -> None:
@@ -334,7 +362,7 @@ def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progr
 
 
 def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
-             started: float, workers: int, say: Say) -> FileReport:
+             started: float, workers: int, say: Say, mapper: Callable = map) -> FileReport:
     """Write the one file (atomically), decode it, measure it against the input, put that in mETA."""
     from .encoder import file_metadata, video_header
 
@@ -351,7 +379,7 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
     with atomic_path(output) as tmp:
         tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
         decode_started = time.monotonic()
-        measured = measure(tmp, source)
+        measured = measure(tmp, source, mapper)
         decode_seconds = time.monotonic() - decode_started
         metadata["measured"] = {"psnr": measured["psnr"], "ms_ssim": measured["ms_ssim"]}
         tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
@@ -366,21 +394,31 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
                       tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
 
 
-def measure(path: Path, source: SourceInfo) -> dict[str, float]:
-    """PSNR, Y-PSNR and MS-SSIM (means over frames) of the file's decode against the input,
-    one segment at a time."""
+METRICS = ("psnr", "y_psnr", "ms_ssim")
+
+
+def _measure_segment(task: tuple[str, SourceInfo, int]) -> list[float]:
+    """Frame-weighted sums of METRICS for one segment of the written file (a pool task)."""
     from .bitstream.container import NvcReader
     from .decoder import decode
     from .metrics import ms_ssim, psnr, y_psnr
 
+    path, source, index = task
     reader = NvcReader(path)
-    sums = {"psnr": 0.0, "y_psnr": 0.0, "ms_ssim": 0.0}
-    for index, e in enumerate(reader.segments):
-        decoded = decode(reader.read_segment(index)).frames
-        original = read_frames(source, e.first_frame, e.stop_frame).frames
-        for name, metric in (("psnr", psnr), ("y_psnr", y_psnr), ("ms_ssim", ms_ssim)):
-            sums[name] += metric(original, decoded) * e.num_frames
-    return {name: total / source.num_frames for name, total in sums.items()}
+    e = reader.segments[index]
+    decoded = decode(reader.read_segment(index)).frames
+    original = read_frames(source, e.first_frame, e.stop_frame).frames
+    return [metric(original, decoded) * e.num_frames for metric in (psnr, y_psnr, ms_ssim)]
+
+
+def measure(path: Path, source: SourceInfo, mapper: Callable = map) -> dict[str, float]:
+    """PSNR, Y-PSNR and MS-SSIM (means over frames) of the file's decode against the input, one
+    segment at a time; ``mapper`` (a pool's ``map``) spreads the segments over processes."""
+    from .bitstream.container import NvcReader
+
+    tasks = [(str(path), source, index) for index in range(len(NvcReader(path).segments))]
+    sums = np.sum(list(mapper(_measure_segment, tasks)), axis=0)
+    return {name: float(total) / source.num_frames for name, total in zip(METRICS, sums)}
 
 
 def _encode_distributed(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say,
@@ -400,17 +438,15 @@ def _encode_distributed(input_path, output: Path, settings: EncodeSettings, opti
         started = time.monotonic()
         shared: list = [None]
         if rank == 0:
-            source, thumbs = scan(input_path, options.frames, options.resize)
-            source = replace(source, has_audio=source.has_audio and options.audio)
-            plan = plan_file(source, thumbs, output, settings, options)
-            amp = decide_precision(plan, settings)
-            plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
-            prepare_work(plan)
+            plan = _plan(input_path, output, settings, options, say)
             threads = options.threads or max(1, cores() // local_world)
-            _announce(plan, settings, world, threads, say)
+            if not plan.plain:
+                _announce(plan, settings, world, threads, say)
             shared = [(plan, threads)]
         dist.broadcast_object_list(shared, src=0)
         plan, threads = shared[0]
+        if plan.plain:  # a plain file, as without torchrun
+            return _encode_single(plan, output, settings, None, say, started) if rank == 0 else None
         mine = [job for job in jobs_for(plan, threads) if job.index % world == rank]
         done = [encode_segment(job) for job in mine]
         gathered: list | None = [None] * world if rank == 0 else None

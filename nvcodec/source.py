@@ -139,6 +139,10 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
         depth = _bit_depth(stream.codec_context.pix_fmt)
         if depth > 8:
             notes.append(f"{depth}-bit input ({stream.codec_context.pix_fmt}): coded as 8-bit RGB")
+        others = len(container.streams) - 1 - min(1, len(container.streams.audio))
+        if others:
+            notes.append(f"{others} other stream(s) (a second audio track, subtitles, data) left out: only the "
+                         "video and the first audio track are carried")
         seekable = None not in pts and len(set(pts)) == len(pts)
         if seekable and _variable_rate(pts, stream.time_base, rate):
             notes.append(f"variable frame rate: coded at its average {float(rate):.3f} fps (frame times not kept)")

@@ -235,3 +235,31 @@ def test_frame_rate_and_colour_are_kept(tmp_path):
         out.mux(stream.encode(None))
     info, _ = scan(path)
     assert info.fps == Fraction(30000, 1001) and (info.colour.primaries, info.colour.transfer) == (1, 1)
+
+
+def test_mutated_segmented_files_fail_cleanly(tmp_path):
+    """Flipped bytes, cuts and forged (CRC-valid) indices: read or refused with an NvcError, nothing else."""
+    from nvcodec.errors import NvcError
+
+    data = two_segment_file()
+    rng = np.random.default_rng(1)
+    path = tmp_path / "m.nvc"
+    for trial in range(300):
+        if trial % 3 == 0:
+            mutated = bytearray(data)
+            for at in rng.integers(0, len(data), 1 + trial % 4):
+                mutated[at] ^= int(rng.integers(1, 256))
+        elif trial % 3 == 1:
+            mutated = data[: int(rng.integers(0, len(data)))]
+        else:
+            at, value = int(rng.integers(1, 49)), int(rng.integers(0, 256))
+            mutated = _rewrite_index(data, lambda p: p.__setitem__(at, value))
+        path.write_bytes(bytes(mutated))
+        try:
+            reader = NvcReader(path)
+            for index in reader.complete():
+                reader.read_segment(index)
+            reader.audio()
+            reader.metadata()
+        except NvcError:
+            pass
