@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av

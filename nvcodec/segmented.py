@@ -7,8 +7,9 @@
 * ``encode``    each segment an independent stream (encoder.py), read from the input by seeking:
                 memory follows the segment length. Serially, in ``--jobs N`` processes, or one
                 segment per rank under ``torchrun`` (torch.distributed: gloo on CPU, NCCL on GPUs)
-* ``assemble``  one file: index, audio, segments (bitstream/container.py), written atomically
-* ``verify``    decode the written file segment by segment and measure it against the input
+* ``assemble``  one file: index, audio, segments (bitstream/container.py), written atomically;
+                its quality is each segment's as measured by decoding that very stream with the
+                real decoder (every segment is read back from the file and must be those bytes)
 
 Finished segments are kept in a work folder beside the output, so an interrupted encode
 resumes where it stopped; the folder is removed once the file is written. A clip that is
@@ -34,7 +35,7 @@ import numpy as np
 
 from .bitstream import format as nvc_format
 from .bitstream.container import write_segmented
-from .errors import RateError, UsageError
+from .errors import NvcError, RateError, UsageError
 from .fsutil import atomic_path, check_writable
 from .io import FrameRange, Size
 from .metrics import bpp as bits_per_pixel
@@ -77,7 +78,7 @@ class SegmentResult:
 
 @dataclass(frozen=True)
 class FileReport:
-    """Measured on the decoder's reconstruction of the written file, segment by segment."""
+    """Measured on the decoder's reconstruction of the file's segment streams (measured_quality)."""
 
     path: str
     model: str
@@ -309,7 +310,7 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
     with _workers(workers) as pool:
         results = _run_serial(jobs, say, progress) if pool is None else _run_pool(jobs, pool)
         collected = _collect(results, len(jobs), say, started)
-        return assemble(plan, collected, output, settings, started, workers, say, map if pool is None else pool.map)
+    return assemble(plan, collected, output, settings, started, workers)
 
 
 def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say) -> FilePlan:
@@ -362,8 +363,8 @@ def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progr
 
 
 def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
-             started: float, workers: int, say: Say, mapper: Callable = map) -> FileReport:
-    """Write the one file (atomically), decode it, measure it against the input, put that in mETA."""
+             started: float, workers: int) -> FileReport:
+    """Write the one file (atomically) with its measured quality in mETA (``measured_quality``)."""
     from .encoder import file_metadata, video_header
 
     source = plan.source
@@ -378,9 +379,7 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
     metadata = {**file_metadata(settings), "segments": per_segment}
     with atomic_path(output) as tmp:
         tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
-        decode_started = time.monotonic()
-        measured = measure(tmp, source, mapper)
-        decode_seconds = time.monotonic() - decode_started
+        measured = measured_quality(tmp, results)
         metadata["measured"] = {"psnr": measured["psnr"], "ms_ssim": measured["ms_ssim"]}
         tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
     size = output.stat().st_size
@@ -390,35 +389,29 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
                       bits_per_pixel(size, source.width, source.height, source.num_frames),
                       bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
                       settings.bpp, measured["psnr"], measured["y_psnr"], measured["ms_ssim"], audio_bytes,
-                      time.monotonic() - started, decode_seconds, workers, plan.notes,
+                      time.monotonic() - started, sum(r.report["decode_seconds"] for r in results), workers, plan.notes,
                       tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
 
 
-METRICS = ("psnr", "y_psnr", "ms_ssim")
-
-
-def _measure_segment(task: tuple[str, SourceInfo, int]) -> list[float]:
-    """Frame-weighted sums of METRICS for one segment of the written file (a pool task)."""
+def measured_quality(path: Path, results: list[SegmentResult]) -> dict[str, float]:
+    """The file's quality: each segment's, frame-weighted, as measured when its stream was decoded
+    with the real decoder (encoder.verify); first every segment is read back from ``path`` and
+    must be, byte for byte, the stream that was measured."""
     from .bitstream.container import NvcReader
-    from .decoder import decode
-    from .metrics import ms_ssim, psnr, y_psnr
 
-    path, source, index = task
     reader = NvcReader(path)
-    e = reader.segments[index]
-    decoded = decode(reader.read_segment(index)).frames
-    original = read_frames(source, e.first_frame, e.stop_frame).frames
-    return [metric(original, decoded) * e.num_frames for metric in (psnr, y_psnr, ms_ssim)]
+    for index, result in enumerate(results):
+        e = reader.segments[index]
+        reader.read_segment(index)  # validated as a decoder does
+        with open(path, "rb") as f:
+            f.seek(e.offset + 8)
+            if f.read(e.length) != result.stream:
+                raise NvcError(f"segment {index} of {path} is not the stream that was measured")
+    frames = [e.num_frames for e in reader.segments]
+    return {name: sum(r.report[name] * n for r, n in zip(results, frames)) / sum(frames) for name in METRICS}
 
 
-def measure(path: Path, source: SourceInfo, mapper: Callable = map) -> dict[str, float]:
-    """PSNR, Y-PSNR and MS-SSIM (means over frames) of the file's decode against the input, one
-    segment at a time; ``mapper`` (a pool's ``map``) spreads the segments over processes."""
-    from .bitstream.container import NvcReader
-
-    tasks = [(str(path), source, index) for index in range(len(NvcReader(path).segments))]
-    sums = np.sum(list(mapper(_measure_segment, tasks)), axis=0)
-    return {name: float(total) / source.num_frames for name, total in zip(METRICS, sums)}
+METRICS = ("psnr", "y_psnr", "ms_ssim")
 
 
 def _encode_distributed(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say,
@@ -454,6 +447,6 @@ def _encode_distributed(input_path, output: Path, settings: EncodeSettings, opti
         if rank != 0:
             return None
         results = sorted((r for part in gathered for r in part), key=lambda r: r.index)
-        return assemble(plan, results, output, settings, started, world, say)
+        return assemble(plan, results, output, settings, started, world)
     finally:
         dist.destroy_process_group()
