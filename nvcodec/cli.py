@@ -243,9 +243,9 @@ def _file_report_lines(report) -> list[str]:
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
 @click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               metavar="SECONDS", help="Seconds between checkpoints (the first comes after at most 10 s).")
-@click.option("--segment-seconds", type=click.FloatRange(min=0), default=4.0, show_default=True, metavar="SECONDS",
+@click.option("--segment-seconds", type=click.FloatRange(min=0), default=8.0, show_default=True, metavar="SECONDS",
               help="Longest segment: a long input is coded as independent segments of half this to this long, "
-                   "cut at scene changes (0: one segment).")
+                   "cut at scene changes (0: one segment; shorter segments use less memory, longer ones fewer bits).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
                    "one process per rank instead).")

@@ -24,7 +24,7 @@ import torch
 
 from .bitstream import format as nvc_format
 from .bitstream.container import NvcReader
-from .errors import UsageError
+from .errors import StructureError, UsageError
 from .families import backbone_class
 from .fsutil import check_writable
 from .io import (
@@ -249,10 +249,13 @@ def _audio_summary(blob: bytes | None) -> dict | None:
 
     import av
 
-    with av.open(io.BytesIO(blob)) as container:
-        stream = container.streams.audio[0] if container.streams.audio else None
-        packets = sum(1 for p in container.demux(stream) if p.size) if stream is not None else 0
-        codec = stream.codec_context.name if stream is not None else "none"
+    try:
+        with av.open(io.BytesIO(blob)) as container:
+            stream = container.streams.audio[0] if container.streams.audio else None
+            packets = sum(1 for p in container.demux(stream) if p.size) if stream is not None else 0
+            codec = stream.codec_context.name if stream is not None else "none"
+    except av.FFmpegError as exc:  # the track came from a file: it may be anything
+        raise StructureError(f"aUDI: not a readable Matroska audio track ({exc.__class__.__name__})") from None
     return {"bytes": len(blob), "codec": codec, "packets": packets}
 
 

@@ -24,7 +24,7 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, StructureError, UsageError
 from .fsutil import atomic_path
 
 FrameRange = tuple[int, int]  # [start, stop), stop exclusive
@@ -257,6 +257,13 @@ def write_frames(
 
 def _mux_audio(out: av.container.OutputContainer, audio: AudioTrack) -> None:
     """Copy the carried packets inside the window into ``out``, time stamps relative to its start."""
+    try:
+        _copy_packets(out, audio)
+    except av.FFmpegError as exc:  # the track came from a file: it may be anything
+        raise StructureError(f"aUDI: not a readable Matroska audio track ({exc.__class__.__name__})") from None
+
+
+def _copy_packets(out: av.container.OutputContainer, audio: AudioTrack) -> None:
     with av.open(bytes_io.BytesIO(audio.matroska)) as source:
         if not source.streams.audio:
             return

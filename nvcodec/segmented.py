@@ -53,7 +53,7 @@ class FileOptions:
 
     frames: FrameRange | None = None
     resize: Size | None = None
-    segment_seconds: float = 4.0  # longest segment; segments are at least half as long; 0: one segment
+    segment_seconds: float = 8.0  # longest segment; segments are at least half as long; 0: one segment
     jobs: int = 1  # processes on this machine (torchrun sets its own)
     threads: int | None = None  # torch threads per process; default: the cores shared out
     audio: bool = True  # carry the input's audio track

@@ -47,6 +47,16 @@ def test_index_round_trip_and_random_access(tmp_path):
     assert reader.audio() == b"not really matroska" and reader.metadata() == {"k": 1}
 
 
+def test_segmented_layout_is_frozen():
+    """Golden bytes: two copies of conformance vector c1 as a 6-frame segmented file (spec section 10)."""
+    import hashlib
+
+    data = two_segment_file()
+    assert data[8:12] == b"\x01\x00\x01\x00"  # version 1.1
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (
+        11051, "14737a09b0abd39a95e27cc28bdbdfec8febef0e4f0933011aaa2403a2e73441")
+
+
 def _rewrite_index(data: bytes, edit) -> bytes:
     """``edit`` the SIDX payload, then give the chunk a valid CRC again (a forged, not a damaged, index)."""
     reader_pos = fmt.PREAMBLE_SIZE + fmt.CHUNK_OVERHEAD + int.from_bytes(data[16:20], "little")
@@ -263,3 +273,15 @@ def test_mutated_segmented_files_fail_cleanly(tmp_path):
             reader.metadata()
         except NvcError:
             pass
+
+
+def test_unreadable_audio_chunk_is_one_line_error(tmp_path):
+    """aUDI comes from the file: FFmpeg's refusal of it is an nvc error, and a decode without audio still works."""
+    path = tmp_path / "two.nvc"
+    path.write_bytes(two_segment_file())  # its aUDI is not Matroska
+    for args in (["info", str(path)], ["decode", str(path), "-o", str(tmp_path / "x.mkv")]):
+        result = CliRunner().invoke(main, args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 5 and len(lines) == 1 and "aUDI" in lines[0], result.output
+    result = CliRunner().invoke(main, ["decode", str(path), "-o", str(tmp_path / "x.mkv"), "--no-audio"])
+    assert result.exit_code == 0 and "6 frames" in result.output, result.output
