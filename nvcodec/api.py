@@ -1,4 +1,4 @@
-"""The public Python API: encode(), decode(), inspect() and their settings.
+"""The public Python API: encode(), encode_file(), decode(), inspect() and their settings.
 
 The pipelines themselves are ``nvcodec.encoder`` (plan -> fit -> code -> write -> verify) and
 ``nvcodec.decoder`` (read -> build -> plan render -> render -> write); this module is the stable
@@ -15,6 +15,7 @@ _HOMES = {
     "plan_render": "decoder", "read_nvc": "decoder", "resolve_device": "decoder",
     "EncodeReport": "encoder", "EncodeSettings": "encoder", "encode": "encoder", "library_versions": "encoder",
     "plan_model": "encoder",
+    "FileOptions": "segmented", "FileReport": "segmented", "encode_file": "segmented", "NvcReader": "bitstream.container",
 }
 __all__ = sorted(_HOMES)
 
