@@ -189,6 +189,10 @@ def _report_lines(report) -> list[str]:
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
+
+
 def _file_report_lines(report) -> list[str]:
     """A single-segment file reports as a short clip always did; a segmented one adds its segments."""
     from .encoder import EncodeReport
@@ -197,8 +201,8 @@ def _file_report_lines(report) -> list[str]:
     if len(report.segments) == 1 and not report.audio_bytes:
         return _report_lines(EncodeReport(**report.segments[0])) + notes
     target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
-    lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp, {len(report.segments)} segments"
-             f" ({report.workers} process(es))"]
+    lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp, {_count(len(report.segments), 'segment')}"
+             f" ({_count(report.workers, 'process')})"]
     if report.audio_bytes:
         lines.append(f"audio: {report.audio_bytes} bytes carried as is; video {report.video_bpp:.4f} bpp ({target})")
     else:
@@ -360,7 +364,7 @@ def info(input_path, as_json):
 
 
 def _segment_lines(data: dict) -> list[str]:
-    lines = [f"{len(data['segments']) + data['missing_segments']} segments; video {data['video_bpp']:.4f} bpp",
+    lines = [f"{_count(len(data['segments']) + data['missing_segments'], 'segment')}; video {data['video_bpp']:.4f} bpp",
              "segment  frames          offset      bytes     bpp  model        decoder MAC/px"]
     for s in data["segments"]:
         macs = s["decoder_macs_per_pixel"]
