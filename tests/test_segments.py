@@ -285,3 +285,37 @@ def test_unreadable_audio_chunk_is_one_line_error(tmp_path):
         assert result.exit_code == 5 and len(lines) == 1 and "aUDI" in lines[0], result.output
     result = CliRunner().invoke(main, ["decode", str(path), "-o", str(tmp_path / "x.mkv"), "--no-audio"])
     assert result.exit_code == 0 and "6 frames" in result.output, result.output
+
+
+def test_interrupted_segmented_encode_resumes_to_the_same_file(clip, tmp_path, monkeypatch):
+    """A kill after the first segment: running the same command again keeps that segment and ends
+    with the bytes an uninterrupted encode writes."""
+    import nvcodec.segmented as segmented
+    from nvcodec.settings import EncodeSettings
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    settings = EncodeSettings(model="nerv", bpp=12, epochs=2, amp=False)
+    options = segmented.FileOptions(segment_seconds=1.5)
+    real = segmented.encode_segment
+
+    def interrupted(job, progress=None):
+        if job.index == 1:
+            raise KeyboardInterrupt
+        return real(job, progress)
+
+    out = tmp_path / "resumed.nvc"
+    monkeypatch.setattr(segmented, "encode_segment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        segmented.encode_file(clip, out, settings, options)
+    work = tmp_path / ".resumed.nvc.segments"
+    assert not out.exists() and (work / "segment_00000.nvc.json").is_file()
+    done = []
+    def noting(job, progress=None):  # which segments were already finished when their turn came
+        done.append((job.index, Path(job.path + ".json").is_file()))
+        return real(job, progress)
+
+    monkeypatch.setattr(segmented, "encode_segment", noting)
+    segmented.encode_file(clip, out, settings, options)
+    assert done == [(0, True), (1, False)] and not work.exists()
+    segmented.encode_file(clip, tmp_path / "straight.nvc", settings, options)
+    assert out.read_bytes() == (tmp_path / "straight.nvc").read_bytes()
