@@ -133,7 +133,7 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
         pictures = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
         if not pictures:
             raise InputError(f"{path}: folder holds no .png frames")
-        arrays = [_read_single_picture(p, resize) for p in pictures[start:stop]]
+        arrays = [read_picture(p, resize) for p in pictures[start:stop]]
         fps = Fraction(25)
     else:
         arrays, fps = _read_container(path, start, stop, resize)
@@ -145,14 +145,14 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
     return Video(np.stack(arrays), fps)
 
 
-def _to_rgb(frame: av.VideoFrame, resize: Size | None) -> np.ndarray:
+def frame_to_rgb(frame: av.VideoFrame, resize: Size | None) -> np.ndarray:
     if resize is None:
         return frame.to_ndarray(format="rgb24")
     w, h = resize
     return frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
 
 
-def _read_single_picture(path: Path, resize: Size | None) -> np.ndarray:
+def read_picture(path: Path, resize: Size | None) -> np.ndarray:
     arrays, _ = _read_container(path, 0, 1, resize)
     if not arrays:
         raise InputError(f"{path}: not a readable picture")
@@ -176,7 +176,7 @@ def _read_container(path: Path, start: int, stop: int, resize: Size | None) -> t
                 if index >= stop:
                     break
                 if index >= start:
-                    arrays.append(_to_rgb(frame, resize))
+                    arrays.append(frame_to_rgb(frame, resize))
         except av.FFmpegError as exc:
             if not arrays:
                 raise InputError(f"{path}: cannot decode video ({exc})") from None

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from .errors import InputError
-from .io import Colour, FrameRange, Size, Video, _read_single_picture, _to_rgb
+from .io import Colour, FrameRange, Size, Video, frame_to_rgb, read_picture
 
 THUMB_SIZE = (64, 36)  # (width, height) of the luma thumbnails scenes.py works on
 
@@ -101,7 +101,7 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
     start, stop = frames if frames is not None else (0, 2**31 - 1)
     if path.is_dir():
         pictures = _pictures(path)[start:stop]
-        shots = [_read_single_picture(p, resize) for p in pictures]
+        shots = [read_picture(p, resize) for p in pictures]
         if not shots:
             raise InputError(f"{path}: no frames in the range {start}:{stop}")
         thumbs = np.stack([_thumbnail(av.VideoFrame.from_ndarray(s, format="rgb24")) for s in shots])
@@ -163,12 +163,12 @@ def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
     """Frames [start, stop) of the scanned input as RGB, seeking to them (bounded memory)."""
     if info.path.is_dir():
         pictures = _pictures(info.path)[info.first_index + start : info.first_index + stop]
-        return Video(np.stack([_read_single_picture(p, info.resize) for p in pictures]), info.fps)
+        return Video(np.stack([read_picture(p, info.resize) for p in pictures]), info.fps)
     with _open(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if info.frame_pts is None:  # no usable time stamps: count frames from the start
-            arrays = [_to_rgb(f, info.resize) for i, f in enumerate(container.decode(stream))
+            arrays = [frame_to_rgb(f, info.resize) for i, f in enumerate(container.decode(stream))
                       if info.first_index + start <= i < info.first_index + stop]
         else:
             wanted = {p: k for k, p in enumerate(info.frame_pts[start:stop])}
@@ -176,7 +176,7 @@ def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
             found: dict[int, np.ndarray] = {}
             for frame in container.decode(stream):
                 if frame.pts in wanted:
-                    found[wanted[frame.pts]] = _to_rgb(frame, info.resize)
+                    found[wanted[frame.pts]] = frame_to_rgb(frame, info.resize)
                 if len(found) == len(wanted) or (frame.pts is not None and frame.pts > max(wanted) + 1_000_000):
                     break
             arrays = [found[k] for k in sorted(found)]
