@@ -1,5 +1,10 @@
-import dataclasses, sys, torch
+import dataclasses
+import sys
+
+import torch
+
 from nvcodec.families.grid import model as gm
+
 orig = gm.Grid.config_for_budget.__func__
 def patched(cls, h, w, n, params):
     return dataclasses.replace(orig(cls, h, w, n, params), finest_frames_per_slice=int(sys.argv[3]))
@@ -7,6 +12,7 @@ gm.Grid.config_for_budget = classmethod(patched)
 from nvcodec.encoder import encode
 from nvcodec.io import read_video, sample_clip_path
 from nvcodec.settings import EncodeSettings
+
 torch.set_num_threads(2)
 video = read_video(sample_clip_path(), (0, 32), (320, 180))
 r = encode(video, "/tmp/ctrl/fps.nvc", EncodeSettings(model="grid", bpp=float(sys.argv[1]), train_seconds=float(sys.argv[2]), train_clock="cpu"))

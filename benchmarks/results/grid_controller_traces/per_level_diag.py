@@ -1,9 +1,10 @@
 """Grid 300-s encode: at each controller update, the running estimate per level; every 20th, the exact one."""
 import sys
+
 import torch
-from nvcodec.compress import ratecontrol
-from nvcodec.families.grid import model as gm
+
 from nvcodec.encoder import encode
+from nvcodec.families.grid import model as gm
 from nvcodec.io import read_video, sample_clip_path
 from nvcodec.settings import EncodeSettings
 from nvcodec.train import rate as rate_mod
