@@ -273,15 +273,24 @@ def _copy_packets(out: av.container.OutputContainer, audio: AudioTrack) -> None:
         except (av.FFmpegError, ValueError) as exc:
             raise OutputError(f"the audio track ({track_in.codec_context.name}) cannot go in this format ({exc}); "
                               "write .mkv") from None
-        base = track_in.time_base
-        shift = int(round(audio.begin / base))
-        keep_from = audio.begin if audio.begin > 0 else float("-inf")  # from the start: priming packets too
-        for packet in source.demux(track_in):
-            if packet.pts is None or packet.dts is None or not keep_from <= float(packet.pts * base) < audio.end:
-                continue
-            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
-            packet.stream = track
-            out.mux(packet)
+        copy_audio_packets(source, track_in, out, track, audio.begin, audio.end, keep_before=audio.begin <= 0)
+
+
+def copy_audio_packets(source: av.container.InputContainer, track_in: av.audio.stream.AudioStream,
+                       out: av.container.OutputContainer, track_out: av.audio.stream.AudioStream,
+                       begin: float, end: float, keep_before: bool) -> None:
+    """Mux the packets of ``track_in`` timed in [begin, end) seconds, unchanged, into ``track_out``,
+    time stamps shifted so that ``begin`` is 0; ``keep_before`` keeps those before ``begin`` too
+    (a range from the start keeps the codec's priming packets)."""
+    base = track_in.time_base
+    shift = int(round(begin / base))
+    keep_from = float("-inf") if keep_before else begin
+    for packet in source.demux(track_in):
+        if packet.pts is None or packet.dts is None or not keep_from <= float(packet.pts * base) < end:
+            continue
+        packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+        packet.stream = track_out
+        out.mux(packet)
 
 
 def _single_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -21,7 +21,15 @@ import av
 import numpy as np
 
 from .errors import InputError
-from .io import Colour, FrameRange, Size, Video, frame_to_rgb, read_picture
+from .io import (
+    Colour,
+    FrameRange,
+    Size,
+    Video,
+    copy_audio_packets,
+    frame_to_rgb,
+    read_picture,
+)
 
 THUMB_SIZE = (64, 36)  # (width, height) of the luma thumbnails scenes.py works on
 
@@ -196,21 +204,13 @@ def read_audio(info: SourceInfo) -> bytes | None:
         return None
     begin = info.start_seconds()
     end = begin + info.num_frames / float(info.fps) if not info.to_end else float("inf")
-    keep_from = begin if info.first_index > 0 else float("-inf")
     buffer = bytes_io.BytesIO()
     with _open(info.path) as container:
         audio = container.streams.audio[0]
-        base = audio.time_base
         try:
             with av.open(buffer, "w", format="matroska", options={"fflags": "+bitexact"}) as out:
                 track = out.add_stream_from_template(audio)
-                shift = int(round(begin / base))
-                for packet in container.demux(audio):
-                    if packet.pts is None or packet.dts is None or not keep_from <= float(packet.pts * base) < end:
-                        continue
-                    packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
-                    packet.stream = track
-                    out.mux(packet)
+                copy_audio_packets(container, audio, out, track, begin, end, keep_before=info.first_index == 0)
         except (av.FFmpegError, ValueError) as exc:
             raise InputError(f"{info.path}: its audio track ({audio.codec_context.name}) cannot be carried "
                              f"({exc}); drop it first, e.g. ffmpeg -i IN -an -c:v copy OUT") from None
