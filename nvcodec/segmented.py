@@ -121,19 +121,19 @@ class FilePlan:
         return len(self.segments) == 1 and not self.source.has_audio
 
 
-def container_overhead(count: int, settings: EncodeSettings) -> int:
-    """Bytes of a segmented file beyond its segment streams and audio (mETA as the final one holds it)."""
-    from .encoder import file_metadata
+def container_overhead(source: SourceInfo, count: int, settings: EncodeSettings) -> int:
+    """Bytes of a segmented file beyond its segment streams and audio: the file written around
+    empty segments, with mETA as the final one holds it."""
+    from .encoder import file_metadata, video_header
 
-    index = 1 + (count.bit_length() + 6) // 7 + 24 * count  # SIDX payload
     rng = np.random.default_rng(0)  # placeholder records as long, and as hard to pack, as real ones
     records = [{"frames": [int(a), int(a) + 100], "bytes": int(b), "bpp": float(r), "target_bpp": float(r),
                 "psnr": float(q)} for a, b, r, q in zip(rng.integers(0, 10**6, count), rng.integers(0, 10**6, count),
                                                          rng.random(count), 20 + 20 * rng.random(count))]
     meta = {**file_metadata(settings), "segments": records,
             "measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345}}
-    return (nvc_format.PREAMBLE_SIZE + 3 * nvc_format.CHUNK_OVERHEAD + 35 + index + 12 * count
-            + len(nvc_format.metadata_chunk(meta)))
+    header = video_header(source.width, source.height, source.num_frames, source.fps, source.colour)
+    return len(write_segmented(header, [b""] * count, [1] * count, None, meta))
 
 
 def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: EncodeSettings,
@@ -144,7 +144,7 @@ def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: En
     pixels = [s.num_frames * frame_pixels for s in segments]
     total_bits = settings.bpp * source.num_pixels
     if len(segments) > 1 or source.has_audio:
-        total_bits -= 8 * container_overhead(len(segments), settings)
+        total_bits -= 8 * container_overhead(source, len(segments), settings)
         if total_bits <= 0:
             raise RateError(f"--bpp {settings.bpp:g} cannot be met at {source.width}x{source.height}, "
                             f"{source.num_frames} frames: the container of {len(segments)} segment(s) (index, "
@@ -395,18 +395,14 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
 
 def measured_quality(path: Path, results: list[SegmentResult]) -> dict[str, float]:
     """The file's quality: each segment's, frame-weighted, as measured when its stream was decoded
-    with the real decoder (encoder.verify); first every segment is read back from ``path`` and
-    must be, byte for byte, the stream that was measured."""
+    with the real decoder (encoder.verify); first every segment is read back from ``path`` through
+    the index (framing and CRCs checked) and must be, byte for byte, the stream that was measured."""
     from .bitstream.container import NvcReader
 
     reader = NvcReader(path)
     for index, result in enumerate(results):
-        e = reader.segments[index]
-        reader.read_segment(index)  # validated as a decoder does
-        with open(path, "rb") as f:
-            f.seek(e.offset + 8)
-            if f.read(e.length) != result.stream:
-                raise NvcError(f"segment {index} of {path} is not the stream that was measured")
+        if reader.segment_bytes(index) != result.stream:
+            raise NvcError(f"segment {index} of {path} is not the stream that was measured")
     frames = [e.num_frames for e in reader.segments]
     return {name: sum(r.report[name] * n for r, n in zip(results, frames)) / sum(frames) for name in METRICS}
 

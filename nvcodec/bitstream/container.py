@@ -194,6 +194,17 @@ class NvcReader:
         if self._last is not None and self._last[0] == index:
             return self._last[1]
         e = self.segments[index]
+        stream = fmt.read(self.segment_bytes(index), self.limits)
+        h, outer = stream.header, self.header
+        same = (h.width, h.height, h.fps_num, h.fps_den) == (outer.width, outer.height, outer.fps_num, outer.fps_den)
+        if not same or h.num_frames != e.num_frames or h.min_reader_minor != fmt.VERSION_MINOR:
+            raise StructureError(f"segment {index}: its NHDR does not match the file's (size, rate or frame count)")
+        self._last = (index, stream)
+        return stream
+
+    def segment_bytes(self, index: int) -> bytes:
+        """The SEGM payload of segment ``index``, its framing and both CRCs checked (not yet parsed)."""
+        e = self.segments[index]
         if e.end > self.file_bytes:
             whole = self.complete()
             have = f"frames 0:{self.segments[whole[-1]].stop_frame} decode" if whole and whole == list(
@@ -205,13 +216,7 @@ class NvcReader:
             raise StructureError(f"SIDX: segment {index} does not point at a SEGM chunk of {e.length} bytes")
         if zlib.crc32(payload) & 0xFFFFFFFF != e.crc:
             raise CRCError(f"segment {index}: CRC mismatch with the index (file is corrupt)")
-        stream = fmt.read(payload, self.limits)
-        h, outer = stream.header, self.header
-        same = (h.width, h.height, h.fps_num, h.fps_den) == (outer.width, outer.height, outer.fps_num, outer.fps_den)
-        if not same or h.num_frames != e.num_frames or h.min_reader_minor != fmt.VERSION_MINOR:
-            raise StructureError(f"segment {index}: its NHDR does not match the file's (size, rate or frame count)")
-        self._last = (index, stream)
-        return stream
+        return payload
 
     def _tail_chunks(self) -> dict[bytes, bytes]:
         """The ancillary chunks after the last segment (aUDI, mETA), read on demand."""
