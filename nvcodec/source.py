@@ -109,13 +109,19 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
     start, stop = frames if frames is not None else (0, 2**31 - 1)
     if path.is_dir():
         pictures = _pictures(path)[start:stop]
-        shots = [read_picture(p, resize) for p in pictures]
-        if not shots:
+        if not pictures:
             raise InputError(f"{path}: no frames in the range {start}:{stop}")
-        thumbs = np.stack([_thumbnail(av.VideoFrame.from_ndarray(s, format="rgb24")) for s in shots])
-        h, w = shots[0].shape[:2]
-        info = SourceInfo(path, w, h, len(shots), Fraction(25), Colour(), None, None, start, resize, False)
-        return info, thumbs
+        shape, thumbs = None, []
+        for picture in pictures:  # one picture in memory at a time, as for a video file
+            rgb = read_picture(picture, resize)
+            if shape is not None and rgb.shape != shape:
+                raise InputError(f"{path}: pictures change size ({shape[1]}x{shape[0]} -> {rgb.shape[1]}x"
+                                 f"{rgb.shape[0]} at {picture.name}); use --resize WxH")
+            shape = rgb.shape
+            thumbs.append(_thumbnail(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        info = SourceInfo(path, shape[1], shape[0], len(pictures), Fraction(25), Colour(), None, None, start, resize,
+                          False)
+        return info, np.stack(thumbs)
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
