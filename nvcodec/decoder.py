@@ -127,12 +127,24 @@ def plan_output(source: Source, request: RenderRequest) -> tuple[tuple[int, int]
     return plan_render(reader.read_segment(first.segment), first.request)[1:]
 
 
-def _render_source(source: Source, request: RenderRequest, device: torch.device
-                   ) -> tuple[Iterator[np.ndarray], int, tuple[int, int], Fraction, NvcReader | None]:
-    """Batches of the requested frames, segment after segment (one segment's model in memory at a time)."""
+@dataclass
+class _Rendering:
+    """The requested frames as batches, segment after segment, and what the output needs to know."""
+
+    batches: Iterator[np.ndarray]
+    count: int
+    size: tuple[int, int]  # (height, width)
+    fps: Fraction
+    reader: NvcReader | None  # None: a single stream already in memory
+    segments: tuple[int, ...]  # the segments read
+
+
+def _render_source(source: Source, request: RenderRequest, device: torch.device) -> _Rendering:
+    """One segment's model in memory at a time."""
     if isinstance(source, nvc_format.NvcFile):
         plan = prepare(source, request)
-        return render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size, plan.fps, None
+        return _Rendering(render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size,
+                          plan.fps, None, ())
     reader = source if isinstance(source, NvcReader) else NvcReader(source)
     pieces = plan_pieces(reader, request)
     times, size, fps = plan_render(reader.read_segment(pieces[0].segment), pieces[0].request)
@@ -143,15 +155,15 @@ def _render_source(source: Source, request: RenderRequest, device: torch.device
             plan = prepare(reader.read_segment(piece.segment), piece.request)
             yield from render_frames(plan.model, plan.times, device, plan.size)
 
-    return batches(), count, size, fps, reader
+    return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces))
 
 
 def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = "cpu",
            request: RenderRequest | None = None) -> Video:
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
     device = resolve_device(device) if isinstance(device, str) else device
-    batches, _, _, fps, _ = _render_source(source, request or RenderRequest(frames=frames), device)
-    return Video(np.concatenate(list(batches)), fps)
+    rendering = _render_source(source, request or RenderRequest(frames=frames), device)
+    return Video(np.concatenate(list(rendering.batches)), rendering.fps)
 
 
 @dataclass(frozen=True)
@@ -175,13 +187,14 @@ def decode_to_file(source: Source, output: str | Path, request: RenderRequest = 
     """
     output_kind(output)
     check_writable(output)  # before any work
-    batches, total, (height, width), fps, reader = _render_source(source, request, resolve_device(device))
-    header = source.header if isinstance(source, nvc_format.NvcFile) else reader.header
+    r = _render_source(source, request, resolve_device(device))
+    reader = r.reader
+    header = source.header if reader is None else reader.header
     audio_track, audio_note = _audio_for(reader, request, output, header) if audio else (None, "left out (--no-audio)")
     colour = Colour(header.colour_primaries, header.transfer_characteristics)
-    write_frames(output, _reporting(batches, total, progress), width, height, fps, lossless, colour, audio_track)
-    used = () if reader is None else tuple(p.segment for p in plan_pieces(reader, request))
-    return Decoded(total, used, None if reader is None else reader.bytes_read,
+    (height, width) = r.size
+    write_frames(output, _reporting(r.batches, r.count, progress), width, height, r.fps, lossless, colour, audio_track)
+    return Decoded(r.count, r.segments, None if reader is None else reader.bytes_read,
                    None if reader is None else reader.file_bytes, audio_note)
 
 
