@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
+from nvcodec.bench.clips import write_clip_with_tone
 from nvcodec.io import read_video, sample_clip_path
 
 FPS = 25
@@ -60,23 +60,11 @@ def _scenes(seconds: float) -> list[np.ndarray]:
 def build_clip(path: Path, seconds: float) -> dict:
     """H.264 (CRF 16, a key frame every 2 s) plus an AAC tone that changes pitch every second."""
     frames = np.concatenate(_scenes(seconds))[: int(seconds * FPS)]
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
-        video.options = {"crf": "16", "preset": "fast", "g": str(2 * FPS)}
-        audio = out.add_stream("aac", rate=48000)
-        audio.layout = "mono"
-        samples = np.arange(int(48000 * seconds))
-        pitch = 220 * 2 ** ((samples // 48000) % 12 / 12)
-        tone = (0.2 * np.sin(2 * np.pi * np.cumsum(pitch) / 48000)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 48000, start
-            out.mux(audio.encode(chunk))
-        out.mux(audio.encode(None))
-        for frame in frames:
-            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(video.encode(None))
+    samples = np.arange(int(48000 * seconds))
+    pitch = 220 * 2 ** ((samples // 48000) % 12 / 12)
+    tone = (0.2 * np.sin(2 * np.pi * np.cumsum(pitch) / 48000)).astype(np.float32)
+    write_clip_with_tone(path, frames, FPS, tone, 48000, "libx264", "yuv420p",
+                         {"crf": "16", "preset": "fast", "g": str(2 * FPS)})
     return {"path": str(path), "frames": len(frames), "seconds": len(frames) / FPS, "bytes": path.stat().st_size}
 
 

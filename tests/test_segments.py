@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from nvcodec.bench.clips import write_clip_with_tone
 from nvcodec.bitstream import format as fmt
 from nvcodec.bitstream.container import NvcReader, write_segmented
 from nvcodec.cli import main
@@ -154,21 +155,9 @@ def test_seeking_read_equals_a_sequential_read():
 
 def write_clip_with_audio(path: Path, frames: np.ndarray, fps: int = 8) -> None:
     """FFV1 video (lossless) and an AAC tone, as a real input would carry."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("ffv1", rate=fps)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        seconds = len(frames) / fps
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 16000, start
-            out.mux(audio.encode(chunk))
-        out.mux(audio.encode(None))
-        for frame in frames:
-            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(video.encode(None))
+    seconds = len(frames) / fps
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
+    write_clip_with_tone(path, frames, fps, tone, 16000)
 
 
 ENCODE = ["--threads", "1", "encode", "--model", "nerv", "--bpp", "12", "--epochs", "2", "--no-amp",

@@ -10,6 +10,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import numpy as np
+
 from ..io import FrameRange, Size, Video, read_video, sample_clip_path
 
 DEFAULT_FRAMES: FrameRange = (0, 32)
@@ -68,3 +71,23 @@ def load_clip(spec: ClipSpec) -> Clip:
     video = read_video(path, frames=spec.frames, resize=spec.resize)
     name = spec.name or path.stem
     return Clip(name, str(path), spec.frames, spec.resize, video, frames_digest(video))
+
+
+def write_clip_with_tone(path: Path, frames: np.ndarray, fps: int, tone: np.ndarray, sample_rate: int,
+                         codec: str = "ffv1", pix_fmt: str = "bgr0", options: dict[str, str] | None = None) -> None:
+    """A test input as a real one comes: uint8 RGB ``frames`` [T, H, W, 3] in ``codec`` plus a mono
+    AAC track of ``tone`` (float32 samples in [-1, 1] at ``sample_rate``)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        video.options = options or {}
+        audio = out.add_stream("aac", rate=sample_rate)
+        audio.layout = "mono"
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = sample_rate, start
+            out.mux(audio.encode(chunk))
+        out.mux(audio.encode(None))
+        for frame in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode(None))
