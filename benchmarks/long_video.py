@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -191,16 +192,51 @@ def write_markdown(results: dict, out: Path) -> None:
                   "2 threads)", "",
                   "| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
-                  f"{r['wall_seconds']} | {r['peak_rss_mib']} |" for name, r in results["rd"].items()]
+        anchor = results.get("x265")
+        lines[-2:] = ["| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB "
+                      "| x265-medium bpp at that PSNR | bits vs x265 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, r in results["rd"].items():
+            x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
+            versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
+            lines.append(f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+                         f"{r['wall_seconds']} | {r['peak_rss_mib']} | {versus} |")
+        if anchor:
+            lines += ["", "x265 medium on the same clip (RGB-PSNR of its decode; each point a few seconds): "
+                      + ", ".join(f"CRF {crf}: {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for crf, p in anchor.items())
+                      + ". Each nerv row is one point, so the comparison is the ratio of bits at equal PSNR, not a "
+                        "BD-rate over a curve."]
         lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def step_x265(clip: Path) -> dict:
+    """x265 medium on the 30-s clip (the RD comparison's anchor): bpp and RGB-PSNR per CRF."""
+    from nvcodec.bench.anchors import X265Anchor
+    from nvcodec.metrics import bpp, psnr
+
+    video = read_video(clip)
+    points = {}
+    for crf in (28, 33, 38, 43, 48):
+        anchor = X265Anchor(crf=crf, preset="medium")
+        data = anchor.encode(video.frames, video.fps)
+        points[crf] = {"bpp": bpp(len(data), video.width, video.height, video.num_frames),
+                       "psnr": psnr(video.frames, anchor.decode(data))}
+    return points
+
+
+def x265_rate_at(points: dict, quality: float) -> float | None:
+    """x265's bpp at ``quality`` dB: linear in log-rate between its two neighbouring CRF points."""
+    curve = sorted((p["psnr"], math.log(p["bpp"])) for p in points.values())
+    for (q0, r0), (q1, r1) in zip(curve, curve[1:]):
+        if q0 <= quality <= q1:
+            return math.exp(r0 + (quality - q0) / (q1 - q0) * (r1 - r0))
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--steps", default="build,full,quarter,jobs,jobs2,rd")
+    parser.add_argument("--steps", default="build,full,quarter,jobs,jobs2,rd,x265")
     parser.add_argument("--epochs", type=int, default=10, help="per segment, for the full/quarter/jobs encodes")
     parser.add_argument("--rd-seconds", type=float, default=300, help="process-CPU seconds of training in all")
     parser.add_argument("--threads", type=int, default=2)
@@ -221,6 +257,8 @@ def main() -> None:
             results["jobs"] = step_jobs(out, clips["quarter"], args.epochs)
         elif step == "jobs2":  # two segments (86 and 94 frames), training longer: what the parallel runs reach
             results["jobs2"] = step_jobs(out, clips["quarter"], 30, ("--frames", "0:180", "--no-audio"))
+        elif step == "x265":
+            results["x265"] = step_x265(clips["quarter"])
         elif step == "rd":
             results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)
         print(f"{step}: {time.monotonic() - started:.0f} s", file=sys.stderr)
