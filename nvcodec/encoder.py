@@ -28,7 +28,7 @@ from . import __version__
 from .bitstream import format as nvc_format
 from .bitstream.tensors import ContextCodec, compress_tensors
 from .compress.quantize import scale_steps
-from .compress.ratecontrol import MAX_BITS, MIN_BITS, RateControl
+from .compress.ratecontrol import MAX_BITS, MIN_BITS, PLAIN_ROUNDING, RateControl
 from .decoder import decode, resolve_device
 from .errors import InputError
 from .families import backbone_class
@@ -247,6 +247,8 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
         def size_at_factor(factor: float) -> int:
             return len(writer.write(tensors, steps=scale_steps(tensors, learned, factor), metadata=writer.metadata))
 
+        if rate.keeps_steps and not settings.lam:
+            tensors = _land_latents(plan, tensors, learned)
         factor = 1.0 if settings.lam or rate.keeps_steps else plan.rate_control.step_factor(size_at_factor)
         final_steps = scale_steps(tensors, learned, factor)
         rate.set_steps(final_steps)  # the estimate of the steps the file will carry
@@ -262,6 +264,34 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
 
     bits = settings.quant_bits or plan.rate_control.bit_depth(lambda b: len(write_at(b, writer.metadata)))
     return CodedFile(lambda metadata: write_at(bits, metadata), bits, None, train_seconds)
+
+
+def _land_latents(plan: EncodePlan, tensors: list[np.ndarray], steps: list[np.ndarray]) -> list[np.ndarray]:
+    """A file of mostly context-coded latents that trained past its target lands on it by a dead
+    zone on the latents (the smallest ones coded as 0), searched with the real coder; the model's
+    latents get the same zone, so that the rate estimate and the reported lambda describe the file.
+
+    Lambda steers the latents' rate slowly (they move a bounded step per update), so training
+    alone lands anywhere within about 2x of the target; zeroing the latents that barely round
+    away from 0 costs the least distortion per bit saved.
+    """
+    model, writer = plan.model, plan.writer
+    names = list(model.coded_tensors())
+    coded = {names.index(name) for name in model.context_coded()}
+
+    def zoned(threshold: float) -> list[np.ndarray]:
+        return [np.where(np.abs(t) < threshold, np.float32(0), t) if i in coded else t for i, t in enumerate(tensors)]
+
+    largest = max(float(np.abs(tensors[i]).max(initial=0.0)) for i in coded) + 1.0
+    threshold = plan.rate_control.latent_dead_zone(
+        lambda x: len(writer.write(zoned(x), steps=steps, metadata=writer.metadata)), largest)
+    if threshold == PLAIN_ROUNDING:
+        return tensors
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in model.context_coded():
+                param.masked_fill_(param.abs() < threshold, 0.0)
+    return zoned(threshold)
 
 
 def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:

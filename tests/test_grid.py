@@ -234,3 +234,38 @@ def test_clips_too_large_for_one_grid_are_refused_before_training():
     with pytest.raises(errors.UsageError, match="--frames"):
         Grid.config_for_budget(1080, 1920, 32, 0)  # 76M latents in all
     assert Grid.config_for_budget(1080, 1920, 24, 0).num_frames == 24
+
+
+def test_a_file_trained_past_its_target_lands_on_it_by_a_latent_dead_zone(tiny_clip, tmp_path):
+    """Lambda held far too low (no rate pull) trains a file several times its target; the dead zone
+    on the latents lands it within the rate control's tolerance, and the decoder agrees with the report."""
+    from dataclasses import replace
+
+    unpriced = replace(SETTINGS, epochs=30, rate_options={"controller_gain": 0.0, "lam": 1e-7, "lam_x_bpp": None})
+    free = encode(tiny_clip, tmp_path / "free.nvc", replace(unpriced, lam=1e-7))
+    target = free.bpp * 0.88  # the latents are a third of this tiny file
+    landed = encode(tiny_clip, tmp_path / "landed.nvc", replace(unpriced, bpp=round(target, 4)))
+    assert 0.8 * target < landed.bpp <= 1.03 * target
+    assert landed.psnr == psnr(tiny_clip.frames, decode(tmp_path / "landed.nvc").frames)
+    assert abs(landed.estimated_bytes - landed.file_bytes) / landed.file_bytes < 0.05
+    assert landed.psnr < free.psnr
+
+
+def test_latent_records_are_not_reused_across_different_coarser_grids():
+    """The codec remembers coded grids; a grid with the same symbols under another coarser grid
+    (its context) must be coded afresh, or the second file would not decode."""
+    model = Grid(GridConfig(12, 20, 4, 3, 8, 8))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for grid in model.latents:
+            grid.copy_(torch.randint(-2, 3, grid.shape).float())
+    codec = model.context_codec()
+    names = list(model.coded_tensors())
+    tensors = [t.detach().numpy().copy() for t in model.coded_tensors().values()]
+    decoded = [np.round(t) for t in tensors]
+    finest, coarser = names.index("latents.2"), names.index("latents.1")
+    first = codec.encode(finest, decoded[finest].astype(np.int64).reshape(-1), decoded)
+    decoded[coarser] = np.zeros_like(decoded[coarser])
+    second = codec.encode(finest, decoded[finest].astype(np.int64).reshape(-1), decoded)
+    assert second is not first
+    assert np.array_equal(codec.decode(finest, second, decoded), decoded[finest].astype(np.int64).reshape(-1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -67,6 +68,16 @@ def test_lambda_controller_steers_toward_the_target():
     assert control.update(500.0) < lam
     constant = LambdaController(None, 1e-3)
     assert constant.update(5000.0) == 1e-3
+
+
+def test_lambda_controller_release_and_band():
+    """Under the target lambda falls ``release`` times faster than it rises above it, and stays in its band."""
+    symmetric, released = LambdaController(1000.0, 1e-2), LambdaController(1000.0, 1e-2, release=4.0)
+    assert math.isclose(math.log(released.update(500.0) / 1e-2), 4 * math.log(symmetric.update(500.0) / 1e-2))
+    assert LambdaController(1000.0, 1e-2, release=4.0).update(2000.0) == LambdaController(1000.0, 1e-2).update(2000.0)
+    banded = LambdaController(1000.0, 1e-2, gain=1.0, band=10.0)
+    assert [banded.update(1e9) for _ in range(10)][-1] == pytest.approx(0.1)
+    assert [banded.update(1.0) for _ in range(30)][-1] == pytest.approx(1e-3)
 
 
 def test_step_scale_search_lands_on_target():

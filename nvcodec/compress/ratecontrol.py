@@ -24,6 +24,7 @@ PER_TENSOR_OVERHEAD_BYTES = 24  # chunk framing + record fields, before steps an
 MIN_BITS, MAX_BITS = 3.0, 12.0
 TOLERANCE = 0.03  # stop the search within 3% of the target
 MAX_ENCODE_PARAMS = 20_000_000  # the largest model the encoder trains
+PLAIN_ROUNDING = 0.5  # the latents' dead zone of plain rounding: |x| < 0.5 is coded as 0 anyway
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,18 @@ class RateControl:
     def bit_depth(self, size_at_bits: Callable[[float], int]) -> float:
         """Post-training quantization: the bit depth whose file is closest to the target."""
         return land_on_target(size_at_bits, self.target_bytes)
+
+    def latent_dead_zone(self, size_at_dead_zone: Callable[[float], int], largest: float) -> float:
+        """Context-coded latents (step 1, most of the file): the dead zone (latents of magnitude
+        below it are coded as 0; ``largest`` zeroes them all) whose file lands closest to the target.
+
+        PLAIN_ROUNDING when the file already fits: a dead zone can only take bits away, so a file
+        under its target stays as trained.
+        """
+        if size_at_dead_zone(PLAIN_ROUNDING) <= self.target_bytes * (1 + TOLERANCE):
+            return PLAIN_ROUNDING
+        return _closest_by_bisection(size_at_dead_zone, self.target_bytes, PLAIN_ROUNDING, max(largest, PLAIN_ROUNDING),
+                                     grows=False, iterations=14)
 
 
 def param_budget(target_bytes: float, num_tensors_guess: int = 12) -> int:
@@ -129,19 +142,24 @@ class LambdaController:
     MIN_LAMBDA, MAX_LAMBDA = 1e-8, 1e3
 
     def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05,
-                 max_log_error: float | None = None) -> None:
+                 max_log_error: float | None = None, release: float = 1.0, band: float | None = None) -> None:
         """``max_log_error`` bounds |log(estimated / target)| in one update: a model whose rate starts
         far below the target (latents initialized to zero) would otherwise drive lambda down by
-        orders of magnitude before the rate has had time to grow."""
+        orders of magnitude before the rate has had time to grow. ``release`` multiplies the gain
+        while the estimate is under the target: a lambda wound up while the rate lagged is let go
+        that much faster."""
         self.target_bits, self.lam, self.gain, self.max_log_error = target_bits, lam, gain, max_log_error
+        self.release = release
+        # ``band``: lambda stays within [start / band, start x band]
+        self.low, self.high = (self.MIN_LAMBDA, self.MAX_LAMBDA) if band is None else (lam / band, lam * band)
 
     def update(self, estimated_bits: float) -> float:
         if self.target_bits is not None and estimated_bits > 0:
             error = math.log(estimated_bits / self.target_bits)
             if self.max_log_error is not None:
                 error = max(-self.max_log_error, min(self.max_log_error, error))
-            factor = math.exp(self.gain * error)
-            self.lam = min(self.MAX_LAMBDA, max(self.MIN_LAMBDA, self.lam * factor))
+            factor = math.exp(self.gain * error * (self.release if error < 0 else 1.0))
+            self.lam = min(self.high, max(self.low, self.lam * factor))
         return self.lam
 
 

@@ -44,6 +44,15 @@ class RateSettings:
     calibrate: bool = True  # set the steps to meet the target as each proxy phase starts (else start at 6 bits)
     max_log_error: float | None = None  # bound on one controller update's |log(estimate / target)| (None: none)
     controller_gain: float = 0.05  # log(lambda) moves by gain x log(estimate / target) at each estimate
+    controller_release: float = 1.0  # the gain's multiplier while the estimate is under the target
+    lam_band: float | None = None  # lambda stays within [start / band, start x band] (None: unbounded)
+    lam_x_bpp: float | None = None  # with a target: lambda starts at lam_x_bpp / target bpp instead of ``lam``
+
+    def start_lambda(self) -> float:
+        """Where lambda starts: a price that falls as the target rate rises, or ``lam``."""
+        if self.target_bits is None or self.lam_x_bpp is None:
+            return self.lam
+        return self.lam_x_bpp * self.num_pixels / self.target_bits
 
 
 class RateTerm:
@@ -62,8 +71,9 @@ class RateTerm:
         # placeholders: ``calibrate`` sets every step when the proxy starts, from the weights trained by then
         self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
                            for n, p in zip(self.names, self.params)]
-        self.controller = LambdaController(settings.target_bits, settings.lam, settings.controller_gain,
-                                            settings.max_log_error)
+        self.controller = LambdaController(settings.target_bits, settings.start_lambda(), settings.controller_gain,
+                                            settings.max_log_error, settings.controller_release,
+                                            settings.lam_band)
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
         self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -236,4 +246,5 @@ class RateTerm:
         return {"target_bits": s.target_bits, "lam": s.lam, "num_pixels": s.num_pixels,
                 "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
                 "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error,
-                "controller_gain": s.controller_gain}
+                "controller_gain": s.controller_gain, "controller_release": s.controller_release,
+                "lam_band": s.lam_band, "lam_x_bpp": s.lam_x_bpp}

@@ -268,7 +268,9 @@ class LatentCodec:
         """A CONTEXT record for a latent grid; None for any other tensor (coded as usual)."""
         if index not in self.levels:
             return None
-        key = hashlib.sha256(b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in self.context)
+        # everything the tables depend on: the context MLP, the coarser grid (a context input) and the symbols
+        inputs = self.context + ([index - 1] if self.levels[index] > 0 else [])
+        key = hashlib.sha256(b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in inputs)
                              + symbols.astype("<i8").tobytes() + index.to_bytes(4, "little")).digest()
         if key not in self._coded:
             sym_min, sym_max = int(symbols.min()), int(symbols.max())
