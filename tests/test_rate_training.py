@@ -71,11 +71,14 @@ def test_lambda_controller_steers_toward_the_target():
 
 
 def test_lambda_controller_release_and_band():
-    """Under the target lambda falls ``release`` times faster than it rises above it, and stays in its band."""
+    """Under the target a lambda above its start falls ``release`` times faster; lambda stays in its bounds."""
     symmetric, released = LambdaController(1000.0, 1e-2), LambdaController(1000.0, 1e-2, release=4.0)
-    assert math.isclose(math.log(released.update(500.0) / 1e-2), 4 * math.log(symmetric.update(500.0) / 1e-2))
+    assert symmetric.update(500.0) == released.update(500.0) < 1e-2  # below its start: the plain gain
+    for control in (symmetric, released):
+        control.lam = 2e-2
+    assert math.isclose(math.log(released.update(500.0) / 2e-2), 4 * math.log(symmetric.update(500.0) / 2e-2))
     assert LambdaController(1000.0, 1e-2, release=4.0).update(2000.0) == LambdaController(1000.0, 1e-2).update(2000.0)
-    banded = LambdaController(1000.0, 1e-2, gain=1.0, band=10.0)
+    banded = LambdaController(1000.0, 1e-2, gain=1.0, bounds=(0.1, 10.0))
     assert [banded.update(1e9) for _ in range(10)][-1] == pytest.approx(0.1)
     assert [banded.update(1.0) for _ in range(30)][-1] == pytest.approx(1e-3)
 

@@ -142,23 +142,27 @@ class LambdaController:
     MIN_LAMBDA, MAX_LAMBDA = 1e-8, 1e3
 
     def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05,
-                 max_log_error: float | None = None, release: float = 1.0, band: float | None = None) -> None:
+                 max_log_error: float | None = None, release: float = 1.0,
+                 bounds: tuple[float, float] | None = None) -> None:
         """``max_log_error`` bounds |log(estimated / target)| in one update: a model whose rate starts
         far below the target (latents initialized to zero) would otherwise drive lambda down by
         orders of magnitude before the rate has had time to grow. ``release`` multiplies the gain
-        while the estimate is under the target: a lambda wound up while the rate lagged is let go
-        that much faster."""
+        while the estimate is under the target and lambda above its start: a lambda wound up while
+        the rate lagged is let go that much faster (below its start it falls at the plain gain, or
+        the zero latents of the first steps would drive it down at once)."""
         self.target_bits, self.lam, self.gain, self.max_log_error = target_bits, lam, gain, max_log_error
-        self.release = release
-        # ``band``: lambda stays within [start / band, start x band]
-        self.low, self.high = (self.MIN_LAMBDA, self.MAX_LAMBDA) if band is None else (lam / band, lam * band)
+        self.release, self.start = release, lam
+        # ``bounds`` (below, above): lambda stays within [start x below, start x above]
+        below, above = bounds or (0.0, math.inf)
+        self.low, self.high = max(self.MIN_LAMBDA, lam * below), min(self.MAX_LAMBDA, lam * above)
 
     def update(self, estimated_bits: float) -> float:
         if self.target_bits is not None and estimated_bits > 0:
             error = math.log(estimated_bits / self.target_bits)
             if self.max_log_error is not None:
                 error = max(-self.max_log_error, min(self.max_log_error, error))
-            factor = math.exp(self.gain * error * (self.release if error < 0 else 1.0))
+            released = error < 0 and self.lam > self.start  # letting go of what the lag wound up
+            factor = math.exp(self.gain * error * (self.release if released else 1.0))
             self.lam = min(self.high, max(self.low, self.lam * factor))
         return self.lam
 

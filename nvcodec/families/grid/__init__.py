@@ -30,7 +30,7 @@ GRID = Family(
     # Measured at 0.05 bpp, 300 CPU-s, BBB 320x180x32 (benchmarks/results/grid_controller_traces):
     # start 0.01, unbounded: 0.0391 bpp, 22.28 dB; start 0.3, band 10: 0.0507 bpp, 24.28 dB.
     # Under the target, lambda falls 6x faster than it rises (a wound-up lambda let go).
-    rate_overrides={"proxy_start": 0.0, "calibrate": False, "lam": 1e-2, "lam_x_bpp": 0.015, "lam_band": 10.0,
+    rate_overrides={"proxy_start": 0.0, "calibrate": False, "lam": 1e-2, "lam_x_bpp": 0.015, "lam_floor": 0.01, "lam_ceiling": 2.0,
                     "controller_release": 6.0, "max_log_error": 0.5},
     requires_rate_training=True,
 )
