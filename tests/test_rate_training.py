@@ -81,6 +81,9 @@ def test_lambda_controller_release_and_band():
     banded = LambdaController(1000.0, 1e-2, gain=1.0, bounds=(0.1, 10.0))
     assert [banded.update(1e9) for _ in range(10)][-1] == pytest.approx(0.1)
     assert [banded.update(1.0) for _ in range(30)][-1] == pytest.approx(1e-3)
+    priced = RateSettings(num_pixels=1000, fixed_bits=0.0, target_bits=100.0, lam_x_bpp=0.015)
+    assert priced.start_lambda() == pytest.approx(0.15)  # 0.015 / (100 / 1000 bpp)
+    assert replace(priced, target_bits=None, lam=2e-3).start_lambda() == 2e-3  # constant lambda: as given
 
 
 def test_step_scale_search_lands_on_target():
