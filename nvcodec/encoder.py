@@ -276,8 +276,7 @@ def _land_latents(plan: EncodePlan, tensors: list[np.ndarray], steps: list[np.nd
     away from 0 costs the least distortion per bit saved.
     """
     model, writer = plan.model, plan.writer
-    names = list(model.coded_tensors())
-    coded = {names.index(name) for name in model.context_coded()}
+    coded = {i for i, name in enumerate(model.coded_tensors()) if name in model.context_coded()}
 
     def zoned(threshold: float) -> list[np.ndarray]:
         return [np.where(np.abs(t) < threshold, np.float32(0), t) if i in coded else t for i, t in enumerate(tensors)]
@@ -288,9 +287,9 @@ def _land_latents(plan: EncodePlan, tensors: list[np.ndarray], steps: list[np.nd
     if threshold == PLAIN_ROUNDING:
         return tensors
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in model.context_coded():
-                param.masked_fill_(param.abs() < threshold, 0.0)
+        for name in model.context_coded():
+            param = model.get_parameter(name)
+            param.masked_fill_(param.abs() < threshold, 0.0)
     return zoned(threshold)
 
 

@@ -130,10 +130,7 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
         raise InputError(f"{path}: no such file or folder")
     start, stop = frames if frames is not None else (0, 2**31 - 1)
     if path.is_dir():
-        pictures = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        if not pictures:
-            raise InputError(f"{path}: folder holds no .png frames")
-        arrays = [read_picture(p, resize) for p in pictures[start:stop]]
+        arrays = [read_picture(p, resize) for p in list_pictures(path)[start:stop]]
         fps = Fraction(25)
     else:
         arrays, fps = _read_container(path, start, stop, resize)
@@ -143,6 +140,14 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
     if len(shapes) != 1:
         raise InputError(f"{path}: frames change size mid-stream ({sorted(shapes)}); use --resize WxH")
     return Video(np.stack(arrays), fps)
+
+
+def list_pictures(path: Path) -> list[Path]:
+    """The .png frames of a folder input, in name order."""
+    pictures = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+    if not pictures:
+        raise InputError(f"{path}: folder holds no .png frames")
+    return pictures
 
 
 def frame_to_rgb(frame: av.VideoFrame, resize: Size | None) -> np.ndarray:

@@ -28,6 +28,7 @@ from .io import (
     Video,
     copy_audio_packets,
     frame_to_rgb,
+    list_pictures,
     read_picture,
 )
 
@@ -61,13 +62,6 @@ class SourceInfo:
         if self.frame_pts is None or self.time_base is None:
             return 0.0
         return float(self.frame_pts[0] * self.time_base)
-
-
-def _pictures(path: Path) -> list[Path]:
-    pictures = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-    if not pictures:
-        raise InputError(f"{path}: folder holds no .png frames")
-    return pictures
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -108,7 +102,7 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
         raise InputError(f"{path}: no such file or folder")
     start, stop = frames if frames is not None else (0, 2**31 - 1)
     if path.is_dir():
-        pictures = _pictures(path)[start:stop]
+        pictures = list_pictures(path)[start:stop]
         if not pictures:
             raise InputError(f"{path}: no frames in the range {start}:{stop}")
         shape, thumbs = None, []
@@ -176,7 +170,7 @@ def _variable_rate(pts: list[int], time_base: Fraction, rate: Fraction) -> bool:
 def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
     """Frames [start, stop) of the scanned input as RGB, seeking to them (bounded memory)."""
     if info.path.is_dir():
-        pictures = _pictures(info.path)[info.first_index + start : info.first_index + stop]
+        pictures = list_pictures(info.path)[info.first_index + start : info.first_index + stop]
         return Video(np.stack([read_picture(p, info.resize) for p in pictures]), info.fps)
     with _open(info.path) as container:
         stream = container.streams.video[0]
