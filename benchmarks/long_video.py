@@ -219,7 +219,7 @@ def step_x265(clip: Path) -> dict:
     for crf in (28, 33, 38, 43, 48):
         anchor = X265Anchor(crf=crf, preset="medium")
         data = anchor.encode(video.frames, video.fps)
-        points[crf] = {"bpp": bpp(len(data), video.width, video.height, video.num_frames),
+        points[crf] = {"bpp": bpp(anchor.rate_bytes(data), video.width, video.height, video.num_frames),
                        "psnr": psnr(video.frames, anchor.decode(data))}
     return points
 

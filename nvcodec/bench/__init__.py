@@ -3,6 +3,7 @@
 Modules, one job each:
 
 * ``anchors``      conventional codecs behind one interface (encode frames -> bytes -> frames)
+* ``annexb``       the parts of an H.264/HEVC stream that are not coded video
 * ``bjontegaard``  BD-rate / BD-PSNR with PCHIP interpolation, numpy only
 * ``clips``        test clips and their content hash
 * ``points``       measuring one RD point the same way for every codec
@@ -10,7 +11,7 @@ Modules, one job each:
 * ``environment``  versions and machine recorded with the results
 * ``report``       CSV, JSON, markdown and PNG outputs
 * ``rd``           the driver: ``run_benchmark(BenchConfig) -> BenchResults``
-* ``command``      the click command behind ``benchmarks/rd_curve.py`` (and ``nvc bench``)
+* ``command``      the click command: ``nvc bench``, also run as ``benchmarks/rd_curve.py``
 """
 
 __all__ = [

@@ -9,10 +9,10 @@ Every anchor follows the same rules, so the points are comparable with nvcodec's
   chroma resampling (swscale), the same way in both directions, and signalled in the VUI
   (matrix SMPTE 170M, limited range) so any other decoder converts back identically.
   yuv420p by default, yuv444p on request.
-* Rate: the raw Annex-B elementary stream, i.e. the sum of all packet sizes with no container.
-  Parameter sets are in-band, and so is the user-data SEI in which x264/x265 write their
-  version and full option string (about 0.5-2 kB; reported separately as ``version_sei_bytes``
-  so a reader can subtract it).
+* Rate: the coded video. The stream is every packet the encoder emitted, with no container
+  (Annex-B), parameter sets in-band; from its size we leave out what is not video
+  (``uncounted_bytes``): x264's version and option string, a user-data SEI (``annexb``). x265 is
+  told ``info=0`` so it writes no such SEI. The raw size stays in the results.
 * Quality is measured on what ``decode`` returns: FFmpeg's decoder run on those exact bytes.
 * Threads: one by default, so the bytes do not depend on the machine (x264's frame threads
   change its output); x265 runs with ``frame-threads=1`` and a pool of ``threads``.
@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 from ..errors import NvcError, UsageError
+from . import annexb
 
 DEFAULT_CRFS = (23.0, 28.0, 33.0, 38.0, 43.0)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -89,9 +90,13 @@ class Anchor(ABC):
     def decode(self, data: bytes) -> np.ndarray:
         """Decode ``data`` back to uint8 RGB frames [T, H, W, 3]."""
 
-    def version_sei_bytes(self, data: bytes) -> int:
-        """Bytes of ``data`` spent on the encoder's version string (0 if none)."""
+    def uncounted_bytes(self, data: bytes) -> int:
+        """Bytes of the stream ``data`` that are not coded video, left out of the rate (0 if none)."""
         return 0
+
+    def rate_bytes(self, data: bytes) -> int:
+        """The rate: the stream's bytes less ``uncounted_bytes``."""
+        return len(data) - self.uncounted_bytes(data)
 
     @property
     def curve(self) -> str:
@@ -111,28 +116,25 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def annexb_nal_units(data: bytes) -> list[tuple[int, int, int]]:
-    """Split an Annex-B stream into (start, header, end): start code at ``start``, NAL header at
-    ``header``, next unit at ``end``."""
-    starts = [(m.start(), m.end()) for m in re.finditer(rb"\x00?\x00\x00\x01", data)]
-    return [(s, h, starts[i + 1][0] if i + 1 < len(starts) else len(data)) for i, (s, h) in enumerate(starts)]
-
-
 @dataclass(frozen=True)
 class PyAVAnchor(Anchor):
     """An anchor made of an FFmpeg encoder and decoder pair driven through PyAV codec contexts."""
 
     encoder_name: ClassVar[str]
     decoder_name: ClassVar[str]
-    version_tag: ClassVar[bytes]  # text that starts the encoder's version SEI
+    presets: ClassVar[tuple[str, ...]] = PRESETS
+    crf_range: ClassVar[tuple[float, float]] = (0, 51)
+    probe_preset: ClassVar[str] = "ultrafast"  # the fastest, for reading the version
+    pix_fmts: ClassVar[tuple[str, ...]] = PIX_FMTS
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise UsageError(f"{self.name}: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        if self.pix_fmt not in PIX_FMTS:
-            raise UsageError(f"{self.name}: pixel format {self.pix_fmt!r} not supported; choose {' or '.join(PIX_FMTS)}")
-        if not 0 <= float(self.crf) <= 51:
-            raise UsageError(f"{self.name}: CRF {self.crf} outside 0..51")
+        if self.preset not in self.presets:
+            raise UsageError(f"{self.name}: unknown preset {self.preset!r}; choose from {', '.join(self.presets)}")
+        if self.pix_fmt not in self.pix_fmts:
+            raise UsageError(f"{self.name}: pixel format {self.pix_fmt!r} not supported; choose {' or '.join(self.pix_fmts)}")
+        low, high = self.crf_range
+        if not low <= float(self.crf) <= high:
+            raise UsageError(f"{self.name}: CRF {self.crf} outside {low:g}..{high:g}")
         if self.threads < 1:
             raise UsageError(f"{self.name}: threads must be at least 1")
 
@@ -154,20 +156,14 @@ class PyAVAnchor(Anchor):
         """The encoder version written in a bitstream's SEI, if present."""
         return None
 
-    def _options(self) -> dict[str, str]:
+    def _options(self, probe: bool = False) -> dict[str, str]:
+        """Encoder options; ``probe``: the run that reads the version (which may need it written)."""
         return {"crf": f"{float(self.crf):g}", "preset": self.preset}
 
-    def _is_sei(self, header: int) -> bool:
-        raise NotImplementedError
-
-    def version_sei_bytes(self, data: bytes) -> int:
-        return sum(
-            end - start
-            for start, header, end in annexb_nal_units(data)
-            if header < len(data) and self._is_sei(data[header]) and self.version_tag in data[header:end]
-        )
-
     def encode(self, frames: np.ndarray, fps: Fraction = Fraction(25)) -> bytes:
+        return self._encode(frames, fps, self._options())
+
+    def _encode(self, frames: np.ndarray, fps: Fraction, options: dict[str, str]) -> bytes:
         frames = _check_frames(frames)
         height, width = frames.shape[1:3]
         if self.pix_fmt == "yuv420p" and (width % 2 or height % 2):
@@ -180,7 +176,7 @@ class PyAVAnchor(Anchor):
         ctx.time_base, ctx.framerate = 1 / fps, fps
         ctx.thread_count = self.threads
         ctx.colorspace, ctx.color_range = _VUI_MATRIX_SMPTE170M, _VUI_RANGE_LIMITED
-        ctx.options = self._options()
+        ctx.options = options
         packets: list[av.Packet] = []
         try:
             for index, rgb in enumerate(frames):
@@ -228,10 +224,10 @@ class X264Anchor(PyAVAnchor):
     encoder_name: ClassVar[str] = "libx264"
     decoder_name: ClassVar[str] = "h264"
     stream_suffix: ClassVar[str] = ".264"
-    version_tag: ClassVar[bytes] = b"x264 - core"
 
-    def _is_sei(self, header: int) -> bool:
-        return header & 0x1F == 6
+    def uncounted_bytes(self, data: bytes) -> int:
+        """x264's version and option string: SEI units of user_data_unregistered only."""
+        return annexb.user_data_sei_bytes(data, annexb.H264)
 
     @classmethod
     def parse_version(cls, data: bytes) -> str | None:
@@ -247,14 +243,15 @@ class X265Anchor(PyAVAnchor):
     encoder_name: ClassVar[str] = "libx265"
     decoder_name: ClassVar[str] = "hevc"
     stream_suffix: ClassVar[str] = ".265"
-    version_tag: ClassVar[bytes] = b"x265 (build"
 
-    def _options(self) -> dict[str, str]:
-        params = f"log-level=error:pools={self.threads}:frame-threads=1"
-        return {**super()._options(), "x265-params": params}
+    def _options(self, probe: bool = False) -> dict[str, str]:
+        """``info=0``: no version SEI in the stream (the probe keeps it, to read the version)."""
+        params = f"log-level=error:pools={self.threads}:frame-threads=1:info={int(probe)}"
+        return {**super()._options(probe), "x265-params": params}
 
-    def _is_sei(self, header: int) -> bool:
-        return (header >> 1) & 0x3F in (39, 40)  # prefix / suffix SEI
+    def uncounted_bytes(self, data: bytes) -> int:
+        """None written with ``info=0``; counted the same way as x264's in case a stream has one."""
+        return annexb.user_data_sei_bytes(data, annexb.HEVC)
 
     @classmethod
     def parse_version(cls, data: bytes) -> str | None:
@@ -278,8 +275,10 @@ def _probe_version(cls: type[PyAVAnchor]) -> str:
     """Encode two tiny frames and read the version the encoder writes into its SEI."""
     if cls.unavailable_reason():
         return "unavailable"
+    anchor = cls(crf=30, preset=cls.probe_preset)
     try:
-        data = cls(crf=30, preset="ultrafast").encode(np.full((2, 64, 64, 3), 128, np.uint8))
+        data = anchor._encode(np.full((2, 64, 64, 3), 128, np.uint8), Fraction(25), anchor._options(probe=True))
     except NvcError:
         return "unknown"
     return cls.parse_version(data) or "unknown"
+

@@ -1,10 +1,7 @@
-"""Command line for the RD benchmark: used by ``benchmarks/rd_curve.py``, ready to become ``nvc bench``.
+"""Command line for the RD benchmark: ``nvc bench`` and ``benchmarks/rd_curve.py`` are this one command.
 
 Why a separate module: ``rd.run_benchmark`` stays click-free; this file only turns options into
-a ``BenchConfig`` and errors into exit codes. To wire it into the ``nvc`` group::
-
-    from nvcodec.bench.command import bench
-    cli.add_command(bench)
+a ``BenchConfig`` and errors into exit codes (``nvcodec/cli.py`` adds it to the ``nvc`` group).
 """
 
 from __future__ import annotations
@@ -38,9 +35,9 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--frames", default="0:32", show_default=True, help="Frame range A:B (B excluded); 'all' for every frame.")
 @click.option("--resize", default="320x180", show_default=True, help="Scale to WxH; 'none' keeps the size.")
 @click.option("-o", "--out", "out_dir", default="rd_out", show_default=True, help="Output folder (also holds the point cache).")
-@click.option("--anchors", default="x264,x265", show_default=True, help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.")
+@click.option("--anchors", default=",".join(ANCHORS), show_default=True, help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.")
 @click.option("--presets", default="medium", show_default=True, help="x264/x265 presets, comma-separated.")
-@click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="Anchor CRFs.")
+@click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="x264/x265 CRFs.")
 @click.option("--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Anchor encoder/decoder threads.")
 @click.option("--models", default="nerv", show_default=True, help="nvcodec families, comma-separated.")
@@ -57,10 +54,16 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
               help="Clock of --train-time: wall, or process CPU seconds (equal compute whatever else runs).")
 @click.option("--train-time", "--train-seconds", "train_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).")
+@click.option("--nvcodec-points", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Reuse the nvcodec rows of this rd_points.csv (same clip) instead of encoding; with --anchors-only "
+                   "this re-measures only the anchors.")
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:
-    """Rate-distortion benchmark of nvcodec against x264/x265 (CSV, JSON, markdown, PNG)."""
+    """Rate-distortion benchmark of nvcodec against x264 and x265 (CSV, JSON, markdown, PNG).
+
+    The same benchmark as benchmarks/rd_curve.py. Anchor rates count the coded video only (no
+    version SEI); the raw stream size is kept in the CSV."""
     from .rd import run_benchmark  # torch loads here, not when `nvc` starts
 
     try:
@@ -103,6 +106,7 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         train_clock=str(opts["train_clock"]),
         resume=not opts["fresh"],
         plot=not opts["no_plot"],
+        nvcodec_points=opts["nvcodec_points"],  # type: ignore[arg-type]
     )
 
 

@@ -3,8 +3,9 @@
 Why one place for both kinds of codec: the rate rule, the metrics and the timing must be the
 same for the anchors and for nvcodec, or the curves are not comparable.
 
-* Anchors: rate = the Annex-B elementary stream (every packet, including in-band parameter sets
-  and the encoder's version/options SEI); quality measured here on FFmpeg's decode of those bytes;
+* Anchors: rate = the coded video: every packet (in-band parameter sets included) less what is
+  not video (x264's version/options SEI; ``Anchor.uncounted_bytes``),
+  the raw stream size kept beside it; quality measured here on FFmpeg's decode of all the bytes;
   encode time includes the RGB to Y'CbCr conversion, decode time the conversion back.
 * nvcodec: rate = the whole .nvc file; quality measured here on ``nvcodec.api.decode`` of that
   file (the same scoring code as the anchors), decode time measured around that call; encode time
@@ -28,12 +29,17 @@ from .clips import Clip
 
 # Bump when a metric's definition changes: every cached point then becomes a miss.
 METRICS_VERSION = 1
+# Bump when what counts as an anchor's rate changes: cached anchor points then become misses.
+ANCHOR_RATE_VERSION = 2
 
 RATE_ANCHOR = (
-    "raw Annex-B elementary stream: sum of packet sizes, no container; includes in-band parameter sets "
-    "and the user-data SEI holding the encoder's version and option string (see version_sei_bytes)"
+    "the coded video: the elementary stream (sum of packet sizes, no container, in-band parameter sets "
+    "included) less what is not video (uncounted_bytes): SEI NAL units holding only user_data_unregistered "
+    "messages (x264's version and option string; x265 runs with info=0 and writes none); "
+    "file_bytes is the raw stream"
 )
 RATE_NVCODEC = "the whole .nvc file as written"
+RATE_TRAINING_OFF = " rate-training off"  # ends the curve name of the post-training pipeline
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,9 @@ class RDPoint:
     curve: str  # the curve this point belongs to, e.g. "x265 medium", "nvcodec nerv medium"
     knob: str  # what was swept: "crf" or "bpp_target"
     knob_value: float
-    file_bytes: int
-    bpp: float
+    file_bytes: int  # the stream as written
+    rate_bytes: int  # what the rate counts: file_bytes less uncounted_bytes
+    bpp: float  # of rate_bytes
     psnr: float  # mean per-frame RGB PSNR, dB
     y_psnr: float  # mean per-frame BT.601 full-range luma PSNR, dB
     ms_ssim: float
@@ -57,7 +64,7 @@ class RDPoint:
     frames: int
     version: str
     rate_counted: str
-    version_sei_bytes: int | None  # anchors only
+    uncounted_bytes: int | None  # anchors only: bytes of the stream that are not coded video
     stream: str  # stored bitstream, relative to the output folder
     key: str
     settings: dict[str, object] = field(default_factory=dict)
@@ -69,7 +76,10 @@ class RDPoint:
     @classmethod
     def from_dict(cls, data: dict[str, object], **changes: object) -> "RDPoint":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**{k: v for k, v in data.items() if k in names}, **changes})
+        known = {k: v for k, v in data.items() if k in names}
+        known.setdefault("rate_bytes", known.get("file_bytes"))  # records from before the two counts
+        known.setdefault("uncounted_bytes", None)
+        return cls(**{**known, **changes})
 
 
 def _score(clip: Clip, decoded: np.ndarray) -> dict[str, float]:
@@ -108,6 +118,7 @@ class AnchorJob:
             "version": self.anchor.version,
             "colour": COLOUR_NOTE,
             "metrics": METRICS_VERSION,
+            "rate": ANCHOR_RATE_VERSION,
         }
 
     def measure(self, clip: Clip, stream_path: Path, key: str) -> RDPoint:
@@ -119,6 +130,7 @@ class AnchorJob:
         done = time.perf_counter()
         scores = _score(clip, decoded)
         atomic_write_bytes(stream_path, data)
+        rate_bytes = self.anchor.rate_bytes(data)
         return RDPoint(
             clip=clip.name,
             codec=self.codec,
@@ -126,7 +138,8 @@ class AnchorJob:
             knob="crf",
             knob_value=float(self.anchor.crf),
             file_bytes=len(data),
-            bpp=bpp(len(data), video.width, video.height, video.num_frames),
+            rate_bytes=rate_bytes,
+            bpp=bpp(rate_bytes, video.width, video.height, video.num_frames),
             **scores,
             encode_seconds=encoded - start,
             decode_seconds=done - encoded,
@@ -135,7 +148,7 @@ class AnchorJob:
             frames=video.num_frames,
             version=f"{self.anchor.name} {type(self.anchor).parse_version(data) or self.anchor.version}",
             rate_counted=RATE_ANCHOR,
-            version_sei_bytes=self.anchor.version_sei_bytes(data),
+            uncounted_bytes=len(data) - rate_bytes,
             stream=f"{stream_path.parent.name}/{stream_path.name}",
             key=key,
             settings=self.anchor.settings(),
@@ -165,7 +178,7 @@ class NvcodecJob:
         length = f"{self.train_seconds:g}s" if self.train_seconds else self.preset
         if self.train_seconds and self.train_clock == "cpu":
             length += " cpu"
-        return f"nvcodec {self.model} {length}" + ("" if self.rate_training else " rate-training off")
+        return f"nvcodec {self.model} {length}" + ("" if self.rate_training else RATE_TRAINING_OFF)
 
     @property
     def knob(self) -> tuple[str, float]:
@@ -212,6 +225,7 @@ class NvcodecJob:
             knob="bpp_target",
             knob_value=float(self.bpp),
             file_bytes=file_bytes,
+            rate_bytes=file_bytes,
             bpp=bpp(file_bytes, video.width, video.height, video.num_frames),
             **scores,
             encode_seconds=float(report.encode_seconds),
@@ -221,7 +235,7 @@ class NvcodecJob:
             frames=video.num_frames,
             version=f"nvcodec {self.nvcodec_version}",
             rate_counted=RATE_NVCODEC,
-            version_sei_bytes=None,
+            uncounted_bytes=None,
             stream=f"{stream_path.parent.name}/{stream_path.name}",
             key=key,
             settings={**self.settings(), **extras},

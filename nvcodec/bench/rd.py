@@ -24,7 +24,7 @@ from .bjontegaard import bd_psnr, bd_rate
 from .cache import PointCache, point_key
 from .clips import Clip, ClipSpec, load_clip
 from .environment import environment
-from .points import AnchorJob, Job, NvcodecJob, RDPoint
+from .points import RATE_TRAINING_OFF, AnchorJob, Job, NvcodecJob, RDPoint
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class BenchConfig:
     rate_training: tuple[bool, ...] = (True,)  # pipelines to measure: rate-aware (True), post-training (False)
     resume: bool = True  # reuse cached points
     plot: bool = True
+    nvcodec_points: str | None = None  # an rd_points.csv whose nvcodec rows are reused instead of encoding
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ def _anchor_jobs(config: BenchConfig) -> tuple[list[Job], list[Skipped]]:
     for name in dict.fromkeys(config.anchors):
         cls = anchor_class(name)
         reason = cls.unavailable_reason()
+        if config.pix_fmt not in cls.pix_fmts:
+            reason = f"{name} codes {' or '.join(cls.pix_fmts)} only, not {config.pix_fmt}"
         if reason:
             skipped.append(Skipped(name, reason))
             continue
@@ -196,18 +199,31 @@ def _bd_entries(clip: str, points: list[RDPoint], pairs: list[tuple[str, str]]) 
     return entries
 
 
-def _bd_pairs(jobs: list[Job]) -> list[tuple[str, str]]:
+def _bd_pairs(points: list[RDPoint]) -> list[tuple[str, str]]:
     """Every curve against every anchor curve, and each rate-aware nvcodec curve against the
     post-training curve of the same family and length (the ablation of rate-aware training)."""
-    curves = list(dict.fromkeys(j.curve for j in jobs))
-    anchors = list(dict.fromkeys(j.curve for j in jobs if isinstance(j, AnchorJob)))
+    curves = list(dict.fromkeys(p.curve for p in points))
+    anchors = list(dict.fromkeys(p.curve for p in points if p.codec != "nvcodec"))
     pairs = [(test, anchor) for test in curves for anchor in anchors if test != anchor]
-    for job in jobs:
-        if isinstance(job, NvcodecJob) and job.rate_training:
-            post_training = replace(job, rate_training=False).curve
-            if post_training in curves and (job.curve, post_training) not in pairs:
-                pairs.append((job.curve, post_training))
+    for curve in curves:
+        post_training = curve + RATE_TRAINING_OFF
+        if curve not in anchors and not curve.endswith(RATE_TRAINING_OFF) and post_training in curves:
+            pairs.append((curve, post_training))
     return pairs
+
+
+def _reused_points(config: BenchConfig, clip: Clip, log: Callable[[str], None]) -> list[RDPoint]:
+    """The nvcodec rows of ``config.nvcodec_points`` measured on ``clip`` (same name and shape)."""
+    if not config.nvcodec_points:
+        return []
+    rows = [p for p in report.read_csv(Path(config.nvcodec_points)) if p.codec == "nvcodec" and p.clip == clip.name]
+    video = clip.video
+    for p in rows:
+        if (p.width, p.height, p.frames) != (video.width, video.height, video.num_frames):
+            raise UsageError(f"{config.nvcodec_points}: {p.curve} was measured on {p.width}x{p.height}x{p.frames}, "
+                             f"not on {clip.name} as given ({video.width}x{video.height}x{video.num_frames})")
+    log(f"{clip.name}: {len(rows)} nvcodec points reused from {config.nvcodec_points}")
+    return [replace(p, from_cache=True) for p in rows]
 
 
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stderr) -> BenchResults:
@@ -259,8 +275,9 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stde
                 f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
                 + (" [cached]" if point.from_cache else "")
             )
+        clip_points += _reused_points(config, clip, log)
         points += clip_points
-        bd += _bd_entries(clip.name, clip_points, _bd_pairs(jobs))
+        bd += _bd_entries(clip.name, clip_points, _bd_pairs(clip_points))
 
     results = BenchResults(
         config=config,

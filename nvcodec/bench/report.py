@@ -27,7 +27,7 @@ FILES = {"csv": "rd_points.csv", "json": "rd_results.json", "markdown": "rd_summ
 MEASUREMENT = {
     "rate_anchors": RATE_ANCHOR,
     "rate_nvcodec": RATE_NVCODEC,
-    "bpp": "8 x bytes / (width x height x frames)",
+    "bpp": "8 x rate bytes / (width x height x frames)",
     "psnr": "RGB-PSNR: mean over frames of per-frame PSNR on 8-bit RGB, peak 255",
     "y_psnr": "Y-PSNR: mean over frames of per-frame PSNR of BT.601 full-range luma (0.299 R + 0.587 G + 0.114 B)",
     "ms_ssim": (
@@ -54,7 +54,8 @@ CSV_COLUMNS = (
     "knob",
     "knob_value",
     "file_bytes",
-    "version_sei_bytes",
+    "uncounted_bytes",
+    "rate_bytes",
     "bpp",
     "psnr",
     "y_psnr",
@@ -110,6 +111,27 @@ def write_csv(path: Path, points: tuple[RDPoint, ...]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+_INT_COLUMNS = ("file_bytes", "uncounted_bytes", "rate_bytes", "width", "height", "frames")
+_FLOAT_COLUMNS = ("knob_value", "bpp", "psnr", "y_psnr", "ms_ssim", "encode_seconds", "decode_seconds")
+
+
+def read_csv(path: Path) -> list[RDPoint]:
+    """The points of an ``rd_points.csv`` (this format, or the older one with ``version_sei_bytes``,
+    whose ``bpp`` counted the whole stream)."""
+    points = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            values: dict[str, object] = dict(row)
+            for name in _INT_COLUMNS:
+                values[name] = int(row[name]) if row.get(name) else None
+            for name in _FLOAT_COLUMNS:
+                values[name] = float(row[name])
+            values["from_cache"] = row.get("from_cache") == "True"
+            values["rate_counted"] = RATE_NVCODEC if row["codec"] == "nvcodec" else f"as in {path}"
+            points.append(RDPoint.from_dict({k: v for k, v in values.items() if v is not None}))
+    return points
+
+
 def write_json(path: Path, results: "BenchResults", plot_problem: str | None = None) -> None:
     text = json.dumps(results_dict(results, plot_problem), indent=2, allow_nan=False)
     atomic_write_bytes(path, (text + "\n").encode())
@@ -144,14 +166,15 @@ def markdown(results: "BenchResults", plot_problem: str | None = None) -> str:
             + (f" ({frames[0]}:{frames[1]})" if frames else "")
             + f" at {clip['fps']} fps",
             "",
-            "| curve | setting | bytes | of which version SEI | bpp | RGB-PSNR (dB) | Y-PSNR (dB) | MS-SSIM "
+            "| curve | setting | stream bytes | not video (left out) | rate bytes | bpp | RGB-PSNR (dB) | Y-PSNR (dB) | MS-SSIM "
             "| encode (s) | decode (s) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in sorted((p for p in results.points if p.clip == name), key=lambda p: (p.curve, p.bpp)):
             knob = f"CRF {p.knob_value:g}" if p.knob == "crf" else f"target {p.knob_value:g} bpp"
             lines.append(
-                f"| {p.curve} | {knob} | {p.file_bytes} | {'-' if p.version_sei_bytes is None else p.version_sei_bytes} "
+                f"| {p.curve} | {knob} | {p.file_bytes} | {'-' if p.uncounted_bytes is None else p.uncounted_bytes} "
+                f"| {p.rate_bytes} "
                 f"| {p.bpp:.4f} | {_fmt(p.psnr, 2)} | {_fmt(p.y_psnr, 2)} "
                 f"| {_fmt(p.ms_ssim, 4)} | {p.encode_seconds:.2f} | {p.decode_seconds:.2f} |"
             )
@@ -159,7 +182,8 @@ def markdown(results: "BenchResults", plot_problem: str | None = None) -> str:
         if bd:
             lines += [
                 "",
-                "Bjontegaard deltas (RGB-PSNR vs bpp, PCHIP):",
+                "Bjontegaard deltas (RGB-PSNR vs bpp of the rate bytes, i.e. anchors without their "
+                "version SEI; PCHIP):",
                 "",
                 "| test | anchor | BD-rate (%) | BD-PSNR (dB) | note |",
                 "|---|---|---:|---:|---|",
