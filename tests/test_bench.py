@@ -190,6 +190,89 @@ def test_malformed_sei_is_kept():
     assert annexb.user_data_sei_bytes(b"\x00\x00\x01\x06\x80", annexb.H264) == 0  # no message at all
 
 
+# ------------------------------------------------------------------------------------ driver
+
+
+def _nvcodec_model() -> str | None:
+    """A registered backbone when the codec API exists, else None (anchors-only run)."""
+    try:
+        import nvcodec.api  # noqa: F401
+        from nvcodec.families import family_names as available_models
+    except ImportError:
+        return None
+    models = list(available_models())
+    return models[0] if models else None
+
+
+@pytest.mark.slow  # trains, or decodes in a subprocess
+def test_benchmark_end_to_end_and_resume(tmp_path):
+    model = _nvcodec_model()
+    config = BenchConfig(
+        out_dir=str(tmp_path / "rd"),
+        clips=(ClipSpec(None, frames=(0, 8), resize=(64, 48), name="tiny"),),
+        anchors=("x264", "x265"),
+        anchor_presets=("ultrafast",),
+        crfs=(26, 36),
+        models=(model,) if model else (),
+        bpps=(3.0,) if model else (),  # an INR's weights cost > 1.4 bpp on 8 frames of 64x48
+        epochs=1 if model else None,
+    )
+    lines: list[str] = []
+    first = run_benchmark(config, log=lines.append)
+
+    expected_curves = {"x264 ultrafast"} | ({"x265 ultrafast"} if X265Anchor.available() else set())
+    if model:
+        expected_curves.add(f"nvcodec {model} medium")
+    assert {p.curve for p in first.points} == expected_curves
+    assert not first.failed
+    assert first.cached == 0 and first.computed == len(first.points)
+    assert sum("] tiny " in line for line in lines) == len(first.points)  # one progress line per point
+
+    for kind in ("csv", "json", "markdown", "png"):
+        assert (tmp_path / "rd" / first.outputs[kind].split("/")[-1]).stat().st_size > 0
+    with open(first.outputs["csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(first.points) and all(float(r["bpp"]) > 0 for r in rows)
+    record = json.loads(open(first.outputs["json"]).read())
+    assert record["environment"]["encoders"]["libx264"].startswith("core")
+    assert "coded video" in record["measurement"]["rate_anchors"]
+    x264_rows = [r for r in rows if r["codec"] == "x264"]  # raw size, the SEI left out, and the rate
+    assert all(int(r["file_bytes"]) - int(r["uncounted_bytes"]) == int(r["rate_bytes"]) for r in x264_rows)
+    assert all(int(r["uncounted_bytes"]) > 0 for r in x264_rows)
+    assert record["computed"] == len(first.points)
+    summary = open(first.outputs["markdown"]).read()
+    assert "BD-rate" in summary and "| x264 ultrafast | CRF 26 |" in summary
+    if X265Anchor.available():
+        bd = [b for b in first.bd if b.test == "x265 ultrafast" and b.anchor == "x264 ultrafast"]
+        assert len(bd) == 1 and (math.isfinite(bd[0].bd_rate) or bd[0].note)
+    for point in first.points:
+        assert point.file_bytes > 0 and point.psnr > (15 if point.codec != "nvcodec" else 5)  # 1 epoch: barely fit
+        assert (tmp_path / "rd" / point.stream).stat().st_size == point.file_bytes
+
+    second = run_benchmark(config, log=None)
+    assert second.computed == 0 and second.cached == len(first.points)
+    assert [p.to_dict() | {"from_cache": True} for p in first.points] == [p.to_dict() for p in second.points]
+    assert json.loads(open(second.outputs["json"]).read())["computed"] == 0
+    if model:  # the bench scores the .nvc itself; it must agree with what encode() reported
+        nvc = next(p for p in second.points if p.codec == "nvcodec")
+        assert nvc.psnr == pytest.approx(nvc.settings["reported"]["psnr"], abs=1e-6)
+
+
+def test_missing_codec_is_skipped_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setattr(X265Anchor, "unavailable_reason", classmethod(lambda cls: "no libx265 in this build"))
+    config = BenchConfig(
+        out_dir=str(tmp_path / "rd"),
+        clips=(ClipSpec(None, frames=(0, 2), resize=(32, 32)),),
+        anchors=("x265",),
+        crfs=(30,),
+        plot=False,
+    )
+    results = run_benchmark(config, log=None)
+    assert results.points == () and not results.failed
+    assert [s.reason for s in results.skipped] == ["no libx265 in this build"]
+    assert "png" not in results.outputs and "no libx265" in open(results.outputs["markdown"]).read()
+
+
 OLD_CSV_HEADER = ("clip,codec,curve,knob,knob_value,file_bytes,version_sei_bytes,bpp,psnr,y_psnr,ms_ssim,encode_seconds,"
                   "decode_seconds,width,height,frames,version,stream,from_cache,key")
 
