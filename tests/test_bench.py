@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.bench import annexb, report
-from nvcodec.bench.anchors import X264Anchor, X265Anchor, anchor_class
+from nvcodec.bench import annexb, obu, report
+from nvcodec.bench.anchors import SvtAv1Anchor, X264Anchor, X265Anchor, anchor_class
 from nvcodec.bench.bjontegaard import bd_psnr, bd_rate, pchip_eval, pchip_integral
 from nvcodec.bench.clips import ClipSpec
 from nvcodec.bench.rd import BenchConfig, run_benchmark
@@ -92,7 +92,7 @@ def smooth_clip(frames: int = 8, width: int = 64, height: int = 48) -> np.ndarra
     return np.clip(np.round(np.stack(out)), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("cls", [X264Anchor, X265Anchor])
+@pytest.mark.parametrize("cls", [X264Anchor, X265Anchor, SvtAv1Anchor])
 @pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv444p"])
 def test_anchor_round_trip_on_smooth_clip(cls, pix_fmt):
     if not cls.available():
@@ -114,8 +114,10 @@ def test_anchor_round_trip_on_smooth_clip(cls, pix_fmt):
     assert anchor.rate_bytes(data) == len(data) - uncounted
     if cls is X264Anchor:  # its version SEI is written and left out of the rate
         assert 0 < uncounted < len(data) and cls.parse_version(data) == anchor.version
-    else:  # x265 with info=0: no version SEI written at all
+    elif cls is X265Anchor:  # info=0: no version SEI written at all
         assert uncounted == 0 and cls.parse_version(data) is None
+    else:  # one 2-byte temporal delimiter per frame, and no metadata OBU
+        assert uncounted == 2 * len(frames) and obu.OBU_METADATA not in obu.bytes_by_type(data)
 
 
 def test_anchor_on_sample_clip_and_crf_ordering():
@@ -137,6 +139,11 @@ def test_anchor_rejects_bad_settings_and_odd_sizes():
         anchor_class("vp9")
     with pytest.raises(UsageError):
         X264Anchor().encode(np.zeros((2, 47, 64, 3), np.uint8))
+    with pytest.raises(UsageError):
+        SvtAv1Anchor(preset="medium")
+    with pytest.raises(UsageError):
+        SvtAv1Anchor(crf=64)
+    assert SvtAv1Anchor().preset == "4" and SvtAv1Anchor(crf=63).crf == 63
 
 
 # ------------------------------------------------------------------ what the rate leaves out
@@ -188,6 +195,17 @@ def test_malformed_sei_is_kept():
     truncated = b"\x00\x00\x01\x06\x05\x20" + UUID  # says 32 bytes, has 16
     assert annexb.user_data_sei_bytes(truncated, annexb.H264) == 0
     assert annexb.user_data_sei_bytes(b"\x00\x00\x01\x06\x80", annexb.H264) == 0  # no message at all
+
+
+def test_av1_temporal_delimiters_are_counted_exactly():
+    delimiter = b"\x12\x00"  # type 2, has_size_field, size 0
+    sequence_header = b"\x0a\x03abc"  # type 1, 3 bytes
+    frame = b"\x32\xc8\x01" + bytes(200)  # type 6, LEB128 size 200
+    stream = delimiter + sequence_header + frame + delimiter + frame
+    assert obu.obu_sizes(stream) == [(2, 2), (1, 5), (6, 203), (2, 2), (6, 203)]
+    assert obu.temporal_delimiter_bytes(stream) == 4
+    with pytest.raises(ValueError):
+        obu.obu_sizes(frame[:-1])
 
 
 # ------------------------------------------------------------------------------------ driver

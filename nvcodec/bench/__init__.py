@@ -1,9 +1,9 @@
-"""Rate-distortion benchmark of nvcodec against x264/x265 anchors (run through PyAV).
+"""Rate-distortion benchmark of nvcodec against x264, x265 and SVT-AV1 anchors (run through PyAV).
 
 Modules, one job each:
 
 * ``anchors``      conventional codecs behind one interface (encode frames -> bytes -> frames)
-* ``annexb``       the parts of an H.264/HEVC stream that are not coded video
+* ``annexb``, ``obu`` the parts of an H.264/HEVC or AV1 stream that are not coded video
 * ``bjontegaard``  BD-rate / BD-PSNR with PCHIP interpolation, numpy only
 * ``clips``        test clips and their content hash
 * ``points``       measuring one RD point the same way for every codec
@@ -23,6 +23,7 @@ __all__ = [
     "BenchResults",
     "ClipSpec",
     "RDPoint",
+    "SvtAv1Anchor",
     "X264Anchor",
     "X265Anchor",
     "bd_psnr",
@@ -32,7 +33,7 @@ __all__ = [
 
 _HOMES = {
     "ANCHORS": "anchors", "Anchor": "anchors", "AnchorUnavailable": "anchors", "X264Anchor": "anchors",
-    "X265Anchor": "anchors", "BDResult": "bjontegaard", "bd_psnr": "bjontegaard", "bd_rate": "bjontegaard",
+    "X265Anchor": "anchors", "SvtAv1Anchor": "anchors", "BDResult": "bjontegaard", "bd_psnr": "bjontegaard", "bd_rate": "bjontegaard",
     "ClipSpec": "clips", "RDPoint": "points", "BenchConfig": "rd", "BenchResults": "rd", "run_benchmark": "rd",
 }
 

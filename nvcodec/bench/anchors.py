@@ -1,4 +1,4 @@
-"""Conventional codecs (x264, x265) as anchors, run in-process through PyAV.
+"""Conventional codecs (x264, x265, SVT-AV1) as anchors, run in-process through PyAV.
 
 Why in-process: no ffmpeg binary to locate or version-match, and the bytes we count are
 exactly the packets the encoder emitted, which we then feed back to FFmpeg's own decoder.
@@ -10,31 +10,40 @@ Every anchor follows the same rules, so the points are comparable with nvcodec's
   (matrix SMPTE 170M, limited range) so any other decoder converts back identically.
   yuv420p by default, yuv444p on request.
 * Rate: the coded video. The stream is every packet the encoder emitted, with no container
-  (Annex-B), parameter sets in-band; from its size we leave out what is not video
-  (``uncounted_bytes``): x264's version and option string, a user-data SEI (``annexb``). x265 is
-  told ``info=0`` so it writes no such SEI. The raw size stays in the results.
+  (Annex-B for H.264/HEVC, low-overhead OBUs for AV1), parameter sets in-band; from its size we
+  leave out what is not video (``uncounted_bytes``): x264's version and option string, a
+  user-data SEI (``annexb``), and AV1's temporal delimiters (``obu``; MP4 and Matroska drop them
+  too). x265 is told ``info=0`` so it writes no such SEI. The raw size stays in the results.
 * Quality is measured on what ``decode`` returns: FFmpeg's decoder run on those exact bytes.
 * Threads: one by default, so the bytes do not depend on the machine (x264's frame threads
-  change its output); x265 runs with ``frame-threads=1`` and a pool of ``threads``.
+  change its output); x265 runs with ``frame-threads=1`` and a pool of ``threads``, SVT-AV1
+  with ``lp=threads``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import ClassVar
 
 import av
 import numpy as np
 
 from ..errors import NvcError, UsageError
-from . import annexb
+from . import annexb, obu
 
 DEFAULT_CRFS = (23.0, 28.0, 33.0, 38.0, 43.0)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+# SVT-AV1's CRF scale is 1-63, not 0-51: these give about the rates of x264/x265 at DEFAULT_CRFS
+# and below (0.03-0.25 bpp on the sample clip at 320x180).
+SVTAV1_CRFS = (23.0, 30.0, 37.0, 44.0, 51.0, 58.0, 63.0)
+SVTAV1_PRESET = "4"
 PIX_FMTS = ("yuv420p", "yuv444p")
 
 # swscale names for the conversion, and the H.273 code points written to the VUI.
@@ -259,11 +268,45 @@ class X265Anchor(PyAVAnchor):
         return f"{match.group(2).decode()} (build {match.group(1).decode()})" if match else None
 
 
-ANCHORS: dict[str, type[PyAVAnchor]] = {"x264": X264Anchor, "x265": X265Anchor}
+@dataclass(frozen=True)
+class SvtAv1Anchor(PyAVAnchor):
+    """AV1 via SVT-AV1, decoded by dav1d.
+
+    Preset 4 by default, the one a user picks for quality: SVT-AV1 calls 0-3 its research /
+    very slow range and 4-6 its high-quality one. On the sample clip (320x180x32, one thread) it
+    costs about twice preset 6 and half preset 2, and preset 2 saves only a few percent of bits
+    over it (``nvc bench --anchors-only --anchors svtav1 --svtav1-presets 2,3,4,5,6,8``;
+    docs/results.md). The stream carries no metadata OBU (no version string); its temporal
+    delimiters (2 bytes a frame) are left out of the rate.
+    """
+
+    name: ClassVar[str] = "svtav1"
+    encoder_name: ClassVar[str] = "libsvtav1"
+    decoder_name: ClassVar[str] = "libdav1d"
+    stream_suffix: ClassVar[str] = ".obu"
+    presets: ClassVar[tuple[str, ...]] = tuple(str(p) for p in range(14))
+    crf_range: ClassVar[tuple[float, float]] = (1, 63)
+    probe_preset: ClassVar[str] = "13"
+    pix_fmts: ClassVar[tuple[str, ...]] = ("yuv420p",)  # SVT-AV1 codes the main profile only
+    preset: str = SVTAV1_PRESET
+
+    def _options(self, probe: bool = False) -> dict[str, str]:
+        os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT-AV1 prints its banner to stderr otherwise
+        return {**super()._options(probe), "svtav1-params": f"lp={self.threads}"}
+
+    def uncounted_bytes(self, data: bytes) -> int:
+        return obu.temporal_delimiter_bytes(data)
+
+    @property
+    def version(self) -> str:
+        return _svtav1_version()
+
+
+ANCHORS: dict[str, type[PyAVAnchor]] = {"x264": X264Anchor, "x265": X265Anchor, "svtav1": SvtAv1Anchor}
 
 
 def anchor_class(name: str) -> type[PyAVAnchor]:
-    """The anchor class registered as ``name`` ('x264' or 'x265')."""
+    """The anchor class registered as ``name`` ('x264', 'x265' or 'svtav1')."""
     try:
         return ANCHORS[name]
     except KeyError:
@@ -282,3 +325,18 @@ def _probe_version(cls: type[PyAVAnchor]) -> str:
         return "unknown"
     return cls.parse_version(data) or "unknown"
 
+
+@functools.lru_cache(maxsize=None)
+def _svtav1_version() -> str:
+    """SVT-AV1 writes no version into its stream: ask the library PyAV bundles (``svt_av1_get_version``)."""
+    if SvtAv1Anchor.unavailable_reason():
+        return "unavailable"
+    libs = Path(av.__file__).resolve().parent.parent / "av.libs"
+    for path in sorted(libs.glob("libSvtAv1Enc*")):
+        try:
+            get_version = ctypes.CDLL(str(path)).svt_av1_get_version
+        except (OSError, AttributeError):
+            continue
+        get_version.restype = ctypes.c_char_p
+        return get_version().decode()
+    return "unknown"

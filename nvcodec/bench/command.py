@@ -13,7 +13,7 @@ import click
 
 from ..errors import NvcError, UsageError
 from ..io import parse_frame_range, parse_size
-from .anchors import ANCHORS, DEFAULT_CRFS, PIX_FMTS
+from .anchors import ANCHORS, DEFAULT_CRFS, PIX_FMTS, SVTAV1_CRFS, SVTAV1_PRESET
 
 if TYPE_CHECKING:
     from .rd import BenchConfig
@@ -38,6 +38,9 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--anchors", default=",".join(ANCHORS), show_default=True, help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.")
 @click.option("--presets", default="medium", show_default=True, help="x264/x265 presets, comma-separated.")
 @click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="x264/x265 CRFs.")
+@click.option("--svtav1-presets", default=SVTAV1_PRESET, show_default=True, help="SVT-AV1 presets (0-13), comma-separated.")
+@click.option("--svtav1-crf", "svtav1_crfs", default=",".join(f"{c:g}" for c in SVTAV1_CRFS), show_default=True,
+              help="SVT-AV1 CRFs (its scale is 1-63).")
 @click.option("--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Anchor encoder/decoder threads.")
 @click.option("--models", default="nerv", show_default=True, help="nvcodec families, comma-separated.")
@@ -60,10 +63,10 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:
-    """Rate-distortion benchmark of nvcodec against x264 and x265 (CSV, JSON, markdown, PNG).
+    """Rate-distortion benchmark of nvcodec against x264, x265 and SVT-AV1 (CSV, JSON, markdown, PNG).
 
     The same benchmark as benchmarks/rd_curve.py. Anchor rates count the coded video only (no
-    version SEI); the raw stream size is kept in the CSV."""
+    version SEI, no AV1 temporal delimiters); the raw stream size is kept in the CSV."""
     from .rd import run_benchmark  # torch loads here, not when `nvc` starts
 
     try:
@@ -93,6 +96,8 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         anchors=tuple(_split(str(opts["anchors"]))),
         anchor_presets=tuple(_split(str(opts["presets"]))),
         crfs=_numbers(str(opts["crfs"]), "--crf"),
+        svtav1_presets=tuple(_split(str(opts["svtav1_presets"]))),
+        svtav1_crfs=_numbers(str(opts["svtav1_crfs"]), "--svtav1-crf"),
         pix_fmt=str(opts["pix_fmt"]),
         threads=int(opts["threads"]),  # type: ignore[call-overload]
         models=() if opts["anchors_only"] else tuple(_split(str(opts["models"]))),

@@ -4,7 +4,7 @@ Why one place for both kinds of codec: the rate rule, the metrics and the timing
 same for the anchors and for nvcodec, or the curves are not comparable.
 
 * Anchors: rate = the coded video: every packet (in-band parameter sets included) less what is
-  not video (x264's version/options SEI; ``Anchor.uncounted_bytes``),
+  not video (x264's version/options SEI, AV1's temporal delimiters; ``Anchor.uncounted_bytes``),
   the raw stream size kept beside it; quality measured here on FFmpeg's decode of all the bytes;
   encode time includes the RGB to Y'CbCr conversion, decode time the conversion back.
 * nvcodec: rate = the whole .nvc file; quality measured here on ``nvcodec.api.decode`` of that
@@ -35,8 +35,8 @@ ANCHOR_RATE_VERSION = 2
 RATE_ANCHOR = (
     "the coded video: the elementary stream (sum of packet sizes, no container, in-band parameter sets "
     "included) less what is not video (uncounted_bytes): SEI NAL units holding only user_data_unregistered "
-    "messages (x264's version and option string; x265 runs with info=0 and writes none); "
-    "file_bytes is the raw stream"
+    "messages (x264's version and option string; x265 runs with info=0 and writes none) and AV1 temporal "
+    "delimiter OBUs (SVT-AV1 writes no metadata OBU); file_bytes is the raw stream"
 )
 RATE_NVCODEC = "the whole .nvc file as written"
 RATE_TRAINING_OFF = " rate-training off"  # ends the curve name of the post-training pipeline

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import NvcError, UsageError
 from . import report
-from .anchors import DEFAULT_CRFS, PIX_FMTS, anchor_class
+from .anchors import DEFAULT_CRFS, PIX_FMTS, SVTAV1_CRFS, SVTAV1_PRESET, PyAVAnchor, SvtAv1Anchor, anchor_class
 from .bjontegaard import bd_psnr, bd_rate
 from .cache import PointCache, point_key
 from .clips import Clip, ClipSpec, load_clip
@@ -33,9 +33,11 @@ class BenchConfig:
 
     out_dir: str
     clips: tuple[ClipSpec, ...] = (ClipSpec(),)  # default: the sample clip, 320x180, frames 0:32
-    anchors: tuple[str, ...] = ("x264", "x265")
-    anchor_presets: tuple[str, ...] = ("medium",)
-    crfs: tuple[float, ...] = DEFAULT_CRFS
+    anchors: tuple[str, ...] = ("x264", "x265", "svtav1")
+    anchor_presets: tuple[str, ...] = ("medium",)  # x264 and x265
+    crfs: tuple[float, ...] = DEFAULT_CRFS  # x264 and x265
+    svtav1_presets: tuple[str, ...] = (SVTAV1_PRESET,)
+    svtav1_crfs: tuple[float, ...] = SVTAV1_CRFS  # its own scale (1-63)
     pix_fmt: str = "yuv420p"
     threads: int = 1  # anchor encoder/decoder threads; 1 keeps the bytes machine-independent
     models: tuple[str, ...] = ()  # nvcodec backbones; empty = anchors only
@@ -135,10 +137,18 @@ def _anchor_jobs(config: BenchConfig) -> tuple[list[Job], list[Skipped]]:
         if reason:
             skipped.append(Skipped(name, reason))
             continue
-        for preset in dict.fromkeys(config.anchor_presets):
-            for crf in dict.fromkeys(config.crfs):
+        presets, crfs = _sweep(config, cls)
+        for preset in dict.fromkeys(presets):
+            for crf in dict.fromkeys(crfs):
                 jobs.append(AnchorJob(cls(crf=crf, preset=preset, pix_fmt=config.pix_fmt, threads=config.threads)))
     return jobs, skipped
+
+
+def _sweep(config: BenchConfig, cls: type[PyAVAnchor]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """An anchor's presets and CRFs: SVT-AV1 numbers both differently from x264/x265."""
+    if cls is SvtAv1Anchor:
+        return config.svtav1_presets, config.svtav1_crfs
+    return config.anchor_presets, config.crfs
 
 
 def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job], list[Skipped]]:

@@ -183,7 +183,7 @@ def markdown(results: "BenchResults", plot_problem: str | None = None) -> str:
             lines += [
                 "",
                 "Bjontegaard deltas (RGB-PSNR vs bpp of the rate bytes, i.e. anchors without their "
-                "version SEI; PCHIP):",
+                "version SEI / temporal delimiters; PCHIP):",
                 "",
                 "| test | anchor | BD-rate (%) | BD-PSNR (dB) | note |",
                 "|---|---|---:|---:|---|",
