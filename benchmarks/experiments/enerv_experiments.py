@@ -3,10 +3,10 @@
 and frame interpolation by time input. One thread; every PSNR is measured on the decoder's output
 of the written file.
 
-    PYTHONPATH=. python benchmarks/enerv_experiments.py                  # everything (~12 CPU-minutes)
-    PYTHONPATH=. python benchmarks/enerv_experiments.py --only compare --budget-cpu 270
-    PYTHONPATH=. python benchmarks/enerv_experiments.py --only interp --interp-budget-cpu 60
-    PYTHONPATH=. python benchmarks/enerv_experiments.py --only steptime
+    PYTHONPATH=. python benchmarks/experiments/enerv_experiments.py                  # everything (~12 CPU-minutes)
+    PYTHONPATH=. python benchmarks/experiments/enerv_experiments.py --only compare --budget-cpu 270
+    PYTHONPATH=. python benchmarks/experiments/enerv_experiments.py --only interp --interp-budget-cpu 60
+    PYTHONPATH=. python benchmarks/experiments/enerv_experiments.py --only steptime
 
 Equal CPU time: each model's training (train + prune fine-tune) gets the same process-CPU budget
 (``time.process_time``, immune to other processes on the machine). Since ``fit`` works in epochs, the
@@ -14,7 +14,7 @@ epochs are chosen from the model's measured CPU cost per step (a calibration run
 same data), and the CPU time the training really took is recorded beside it. Both models get the same
 --bpp target, hence the same parameter budget (``config_for_budget``) and the same rate control.
 
-Results: benchmarks/results/enerv/<experiment>.json and summary.md.
+Results: benchmarks/experiments/results/enerv/<experiment>.json and summary.md.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 try:
     import nvcodec  # noqa: F401
 except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, plan_model
 from nvcodec.compress.ratecontrol import (
@@ -206,7 +206,7 @@ def run_interp(args) -> dict:
 
 
 def summary(results: dict) -> str:
-    lines = ["# E-NeRV experiments", "", "Produced by `benchmarks/enerv_experiments.py` (1 thread); PSNR/bpp from "
+    lines = ["# E-NeRV experiments", "", "Produced by `benchmarks/experiments/enerv_experiments.py` (1 thread); PSNR/bpp from "
              "the decoded .nvc file.", ""]
     if "steptime" in results:
         lines += ["## CPU cost per training step (320x180, one frame, forward+backward+Adam)", "",
@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--interp-models", default="enerv,enerv:tin_pe_base=1.05,nerv",
                         help="tin_pe_base=1.05: the paper's interpolation setting of the norm branch (sec. 5.7)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (both)")
-    parser.add_argument("-o", "--out", type=Path, default=Path("benchmarks/results/enerv"))
+    parser.add_argument("-o", "--out", type=Path, default=Path("benchmarks/experiments/results/enerv"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)

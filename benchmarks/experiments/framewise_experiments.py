@@ -3,9 +3,9 @@
 Regression (all 32 frames) and interpolation (train on the 16 even frames, score the 15 odd frames
 between them, rendered from the file at twice the frame rate); the listed models run one after another:
 
-    python benchmarks/framewise_experiments.py --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
-    python benchmarks/framewise_experiments.py --interpolation --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
-    python benchmarks/framewise_experiments.py --table          # results.md from the JSON files
+    python benchmarks/experiments/framewise_experiments.py --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
+    python benchmarks/experiments/framewise_experiments.py --interpolation --models nerv,enerv,hnerv,snerv-b,snerv-t --cpu-seconds 300
+    python benchmarks/experiments/framewise_experiments.py --table          # results.md from the JSON files
 
 Setup: Big Buck Bunny (the bundled sample) at 320x180, frames 0-31; every model sized by its own
 ``config_for_budget`` to at most --params parameters (embeddings included: they are in the file);
@@ -16,7 +16,7 @@ not wall time, so other jobs on the machine do not bias it), 5/6 of it training 
 fine-tuning after 10% pruning, the learning-rate schedule following the budget spent; the table
 reports the training CPU seconds actually spent. Quantization at a fixed 8 bits (embeddings
 6 bits, the papers' setting); bpp and PSNR are measured on the decoder's output of the written .nvc.
-Results: benchmarks/results/framewise/{regression,interpolation}_<model>.json and results.md (the
+Results: benchmarks/experiments/results/framewise/{regression,interpolation}_<model>.json and results.md (the
 .nvc files are left beside them, not committed).
 """
 

@@ -2,14 +2,14 @@
 
 Every PSNR here is measured on frames the real decoder renders from the written ``.nvc`` file.
 
-    python benchmarks/siren_experiments.py cost          # per-step CPU cost of the regularizer
-    python benchmarks/siren_experiments.py interp        # interpolation: BBB 160x90, fit 8 even of 16 frames
-    python benchmarks/siren_experiments.py narrow        # fitting 16 frames with narrow SIRENs (hidden <= 50)
-    python benchmarks/siren_experiments.py roundtrip     # default pipeline (--bpp landing, pruning) to .nvc
-    python benchmarks/siren_experiments.py all           # the four, one after the other
+    python benchmarks/experiments/siren_experiments.py cost          # per-step CPU cost of the regularizer
+    python benchmarks/experiments/siren_experiments.py interp        # interpolation: BBB 160x90, fit 8 even of 16 frames
+    python benchmarks/experiments/siren_experiments.py narrow        # fitting 16 frames with narrow SIRENs (hidden <= 50)
+    python benchmarks/experiments/siren_experiments.py roundtrip     # default pipeline (--bpp landing, pruning) to .nvc
+    python benchmarks/experiments/siren_experiments.py all           # the four, one after the other
 
 Options: ``--budget SECONDS`` (CPU seconds of training per run; defaults per experiment below),
-``--out DIR`` (default benchmarks/results/siren). One thread (``torch.set_num_threads(1)``).
+``--out DIR`` (default benchmarks/experiments/results/siren). One thread (``torch.set_num_threads(1)``).
 
 Equal CPU time: for each run the per-step CPU cost (``time.process_time``) of that model and
 objective is measured on a few steps first, and the epochs are chosen so training (the main
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nvcodec import api  # noqa: E402
@@ -234,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=["cost", "interp", "narrow", "roundtrip", "all", "report"])
     parser.add_argument("--budget", type=float, default=None, help="CPU seconds of training per run")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/siren"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/experiments/results/siren"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """Trace the lambda controller of one grid encode: lambda and estimate / target at every update.
 
-    python benchmarks/grid_controller_trace.py --bpp 0.05 --train-time 120 --label base \
+    python benchmarks/experiments/grid_controller_trace.py --bpp 0.05 --train-time 120 --label base \
         [--rate-options '{"controller_gain": 0.2}']
 
 Big Buck Bunny 320x180, frames 0:32, process-CPU budget, 2 threads; prints the file's bpp and
