@@ -236,6 +236,32 @@ def _reused_points(config: BenchConfig, clip: Clip, log: Callable[[str], None]) 
     return [replace(p, from_cache=True) for p in rows]
 
 
+def nvcodec_version(env: dict[str, object]) -> str:
+    """The codec build as cache identities name it: a new commit recomputes nvcodec points."""
+    nvc = env["nvcodec"]
+    return f"{nvc['version']} ({nvc['git_commit'] or 'no commit'})"  # type: ignore[index]
+
+
+def measure_point(job: Job, clip: Clip, cache: PointCache, streams: Path, resume: bool = True) -> RDPoint:
+    """The job's point on ``clip``: from the cache when it holds the same identity, else measured and stored."""
+    key = point_key(clip.sha256, job.identity())
+    label = f"{clip.name}-{job.curve}-{job.knob[0]}{job.knob[1]:g}"
+    cached = cache.load(key, label) if resume else None
+    if cached is not None:
+        return RDPoint.from_dict(cached, clip=clip.name, from_cache=True)
+    streams.mkdir(parents=True, exist_ok=True)
+    point = job.measure(clip, streams / f"{clip.name}-{job.curve}-{key}{job.stream_suffix}".replace(" ", "_"), key)
+    cache.store(key, label, point.to_dict())
+    return point
+
+
+def point_line(point: RDPoint) -> str:
+    """One progress line's worth of a point."""
+    return (f"{point.bpp:.4f} bpp, {point.psnr:.2f} dB RGB-PSNR, {point.y_psnr:.2f} dB Y-PSNR, "
+            f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
+            + (" [cached]" if point.from_cache else ""))
+
+
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stderr) -> BenchResults:
     """Measure every point (or reuse it from the cache), compute BD deltas, write all outputs."""
     log = log or (lambda line: None)
@@ -246,10 +272,8 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stde
     streams.mkdir(exist_ok=True)
 
     env = environment()
-    nvc = env["nvcodec"]
-    nvcodec_version = f"{nvc['version']} ({nvc['git_commit'] or 'no commit'})"  # type: ignore[index]
     anchor_jobs, skipped = _anchor_jobs(config)
-    nvc_jobs, nvc_skipped = _nvcodec_jobs(config, nvcodec_version)
+    nvc_jobs, nvc_skipped = _nvcodec_jobs(config, nvcodec_version(env))
     skipped += nvc_skipped
     for s in skipped:
         log(f"skip {s.what}: {s.reason}")
@@ -263,28 +287,17 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stde
         clip_points: list[RDPoint] = []
         for job in jobs:
             index += 1
-            key = point_key(clip.sha256, job.identity())
-            label = f"{clip.name}-{job.curve}-{job.knob[0]}{job.knob[1]:g}"
             prefix = f"[{index}/{total}] {clip.name} {_describe(job)}"
-            cached = cache.load(key, label) if config.resume else None
-            if cached is not None:
-                point = RDPoint.from_dict(cached, clip=clip.name, from_cache=True)
-            else:
-                try:
-                    point = job.measure(clip, streams / f"{clip.name}-{job.curve}-{key}{job.stream_suffix}".replace(" ", "_"), key)
-                except NvcError as exc:
-                    if isinstance(exc, UsageError) and isinstance(job, AnchorJob):
-                        raise
-                    skipped.append(Skipped(_describe(job), f"{type(exc).__name__}: {exc}", "failed", clip.name))
-                    log(f"{prefix}: FAILED: {exc}")
-                    continue
-                cache.store(key, label, point.to_dict())
+            try:
+                point = measure_point(job, clip, cache, streams, config.resume)
+            except NvcError as exc:
+                if isinstance(exc, UsageError) and isinstance(job, AnchorJob):
+                    raise
+                skipped.append(Skipped(_describe(job), f"{type(exc).__name__}: {exc}", "failed", clip.name))
+                log(f"{prefix}: FAILED: {exc}")
+                continue
             clip_points.append(point)
-            log(
-                f"{prefix}: {point.bpp:.4f} bpp, {point.psnr:.2f} dB RGB-PSNR, {point.y_psnr:.2f} dB Y-PSNR, "
-                f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
-                + (" [cached]" if point.from_cache else "")
-            )
+            log(f"{prefix}: {point_line(point)}")
         clip_points += _reused_points(config, clip, log)
         points += clip_points
         bd += _bd_entries(clip.name, clip_points, _bd_pairs(clip_points))

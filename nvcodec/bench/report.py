@@ -72,19 +72,19 @@ CSV_COLUMNS = (
 )
 
 
-def _json_safe(value: object) -> object:
+def json_safe(value: object) -> object:
     """NaN/inf are not JSON: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def results_dict(results: "BenchResults", plot_problem: str | None = None) -> dict[str, object]:
-    return _json_safe(
+    return json_safe(
         {
             "schema": RESULTS_SCHEMA,
             "measurement": MEASUREMENT,
