@@ -24,6 +24,7 @@ import torch
 
 from .bitstream import format as nvc_format
 from .bitstream.container import NvcReader
+from .devices import DECODE_DEVICE, resolve_device
 from .errors import StructureError, UsageError
 from .families import backbone_class
 from .fsutil import check_writable
@@ -42,17 +43,6 @@ from .render import build_backbone, render_frames
 from .renderplan import RenderRequest, plan_render
 
 ProgressFn = Callable[[int, int, float], None]  # frames done, frames in all, seconds so far
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name!r}: use cpu, cuda or auto")
-    return torch.device(name)
-
 
 
 Source = str | Path | nvc_format.NvcFile | NvcReader  # a file on disk, or one already opened or read
@@ -158,7 +148,7 @@ def _render_source(source: Source, request: RenderRequest, device: torch.device)
     return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces))
 
 
-def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = "cpu",
+def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = DECODE_DEVICE,
            request: RenderRequest | None = None) -> Video:
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
     device = resolve_device(device) if isinstance(device, str) else device
@@ -178,7 +168,7 @@ class Decoded:
 
 
 def decode_to_file(source: Source, output: str | Path, request: RenderRequest = RenderRequest(),
-                   device: str = "cpu", lossless: bool = False, progress: ProgressFn | None = None,
+                   device: str = DECODE_DEVICE, lossless: bool = False, progress: ProgressFn | None = None,
                    audio: bool = True) -> Decoded:
     """Decode straight to a video file in bounded-memory batches (segment after segment).
 

@@ -29,7 +29,8 @@ from .bitstream import format as nvc_format
 from .bitstream.tensors import ContextCodec, compress_tensors
 from .compress.quantize import scale_steps
 from .compress.ratecontrol import MAX_BITS, MIN_BITS, PLAIN_ROUNDING, RateControl
-from .decoder import decode, resolve_device
+from .decoder import decode
+from .devices import DECODE_DEVICE, reproducible, resolve_device
 from .errors import InputError
 from .families import backbone_class
 from .fsutil import atomic_path, check_writable, remove_stale_temporaries
@@ -149,6 +150,7 @@ class EncodePlan:
     rate: RateTerm | None  # rate-aware training's rate term; None: quantize after training
     started: float  # time.monotonic() at the start
     clock_started: float  # the budget clock at the start (a time budget pays for the set-up too)
+    finishing_seconds: float = 0.0  # the trial's estimate of what follows training (for the ETA)
 
 
 @dataclass
@@ -173,8 +175,9 @@ def encode(
 
     ``metadata=False`` leaves out the mETA chunk (a segment of a longer file: the file has one).
     """
-    plan = plan_encode(video, output, settings, log or (lambda _msg: None), metadata)
-    model = fit_model(plan, video, progress)
+    say = log or (lambda _msg: None)
+    plan = plan_encode(video, output, settings, say, metadata)
+    model = fit_model(plan, video, progress, say)
     coded = code(plan, model)
     write(plan, coded, video)
     return verify(plan, coded, video)
@@ -187,6 +190,7 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
         raise InputError("the input has zero frames")
     cls = backbone_class(settings.model)
     device = resolve_device(settings.device)
+    reproducible(device)  # two encodes on one GPU give the same bytes
     output = Path(output)
     check_writable(output)  # before training, not after it
     started, clock_started = time.monotonic(), CLOCKS[settings.train_clock]()
@@ -195,6 +199,7 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
     model = cls(config)
+    say(f"{cls.name}: timing a few training steps on {device.type} (precision, speed) ...")
     trial = run_trial(model, video.frames, device, family.train_overrides.get("amp", settings.amp))  # a family may fix amp
     length = plan_length(settings, video, trial)
     train_cfg = TrainConfig(**{
@@ -224,13 +229,14 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     for target in (output, checkpoint_path):
         remove_stale_temporaries(target)  # a killed run's partial writes
     return EncodePlan(settings, cls, model, device, output, checkpoint_path if settings.resume else None, train_cfg,
-                      writer, rate_control, rate, started, clock_started)
+                      writer, rate_control, rate, started, clock_started, trial.finishing_seconds())
 
 
-def fit_model(plan: EncodePlan, video: Video, progress: Callable[[Progress], None] | None) -> Backbone:
+def fit_model(plan: EncodePlan, video: Video, progress: Callable[[Progress], None] | None,
+              say: Callable[[str], None] | None = None) -> Backbone:
     try:
         return fit(plan.model, video.frames, plan.train, plan.device, progress, plan.checkpoint, plan.rate,
-                   clock_started=plan.clock_started)
+                   clock_started=plan.clock_started, say=say, finishing_seconds=plan.finishing_seconds)
     except KeyboardInterrupt:
         if plan.checkpoint is not None and plan.checkpoint.is_file():
             raise KeyboardInterrupt(f"interrupted; the same command resumes from {plan.checkpoint}") from None
@@ -299,7 +305,7 @@ def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
         tmp.write_bytes(coded.write(plan.writer.metadata))
         if plan.writer.metadata is None:
             return
-        first = decode(tmp, device=plan.device)
+        first = decode(tmp, device=DECODE_DEVICE)  # what `nvc decode` gives by default, not the training device's render
         measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
         # mETA is ancillary: rewriting it cannot change the decode
         final_metadata = {**plan.writer.metadata, "measured": measured}
@@ -312,7 +318,7 @@ def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:
     """Decode the written file and report what the decoder makes of it."""
     encode_seconds = time.monotonic() - plan.started
     decode_start = time.monotonic()
-    final = decode(plan.output, device=plan.device)
+    final = decode(plan.output, device=DECODE_DEVICE)
     decode_seconds = time.monotonic() - decode_start
     if plan.checkpoint is not None:
         plan.checkpoint.unlink(missing_ok=True)

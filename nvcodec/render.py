@@ -14,6 +14,7 @@ import torch
 from .bitstream.format import NvcFile
 from .bitstream.tensors import decompress_tensors
 from .cputuning import keep_freed_memory
+from .devices import binary32
 from .errors import ArchitectureError
 from .families import backbone_class
 from .models.base import MAX_PARAMS, Backbone
@@ -87,7 +88,8 @@ def render_frames(
 
 
 def _render(model: Backbone, times: list[float], device: torch.device, size: tuple[int, int] | None) -> np.ndarray:
-    return to_uint8(model.render_frames(torch.tensor(times, device=device, dtype=torch.float32), size))
+    with binary32(device):  # the spec's arithmetic: no TF32 on a GPU
+        return to_uint8(model.render_frames(torch.tensor(times, device=device, dtype=torch.float32), size))
 
 
 class _GroupCache:

@@ -6,7 +6,7 @@
                 budget shared by pixels; the precision decided once, so every worker trains alike
 * ``encode``    each segment an independent stream (encoder.py), read from the input by seeking:
                 memory follows the segment length. Serially, in ``--jobs N`` processes, or one
-                segment per rank under ``torchrun`` (torch.distributed: gloo on CPU, NCCL on GPUs)
+                segment per rank under ``torchrun`` (torch.distributed over gloo)
 * ``assemble``  one file: index, audio, segments (bitstream/container.py), written atomically;
                 its quality is each segment's as measured by decoding that very stream with the
                 real decoder (every segment is read back from the file and must be those bytes)
@@ -176,18 +176,32 @@ def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Se
                             f"file's {settings.bpp:g}: {exc}") from None
 
 
-def decide_precision(plan: FilePlan, settings: EncodeSettings) -> bool | None:
-    """bf16 or not, measured once on the first segment, so that every worker trains the same way."""
+def decide_precision(plan: FilePlan, settings: EncodeSettings, jobs: int = 1) -> bool | None:
+    """bf16 or not, measured once on the first segment, so that every worker trains the same way.
+
+    With several ``--jobs`` on a GPU the trial runs in a process of its own: a CUDA context in the
+    parent would hold GPU memory for the whole encode while the workers train.
+    """
     if settings.amp is not None:
         return settings.amp
-    from .decoder import resolve_device
-    from .encoder import plan_model
-    from .families import backbone_class, declaration
-    from .train.trial import run_trial
+    from .devices import resolve_device
+    from .families import declaration
 
     fixed = declaration(settings.model).train_overrides.get("amp")
     if fixed is not None:
         return fixed
+    if jobs > 1 and resolve_device(settings.device).type == "cuda":
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            return pool.submit(_measure_precision, plan, settings).result()
+    return _measure_precision(plan, settings)
+
+
+def _measure_precision(plan: FilePlan, settings: EncodeSettings) -> bool:
+    from .devices import resolve_device
+    from .encoder import plan_model
+    from .families import backbone_class
+    from .train.trial import run_trial
+
     first = plan.segments[0]
     video = read_frames(plan.source, first.start, first.stop)
     cls = backbone_class(settings.model)
@@ -253,11 +267,33 @@ def _run_serial(jobs: list[SegmentJob], say: Say, progress) -> Iterator[SegmentR
         yield encode_segment(job, progress)
 
 
-def _workers(count: int) -> ProcessPoolExecutor | contextlib.nullcontext:
-    """``count`` processes (spawned: a forked torch is not safe), or none for one."""
+def _workers(count: int, device: str) -> ProcessPoolExecutor | contextlib.nullcontext:
+    """``count`` processes (spawned: a forked torch is not safe), or none for one; on GPUs each
+    process takes a slot and trains on its own GPU while there are enough."""
     if count == 1:
         return contextlib.nullcontext()
-    return ProcessPoolExecutor(max_workers=count, mp_context=get_context("spawn"))
+    context = get_context("spawn")
+    slots = context.Queue()
+    for slot in range(count):
+        slots.put(slot)
+    return ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_bind_device, initargs=(slots, device))
+
+
+def _bind_device(slots, device: str) -> None:
+    """A worker's GPU (``cuda`` then means it); nothing on the CPU. The settings, and so the
+    bytes, do not change with it."""
+    bind_device(device, slots.get())
+
+
+def bind_device(device: str, slot: int) -> None:
+    """Worker ``slot``'s GPU as the current CUDA device, when ``device`` resolves to CUDA."""
+    from .devices import worker_device
+
+    chosen = worker_device(device, slot)
+    if chosen.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(torch.device(chosen))
 
 
 def _run_pool(jobs: list[SegmentJob], pool: ProcessPoolExecutor) -> Iterator[SegmentResult]:
@@ -307,7 +343,7 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
         say(f"note: {workers} jobs x {threads} threads is more than the {cores()} cores: they will slow each other")
     _announce(plan, settings, workers, threads, say)
     jobs = jobs_for(plan, threads)
-    with _workers(workers) as pool:
+    with _workers(workers, settings.device) as pool:
         results = _run_serial(jobs, say, progress) if pool is None else _run_pool(jobs, pool)
         collected = _collect(results, len(jobs), say, started)
     return assemble(plan, collected, output, settings, started, workers)
@@ -322,7 +358,7 @@ def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptio
         say(f"note: {note}")
     if plan.plain:
         return plan
-    amp = decide_precision(plan, settings)
+    amp = decide_precision(plan, settings, options.jobs)
     plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
     prepare_work(plan, settings.resume)
     return plan
@@ -414,15 +450,14 @@ def _encode_distributed(input_path, output: Path, settings: EncodeSettings, opti
                         rank: int, world: int, local_world: int) -> FileReport | None:
     """One process per torchrun rank: rank 0 plans and writes, every rank encodes every world-th segment.
 
-    Results travel with torch.distributed's own collectives (gloo on CPU, NCCL on GPUs).
+    Results are Python objects (plans, reports, streams) and travel over gloo whatever the
+    training device: NCCL moves tensors between GPUs, refuses two ranks on one GPU, and has no
+    use here. A rank trains on GPU LOCAL_RANK mod the GPU count, so more ranks than GPUs share them.
     """
-    import torch
     import torch.distributed as dist
 
-    use_cuda = settings.device != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(days=7))
+    bind_device(settings.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
     try:
         started = time.monotonic()
         shared: list = [None]

@@ -21,7 +21,12 @@ def test_compile_is_switched_by_the_environment_and_needs_a_compiler(monkeypatch
     monkeypatch.delenv("NVC_COMPILE")
     assert not compile_wanted(False, "cpu")
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)  # no C++ compiler on this machine
-    assert not compile_wanted(True, "cpu") and compile_wanted(True, "cuda")
+    assert not compile_wanted(True, "cpu")
+    import torch.utils._triton as triton
+
+    for present in (True, False):  # a GPU compiles through Triton, not the C++ compiler
+        monkeypatch.setattr(triton, "has_triton", lambda present=present: present)
+        assert compile_wanted(True, "cuda") is present
 
 
 def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):

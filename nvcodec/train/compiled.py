@@ -8,8 +8,9 @@ families that gain declare ``compile`` in their training overrides.
 
 Compiling costs about 8 CPU-seconds the first time in a process (less with inductor's on-disk
 cache); it is paid from the training budget like any other set-up. ``NVC_COMPILE=0`` (the test
-suite sets it) or a machine without a C++ compiler keeps eager PyTorch; so does any error while
-compiling, with one warning.
+suite sets it), a CPU without a C++ compiler or a GPU without Triton keeps eager PyTorch; so does
+any error while compiling, with one warning: here in the forward pass, in ``fit`` (which retries
+the step eagerly) in the backward pass, which compiles on its first use.
 """
 
 from __future__ import annotations
@@ -27,18 +28,24 @@ def compile_wanted(requested: bool, device_type: str) -> bool:
         requested = setting == "1"
     if not requested:
         return False
-    return device_type != "cpu" or any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+    if device_type == "cuda":  # inductor writes Triton kernels for a GPU
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return device_type == "cpu" and any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
 
 
-def maybe_compiled(fn: Callable, enabled: bool) -> Callable:
+def maybe_compiled(fn: Callable, enabled: bool, device_type: str = "cpu") -> Callable:
     """``fn`` compiled by inductor (static shapes) if ``enabled``, else ``fn``; eager again on any compile error."""
     if not enabled:
         return fn
     import torch
     import torch._inductor.config as inductor
 
-    # compile in this process, so that a CPU-time budget (which counts reaped children) sees the work
-    inductor.compile_threads = 1
+    if device_type == "cpu":
+        # compile in this process, so that a CPU-time budget (which counts reaped children) sees the
+        # work; a GPU's budget is its wall clock, which parallel compile workers shorten
+        inductor.compile_threads = 1
     compiled = torch.compile(fn, dynamic=False)
     state = {"fn": compiled}
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,11 +29,12 @@ import numpy as np
 import torch
 
 from ..cputuning import flush_denormals, keep_freed_memory
+from ..devices import bf16_native
 from ..fsutil import atomic_path
 from ..metrics import psnr_from_mse
 from ..models.base import Backbone
 from .compiled import compile_wanted
-from .objectives import objective_for
+from .objectives import Objective, objective_for
 from .prune import apply_masks, magnitude_masks
 from .rate import RateTerm
 
@@ -94,7 +96,7 @@ def autocast_for(device: torch.device, enabled: bool):
     """bf16 autocast where the device supports it, else a no-op context."""
     if enabled and device.type == "cpu":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if enabled and device.type == "cuda" and bf16_native(device):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
@@ -209,6 +211,25 @@ def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: Rat
     return kind(groups, lr=lr, weight_decay=cfg.weight_decay, fused=True)
 
 
+def training_state(model: Backbone, frames: np.ndarray, cfg: TrainConfig, device: torch.device,
+                   rate: RateTerm | None = None) -> tuple[Objective, torch.optim.Optimizer]:
+    """The model, its rate term, objective and optimizer, all on ``device``.
+
+    The encoder builds the model and its rate term on the CPU (sizing, the fixed bits); whatever
+    trains must follow the model to its device, or the first step mixes devices.
+    """
+    model.to(device)
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    if rate is not None:
+        rate.to(device)
+    objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
+    objective.rate = rate
+    objective.compile = compile_wanted(cfg.compile, device.type)
+    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate, objective.own_parameters())
+    return objective, opt
+
+
 @flush_denormals()
 def fit(
     model: Backbone,
@@ -219,11 +240,15 @@ def fit(
     checkpoint: Path | None = None,
     rate: RateTerm | None = None,
     clock_started: float | None = None,
+    say: Callable[[str], None] | None = None,
+    finishing_seconds: float = 0.0,
 ) -> Backbone:
     """Overfit ``model`` to uint8 frames [T, H, W, 3]; return it pruned and fine-tuned.
 
     ``clock_started``: the budget clock's reading when the caller's set-up began, so that a time
     budget also pays for the set-up (sizing, timing trial, objective) and ends where it says.
+    ``say`` tells what a silent wait is (compiling); ``finishing_seconds`` (what follows training:
+    coding, writing, checking) is added to the ETA, which is the whole encode's.
 
     With ``rate`` (attached to ``model``), the loss is D + lambda x R through quantization proxies:
     additive noise in the "train" stage, where lambda is steered toward the target, then hard
@@ -231,18 +256,14 @@ def fit(
     """
     torch.manual_seed(cfg.seed)
     keep_freed_memory()
-    model.to(device)
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
-    objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
-    objective.rate = rate
-    objective.compile = compile_wanted(cfg.compile, device.type)
+    objective, opt = training_state(model, frames, cfg, device, rate)
+    if objective.compile and say is not None:
+        say("compiling the training step (torch.compile; the first steps wait for it) ...")
     steps_per_epoch = objective.steps_per_epoch
     stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
     all_epochs = sum(e for _, e, _ in stages)
     shares = [epochs / all_epochs for _, epochs, _ in stages]  # of the run, by epochs or by the time budget
     ckpt = Checkpoint(checkpoint)
-    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate, objective.own_parameters())
     masks: dict[str, torch.Tensor] = {}
     position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg, rate)}
     steps = [] if rate is None else rate.step_parameters()
@@ -253,7 +274,8 @@ def fit(
         if rate is not None:
             rate.controller.lam, rate.calibrated = position["lambda"], position["calibrated"]
     step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
-    report = _Reporter(progress, 0 if cfg.train_seconds else all_epochs * steps_per_epoch)
+    report = _Reporter(progress, 0 if cfg.train_seconds else all_epochs * steps_per_epoch, cfg.train_seconds,
+                       cfg.train_clock, finishing_seconds)
     # the first checkpoint after min(FIRST_CHECKPOINT_SECONDS, checkpoint_seconds), then every checkpoint_seconds
     last_save = time.monotonic() - max(0.0, cfg.checkpoint_seconds - FIRST_CHECKPOINT_SECONDS)
     last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
@@ -282,28 +304,20 @@ def fit(
                     group["lr"] = _lr_at(fraction, lr, cfg.warmup) * group.get("lr_scale", 1.0)
                 if rate is not None:
                     rate.schedule(name, fraction)
-                bits = None
-                opt.zero_grad(set_to_none=True)
-                if rate is not None:
-                    rate.perturb(seed=cfg.seed * 1_000_003 + step)
-                loss, mse = objective.step(stage_index * 1_000_003 + epoch, index, autocast_for(device, cfg.amp))
-                if rate is not None and rate.due(step):
-                    bits = rate.bits()
-                    loss = loss + rate.penalty(bits)
-                loss.backward()
-                if rate is not None:
-                    rate.restore()
+                loss, mse, bits = _eager_on_error(objective, say, lambda: _forward_backward(
+                    objective, opt, rate, step, cfg.seed, (stage_index * 1_000_003 + epoch, index),
+                    autocast_for(device, cfg.amp)))
                 opt.step()
                 objective.update(opt.param_groups[0]["lr"])
                 if masks:
                     apply_masks(model, masks)
-                if bits is not None:
-                    rate.controller.update(float(bits.detach()))
+                if bits is not None:  # the controller runs on the host, every rate.settings.every steps
+                    estimate = float(bits)
+                    rate.controller.update(estimate)
+                    last_bpp = estimate / rate.settings.num_pixels
                 step += 1
                 done = sum(shares[:stage_index]) + shares[stage_index] * clock.fraction(epoch, index + 1)
-                if bits is not None:
-                    last_bpp = float(bits.detach()) / rate.settings.num_pixels
-                report.add(name, step, done, float(loss.detach()), mse, last_bpp)
+                report.add(name, step, done, loss, mse, last_bpp)
             epoch += 1
             if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
                 ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch,
@@ -318,36 +332,83 @@ def fit(
     return model.to(memory_format=torch.contiguous_format)
 
 
+def _forward_backward(objective, opt: torch.optim.Optimizer, rate: RateTerm | None, step: int, seed: int,
+                      position: tuple[int, int], autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One step's gradients: (loss, mse, the rate estimate in bits if this step priced it), all
+    detached device tensors, so that nothing waits for the device here."""
+    opt.zero_grad(set_to_none=True)
+    bits = None
+    if rate is not None:
+        rate.perturb(seed=seed * 1_000_003 + step)
+    try:
+        loss, mse = objective.step(*position, autocast)
+        if rate is not None and rate.due(step):
+            bits = rate.bits()
+            loss = loss + rate.penalty(bits)
+        loss.backward()
+    finally:
+        if rate is not None:
+            rate.restore()  # the float weights back, also after an error (a retry starts from them)
+    return loss.detach(), torch.as_tensor(mse).detach(), None if bits is None else bits.detach()
+
+
+def _eager_on_error(objective, say: Callable[[str], None] | None, run: Callable):
+    """``run()``; if it fails while the objective is compiled (a missing toolchain, an op the
+    compiler cannot take, also in the backward pass, which compiles on first use), the same step
+    again without compiling, once. Errors of eager PyTorch are raised as they are."""
+    if not objective.compile:
+        return run()
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - any compiler failure: train on, uncompiled
+        objective.compile = False
+        message = f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); training without it"
+        warnings.warn(message, stacklevel=2)
+        if say is not None:
+            say(f"note: {message}")
+        return run()
+
+
 class _Reporter:
     """Averages loss and MSE between reports; reports about twice a second at most.
 
-    ETA: wall time so far x (what is left / what was done in this process), which holds for
-    budgets in either clock and for resumed runs.
+    The sums stay on the device: the host waits for it only when a line is printed.
+
+    ETA: of the whole encode, in wall seconds. Under a time budget, what is left of the budget
+    on its own clock, turned into wall seconds at the rate that clock has run since the first
+    step (1 for the wall clock; about the thread count for process-CPU time); by epochs, the wall
+    time per step since the first step (not since the start: compiling and the first step's
+    set-up are not a rate). Plus the finishing estimate (coding, writing, checking the file).
     """
 
     interval = 0.5  # seconds between reports
 
-    def __init__(self, progress: ProgressFn | None, total_steps: int) -> None:
+    def __init__(self, progress: ProgressFn | None, total_steps: int, budget: float | None = None,
+                 clock: str = "wall", finishing_seconds: float = 0.0) -> None:
         self.progress, self.total = progress, total_steps
-        self.loss = self.mse = self.bpp = 0.0
+        self.budget, self.read_clock, self.finishing = budget, CLOCKS[clock], finishing_seconds
+        self.loss: torch.Tensor | float = 0.0
+        self.mse: torch.Tensor | float = 0.0
+        self.bpp = 0.0
         self.count = 0
         self.start = time.monotonic()
+        self.clock_start = self.read_clock()
         self.last = 0.0
-        self.first_fraction: float | None = None
+        self.first: tuple[float, float, float] | None = None  # (wall, budget clock, fraction) at the first step
         self.stage, self.step, self.fraction = "", 0, 0.0
         self.reported = 0.0  # the fraction of the last report
 
-    def add(self, stage: str, step: int, fraction: float, loss: float, mse: float, bpp: float = 0.0) -> None:
-        if self.first_fraction is None:
-            self.first_fraction = fraction
+    def add(self, stage: str, step: int, fraction: float, loss, mse, bpp: float = 0.0) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, self.read_clock(), fraction)
         if self.count == 0:  # a new window
             self.loss = self.mse = 0.0
-        self.loss += loss
-        self.mse += mse
+        self.loss = self.loss + loss
+        self.mse = self.mse + mse
         self.bpp = bpp  # the latest estimate, not a mean
         self.count += 1
         self.stage, self.step, self.fraction = stage, step, fraction
-        now = time.monotonic()
         if now - self.last >= self.interval or fraction >= 1.0:  # and always the run's last step
             self.flush()
             self.last = now
@@ -355,12 +416,25 @@ class _Reporter:
     def flush(self) -> None:
         if self.progress is None or self.count == 0:
             return
-        self.loss, self.mse = self.loss / self.count, self.mse / self.count  # the window's means
-        elapsed = time.monotonic() - self.start
-        done = self.fraction - (self.first_fraction or 0.0)
-        eta = elapsed * (1 - self.fraction) / done if done > 0 else 0.0
-        self._emit(elapsed, max(0.0, eta))
+        self.loss, self.mse = float(self.loss) / self.count, float(self.mse) / self.count  # the window's means
+        self._emit(time.monotonic() - self.start, self.eta())
         self.count = 0
+
+    def eta(self) -> float:
+        """Wall seconds left in the encode (see the class's docstring)."""
+        if self.fraction >= 1.0:
+            return self.finishing
+        now = time.monotonic()
+        first_wall, first_clock, first_fraction = self.first or (self.start, self.clock_start, 0.0)
+        if self.budget is not None:
+            wall, ticks = now - first_wall, self.read_clock() - first_clock
+            if wall < 1.0:  # too short to measure the clock's rate: since the start instead
+                wall, ticks = now - self.start, self.read_clock() - self.clock_start
+            clock_per_wall = ticks / wall if wall > 0 and ticks > 0 else 1.0
+            return self.budget * (1 - self.fraction) / clock_per_wall + self.finishing
+        done = self.fraction - first_fraction
+        training = (now - first_wall) * (1 - self.fraction) / done if done > 0 else 0.0
+        return training + self.finishing
 
     def finish(self) -> None:
         """The last report says the whole run is done (a budget ends between two clock readings)."""
@@ -368,11 +442,11 @@ class _Reporter:
         if self.count:
             self.flush()
         elif self.step and self.reported < 1.0:
-            self._emit(time.monotonic() - self.start, 0.0)
+            self._emit(time.monotonic() - self.start, self.finishing)
 
     def _emit(self, elapsed: float, eta: float) -> None:
         if self.progress is None:
             return
         self.reported = self.fraction
-        self.progress(Progress(self.stage, self.step, self.total, self.fraction, self.loss, psnr_from_mse(self.mse),
-                               elapsed, eta, self.bpp))
+        self.progress(Progress(self.stage, self.step, self.total, self.fraction, float(self.loss),
+                               psnr_from_mse(float(self.mse)), elapsed, max(0.0, eta), self.bpp))

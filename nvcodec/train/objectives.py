@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..devices import host_frames, to_device
 from ..families import declaration
 from ..models.base import Backbone
 from .compiled import maybe_compiled
@@ -30,8 +31,19 @@ def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, los
     return cls(model, frames, device, loss, seed, batch_frames)
 
 
+def error_255(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The batch's mean squared error in 8-bit units squared, for progress lines: a detached
+    device tensor (reading it as a float would make the host wait for the device every step)."""
+    with torch.no_grad():
+        return torch.mean((pred.detach() - gt) ** 2) * 255.0**2
+
+
 class Objective:
-    """One training step's data and loss. ``step`` returns (loss, mse in 8-bit units squared)."""
+    """One training step's data and loss. ``step`` returns (loss, mse in 8-bit units squared).
+
+    The frames stay in host memory (pinned for a GPU) and each step copies its batch to the
+    device: a segment's frames and per-pixel aids would not all fit in GPU memory at 1080p.
+    """
 
     steps_per_epoch: int
     rate = None  # train.rate.RateTerm when training is rate-aware (set by fit)
@@ -43,15 +55,19 @@ class Objective:
         self.device = device
         self.loss_fn = LOSSES[loss]
         self.seed = seed
-        self.target = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2)  # uint8 [T, 3, H, W]
+        self.target = host_frames(frames, device)  # uint8 [T, 3, H, W] in host memory
         self.batch_frames = batch_frames
+
+    def frames(self, idx: torch.Tensor) -> torch.Tensor:
+        """Frames ``idx`` (host or device indices) on the device, as floats in [0, 1] [B, 3, H, W]."""
+        return to_device(self.target[idx.cpu()], self.device).float().div_(255.0)
 
     def take_options(self, options: dict | None) -> dict:
         """The family's encode options: its declared defaults overridden by ``options``, range-checked."""
         self.options = declaration(self.model.name).check_encode_options(options or {})
         return self.options
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def kernel(self, name: str, fn: Callable) -> Callable:
@@ -59,7 +75,7 @@ class Objective:
         kernels = self.__dict__.setdefault("_kernels", {})
         key = (name, self.compile)
         if key not in kernels:
-            kernels[key] = maybe_compiled(fn, self.compile)
+            kernels[key] = maybe_compiled(fn, self.compile, self.device.type)
         return kernels[key]
 
     def extra_parameters(self) -> list[torch.nn.Parameter]:
@@ -95,15 +111,14 @@ class FrameObjective(Objective):
             self._order_epoch = epoch
         return self._order[index * self.batch_frames : (index + 1) * self.batch_frames].to(self.device)
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.frame_batch(epoch, index)
-        gt = self.target[idx].float().div_(255.0)
+        gt = self.frames(idx)
         with autocast:
             pred = self.model.render_frames(self.model.frame_times(idx))
         pred = pred.float()
         loss = self.loss_fn(pred, gt)
-        with torch.no_grad():
-            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        mse = error_255(pred, gt)
         return loss, mse
 
 
@@ -120,19 +135,23 @@ class PixelObjective(Objective):
         self.colours = self.target.permute(0, 2, 3, 1).reshape(-1, 3)  # uint8 [T*H*W, 3]
 
     def sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(flat indices, coords [N, 3] as (x, y, t) in [0, 1], target colours [N, 3] in [0, 1])."""
+        """(flat indices on the host, coords [N, 3] as (x, y, t) in [0, 1], target colours [N, 3] in
+        [0, 1]), the last two on the device."""
         g = torch.Generator().manual_seed((self.seed * 100003 + epoch) * 1000003 + index)
         t, h, w = self.shape
-        flat = torch.randint(0, t * h * w, (self.pixels_per_step,), generator=g).to(self.device)
-        coords = self.model.pixel_coords(flat, t, h, w)
-        return flat, coords, self.colours[flat].float().div_(255.0)
+        flat = torch.randint(0, t * h * w, (self.pixels_per_step,), generator=g)  # on the host, as the frames
+        coords = self.model.pixel_coords(to_device(flat, self.device), t, h, w)
+        return flat, coords, self.rows(self.colours, flat).float().div_(255.0)
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def rows(self, table: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """Rows ``flat`` (host indices) of a per-pixel host table, on the device."""
+        return to_device(table[flat], self.device)
+
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         _, coords, gt = self.sample(epoch, index)
         with autocast:
             pred = self.model.render_pixels(coords)
         pred = pred.float()
         loss = self.loss_fn(pred, gt)
-        with torch.no_grad():
-            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        mse = error_255(pred, gt)
         return loss, mse

@@ -81,6 +81,16 @@ class RateTerm:
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
         self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
+    def to(self, device: torch.device) -> "RateTerm":
+        """The learned steps on ``device``, and the model's coded parameters looked up again: call
+        it once the model has moved there (a move may replace a parameter object, e.g. to another
+        kind of tensor, and the rate term must swap the model's own)."""
+        params = dict(self.model.named_parameters())
+        self.params = [params[name] for name in self.names]
+        for quantizer in self.quantizers:
+            quantizer.to(device)
+        return self
+
     # --- what training calls --------------------------------------------------------------
     def latent(self, name: str) -> torch.Tensor:
         """The float weights of tensor ``name`` (writable: e.g. HNeRV's embeddings), also mid-step."""

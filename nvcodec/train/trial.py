@@ -8,6 +8,7 @@ epoch-counted encode's duration is predicted before it starts.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from ..cputuning import flush_denormals, keep_freed_memory
+from ..devices import DECODE_DEVICE, bf16_native, synchronize
 from ..models.base import Backbone
 from .fit import autocast_for
 from .objectives import objective_for
@@ -50,13 +52,16 @@ class _TimedSteps:
             self.model.to(memory_format=torch.channels_last)
         self.objective = objective_for(self.model, frames[:TRIAL_FRAMES], device, "l2", 0)
         self.autocast = lambda: autocast_for(device, amp)
+        self.device = device
         self.seconds = float("inf")  # the fastest round's time per step
         self.run(WARMUP_STEPS)
 
     def run(self, steps: int) -> None:
+        synchronize(self.device)  # a GPU runs asynchronously: time from idle to idle
         start = time.perf_counter()
         for _ in range(steps):
             self.objective.step(0, 0, self.autocast())[0].backward()
+        synchronize(self.device)
         self.seconds = min(self.seconds, (time.perf_counter() - start) / steps)
 
 
@@ -73,13 +78,16 @@ def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device,
 
 @torch.inference_mode()
 def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -> float:
-    """One group of the decoder's frames rendered, scaled to the clip."""
+    """One group of the decoder's frames rendered, scaled to the clip (on the device the encoder
+    decodes its file with)."""
     trial = copy.deepcopy(model).to(device).eval()
     count = min(RENDER_GROUP, len(frames))
     times = torch.linspace(0, 1, count, device=device)
     trial.render_frames(times[:1])  # warm-up
+    synchronize(device)
     start = time.perf_counter()
     trial.render_frames(times)
+    synchronize(device)
     return (time.perf_counter() - start) * len(frames) / count
 
 
@@ -87,10 +95,13 @@ def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -
 def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, requested_amp: bool | None) -> Trial:
     """Time a few steps in fp32 and bf16 (only the requested precision if one is given)."""
     keep_freed_memory()  # as in fit, so that the timings are fit's
-    options = (False, True) if requested_amp is None else (requested_amp,)
+    if requested_amp is None:
+        options = (False, True) if bf16_native(device) else (False,)  # emulated bf16 is never faster
+    else:
+        options = (requested_amp,)
     timings, per_epoch = _step_seconds(model, frames, device, options)
-    amp = requested_amp if requested_amp is not None else timings[True] < 0.9 * timings[False]
+    amp = requested_amp if requested_amp is not None else timings.get(True, math.inf) < 0.9 * timings[False]
     trial_frames = min(TRIAL_FRAMES, len(frames))
     # steps per epoch grow with the frame count, both for frame batches and for pixel batches
     return Trial(amp, timings[amp], max(1, round(per_epoch * len(frames) / trial_frames)),
-                 _render_seconds(model, frames, device))
+                 _render_seconds(model, frames, torch.device(DECODE_DEVICE)))

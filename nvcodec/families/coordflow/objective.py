@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ...train.motion import midpoint_frames
-from ...train.objectives import PixelObjective
+from ...devices import to_device
+from ...train.objectives import PixelObjective, error_255
 
 L2_WEIGHT = 0.25  # lambda of eq. 5
 LAYER_GAMMA = 0.1  # gamma of the end-to-end loss
@@ -72,20 +73,20 @@ class CoordFlowObjective(PixelObjective):
     def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)
         self.take_options(options)
-        frames = self.target.permute(0, 2, 3, 1).cpu().numpy()
-        self.weights = torch.from_numpy(pixel_weights(frames)).reshape(-1).to(self.device)
+        frames = self.target.permute(0, 2, 3, 1).numpy()  # the host frames [T, H, W, 3]
+        self.weights = torch.from_numpy(pixel_weights(frames)).reshape(-1)  # host; rows go to the device per step
         self.interp_weight = float(self.options["interp_weight"]) if len(frames) > 1 else 0.0
         if self.interp_weight > 0:
-            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3).to(self.device)  # uint8
+            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3)  # uint8, host
 
     def midpoint_sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(coords [N, 3] at times k + 1/2, their motion-compensated colours [N, 3]), seeded like ``sample``."""
         g = torch.Generator().manual_seed(((self.seed * 100003 + epoch) * 1000003 + index) * 7 + 1)
         t, h, w = self.shape
-        flat = torch.randint(0, (t - 1) * h * w, (self.pixels_per_step // 4,), generator=g).to(self.device)
-        coords = self.model.pixel_coords(flat, t - 1, h, w)  # frame k's pixel centres ...
+        flat = torch.randint(0, (t - 1) * h * w, (self.pixels_per_step // 4,), generator=g)
+        coords = self.model.pixel_coords(to_device(flat, self.device), t - 1, h, w)  # frame k's pixel centres ...
         coords[:, 2] += 0.5 / (t - 1)  # ... half a frame later
-        return coords, self.midpoints[flat].float().div_(255.0)
+        return coords, self.rows(self.midpoints, flat).float().div_(255.0)
 
     def coded_loss(self, coords: torch.Tensor, frames: torch.Tensor, gt: torch.Tensor,
                    w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,17 +96,16 @@ class CoordFlowObjective(PixelObjective):
         mix, pred = self.model.mix(rgb, alpha)
         return combined(pred, gt, w).mean() + LAYER_GAMMA * (mix * combined(rgb, gt, w)).sum(0).mean(), pred
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         flat, coords, gt = self.sample(epoch, index)
-        frames = flat // (self.shape[1] * self.shape[2])
+        frames = to_device(flat // (self.shape[1] * self.shape[2]), self.device)
         with autocast:  # the precision applies inside the (possibly compiled) loss
-            loss, pred = self.kernel("coded_loss", self.coded_loss)(coords, frames, gt, self.weights[flat])
+            loss, pred = self.kernel("coded_loss", self.coded_loss)(coords, frames, gt, self.rows(self.weights, flat))
         if self.interp_weight > 0:
             between, target = self.midpoint_sample(epoch, index)
             with autocast:
                 rgb_between, alpha_between = self.model.layer_outputs(between)
             _, pred_between = self.model.mix(rgb_between.float(), alpha_between.float())
             loss = loss + self.interp_weight * combined(pred_between, target, 1.0).mean()
-        with torch.no_grad():
-            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        mse = error_255(pred, gt)
         return loss, mse

@@ -197,8 +197,7 @@ class Grid(Backbone):
             start = offsets[k] if offsets else 0
             plane = grid[t0 - start] * (1 - weight) + grid[t1 - start] * weight
             if plane.shape[-2:] != (cfg.height, cfg.width):
-                plane = F.interpolate(plane[:, None], size=(cfg.height, cfg.width), mode="bilinear",
-                                      align_corners=False)[:, 0]
+                plane = upsample_bilinear(plane, (cfg.height, cfg.width))
             planes.append(plane)
         x = torch.stack(planes, dim=1)
         if x.device.type == "cpu":
@@ -330,3 +329,29 @@ class LatentCodec:
             centres.append(c)
             scales.append(s)
         return torch.cat(positions), np.concatenate(centres), np.concatenate(scales)
+
+
+def upsample_bilinear(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Planes [B, h, w] -> [B, H, W], bilinear with half-pixel centres (``align_corners=False``).
+
+    F.interpolate's backward on CUDA adds with atomics, which deterministic mode refuses; there,
+    while training, the same interpolation runs as two products with interpolation matrices
+    (deterministic GEMMs). The decoder, which needs no gradient, always runs F.interpolate.
+    """
+    if not (planes.is_cuda and torch.is_grad_enabled() and torch.are_deterministic_algorithms_enabled()):
+        return F.interpolate(planes[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    rows = _interpolation_matrix(size[0], planes.shape[-2], planes.device, planes.dtype)
+    cols = _interpolation_matrix(size[1], planes.shape[-1], planes.device, planes.dtype)
+    return rows @ planes @ cols.T
+
+
+def _interpolation_matrix(out: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[out, size]: the linear weights of F.interpolate's half-pixel rule (sources below 0 clamp to 0)."""
+    source = ((torch.arange(out, device=device, dtype=torch.float32) + 0.5) * (size / out) - 0.5).clamp(min=0)
+    low = source.floor().long().clamp(max=size - 1)
+    high = (low + 1).clamp(max=size - 1)
+    weight = source - low
+    matrix = torch.zeros(out, size, device=device, dtype=torch.float32)
+    matrix[torch.arange(out, device=device), low] += 1 - weight
+    matrix[torch.arange(out, device=device), high] += weight
+    return matrix.to(dtype)

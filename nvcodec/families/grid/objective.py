@@ -21,7 +21,7 @@ import math
 import torch
 
 from ...compress.proxy import ProxyMode, round_ste
-from ...train.objectives import FrameObjective
+from ...train.objectives import FrameObjective, error_255
 from .model import Grid
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # Adam's defaults (C3 trains with them)
@@ -81,10 +81,10 @@ class GridObjective(FrameObjective):
             return round_ste(grid)
         return grid
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
         frames = self.frame_batch(epoch, index)
-        gt = self.target[frames].float().div_(255.0)
+        gt = self.frames(frames)
         mode = ProxyMode.OFF if self.rate is None else self.rate.mode
         generator = torch.Generator(device=gt.device).manual_seed((self.seed * 100003 + epoch) * 1000003 + index)
         # per grid: the slices the frames read (rate), and a window one slice wider (synthesis, context)
@@ -102,8 +102,7 @@ class GridObjective(FrameObjective):
             pred = model.synthesize(frames, windows, offsets)
         pred = pred.float()
         loss = self.loss_fn(pred, gt)
-        with torch.no_grad():
-            mse = float(torch.mean((pred - gt) ** 2)) * 255.0**2
+        mse = error_255(pred, gt)
         if mode != ProxyMode.OFF:
             model.latent_bits()  # the running estimate exists from here on
             # the rate of the rounded latents (straight-through), as the file codes them: under the

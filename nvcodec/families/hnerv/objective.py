@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...train.objectives import FrameObjective
+from ...train.objectives import FrameObjective, error_255
 from .model import EmbeddingBackbone
 
 ENCODER_WIDTH = 32  # the paper's encoder is 64 -> 16 wide at 640x1280; it is not stored, so only CPU time counts
@@ -121,9 +121,6 @@ class EmbeddingObjective(FrameObjective):
         return self.loss_fn(pred, gt), pred
 
     # --- the hooks fit calls -------------------------------------------------------------
-    def frames(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.target[idx].float().div_(255.0)
-
     def extra_parameters(self) -> list[nn.Parameter]:
         return list(self.encoders.parameters()) if self.encoding else []
 
@@ -137,13 +134,12 @@ class EmbeddingObjective(FrameObjective):
             self.write_embeddings()
             self.encoding = False
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.frame_batch(epoch, index)
         gt = self.frames(idx)
         with autocast:
             embeds = self.quantization_proxy(self.encode(idx), idx) if self.encoding else self.model.frame_embeddings(idx)
             out = self.predict(embeds)
         loss, pred = self.score(out, idx, gt)
-        with torch.no_grad():
-            mse = float(torch.mean((pred.detach() - gt) ** 2)) * 255.0**2
+        mse = error_255(pred.detach(), gt)
         return loss, mse

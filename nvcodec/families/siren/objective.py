@@ -29,7 +29,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from ...train.motion import dis_flow
-from ...train.objectives import PixelObjective
+from ...train.objectives import PixelObjective, error_255
 
 
 def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,11 +68,10 @@ class SirenObjective(PixelObjective):
             import time
 
             start = time.process_time()
-            frames = self.target.permute(0, 2, 3, 1).cpu().numpy()
+            frames = self.target.permute(0, 2, 3, 1).numpy()  # the host frames [T, H, W, 3]
             velocity = torch.from_numpy(dis_flow(frames)).reshape(-1, 2)  # [T*H*W, 2] pixels per frame
             scale = torch.tensor([1.0 / w, 1.0 / h], dtype=torch.float32)
             self.directions = torch.cat([velocity * scale, torch.full((velocity.shape[0], 1), 1.0 / (t - 1))], dim=1)
-            self.directions = self.directions.to(self.device)
             self.of_count = max(1, math.ceil(self.options["of_fraction"] * self.pixels_per_step))
             self.flow_seconds = time.process_time() - start
 
@@ -83,15 +82,14 @@ class SirenObjective(PixelObjective):
         data = torch.mean((pred - gt) ** 2)
         return (1.0 - self.of_weight) * data + self.of_weight * tangent.abs().mean(), pred
 
-    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, float]:
+    def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         # ``autocast`` is ignored on purpose: sin(30 z) needs fp32 (and so do its derivatives).
         flat, coords, gt = self.sample(epoch, index)
         if self.of_count:
-            direction = self.directions[flat[: self.of_count]]
+            direction = self.rows(self.directions, flat[: self.of_count])
             loss, pred = self.kernel("regularized_loss", self.regularized_loss)(coords, direction, gt)
         else:
             pred = self.model(coords)
             loss = torch.mean((pred - gt) ** 2)
-        with torch.no_grad():
-            mse = float(torch.mean((pred.detach().clamp(0, 1) - gt) ** 2)) * 255.0**2
+        mse = error_255(pred.detach().clamp(0, 1), gt)
         return loss, mse

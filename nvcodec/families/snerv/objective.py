@@ -16,6 +16,7 @@ import math
 
 import torch
 
+from ...devices import to_device
 from ...models.layers import haar_dwt, haar_idwt
 from ..hnerv.objective import EmbeddingObjective, FrameEncoder
 from .model import SNeRVT
@@ -25,8 +26,16 @@ class WaveletObjective(EmbeddingObjective):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         with torch.no_grad():
-            self.bands = torch.cat([haar_dwt(self.frames(idx)) for idx in torch.arange(self.num_frames).split(8)])
+            # the target's wavelet bands, computed and kept in host memory like the frames (rows go to the
+            # device per step)
+            bands = torch.cat([haar_dwt(self.target[idx].float().div_(255.0))
+                               for idx in torch.arange(self.num_frames).split(8)])
+            self.bands = bands.pin_memory() if self.device.type == "cuda" else bands
         self.size = tuple(self.target.shape[-2:])
+
+    def band_rows(self, idx: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+        """The bands of frames ``idx`` (the first ``channels``: 3 is the LL band) on the device."""
+        return to_device(self.bands[idx.cpu(), :channels], self.device)
 
     coded_rows = {"embeddings": ("embeddings", 0), "backward": ("temporal", 0), "forward": ("temporal", 1)}
 
@@ -41,10 +50,10 @@ class WaveletObjective(EmbeddingObjective):
         """Spatio-temporal LL band of the frame pairs (j-1, j), clamped at the ends."""
         last = self.num_frames - 1
         before, after = (pairs - 1).clamp(0, last), pairs.clamp(0, last)
-        return (self.bands[before, :3] + self.bands[after, :3]) / math.sqrt(2.0)
+        return (self.band_rows(before, 3) + self.band_rows(after, 3)) / math.sqrt(2.0)
 
     def encode(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        embeds = {"embeddings": self.encoders["embeddings"](self.bands[idx, :3])}
+        embeds = {"embeddings": self.encoders["embeddings"](self.band_rows(idx, 3))}
         if "temporal" in self.encoders:
             embeds["backward"], embeds["forward"] = self.encoders["temporal"](self.pair_lows(torch.cat([idx, idx + 1]))).chunk(2)
         return embeds
@@ -62,4 +71,4 @@ class WaveletObjective(EmbeddingObjective):
     def score(self, out: torch.Tensor, idx: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bands = out.float()
         pred = haar_idwt(bands, self.size)
-        return self.loss_fn(pred, gt) + self.loss_fn(bands, self.bands[idx]), pred
+        return self.loss_fn(pred, gt) + self.loss_fn(bands, self.band_rows(idx)), pred
