@@ -441,9 +441,16 @@ def models():
 @click.option("--bpp", type=float, default=0.1, show_default=True)
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True)
 @click.option("--workdir", default="nvc-demo", show_default=True, help="Folder for the outputs.")
-def demo(bpp, preset, workdir):
+@click.option("--sample-path", is_flag=True, help="Only print the path of the bundled sample clip (an input to try).")
+def demo(bpp, preset, workdir, sample_path):
     """Encode, decode and evaluate the sample clip (Big Buck Bunny, 320x180, 32 frames)."""
     from pathlib import Path
+
+    if sample_path:
+        from .io import sample_clip_path
+
+        click.echo(sample_clip_path())
+        return
 
     from .decoder import decode_to_file
     from .encoder import encode as encode_video

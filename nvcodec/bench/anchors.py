@@ -272,11 +272,10 @@ class X265Anchor(PyAVAnchor):
 class SvtAv1Anchor(PyAVAnchor):
     """AV1 via SVT-AV1, decoded by dav1d.
 
-    Preset 4 by default, the one a user picks for quality: SVT-AV1 calls 0-3 its research /
-    very slow range and 4-6 its high-quality one. On the sample clip (320x180x32, one thread) it
-    costs about twice preset 6 and half preset 2, and preset 2 saves only a few percent of bits
-    over it (``nvc bench --anchors-only --anchors svtav1 --svtav1-presets 2,3,4,5,6,8``;
-    docs/results.md). The stream carries no metadata OBU (no version string); its temporal
+    Preset 4 by default, the one a user picks for quality: the fastest of the slow presets, whose
+    encode of the sample clip (320x180x32, one thread) still takes about a second, while the
+    slower ones cost several times its time for a few percent of bits (measured by
+    ``nvc bench --anchors-only --anchors svtav1 --svtav1-presets 2,3,4,5,6,8``; docs/results.md). The stream carries no metadata OBU (no version string); its temporal
     delimiters (2 bytes a frame) are left out of the rate.
     """
 
