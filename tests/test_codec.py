@@ -143,6 +143,38 @@ def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
         assert steps[0] == 1 and steps[-1] == 64
 
 
+@pytest.mark.slow  # trains
+def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(tiny_clip, tmp_path, monkeypatch):
+    """Optimizer moments come back from the checkpoint in their weight's memory layout (fused
+    Adam walks both as flat memory; channels-last weights with contiguous moments trained on)."""
+    import torch
+
+    from nvcodec.families.nerv.model import NeRV
+    from nvcodec.train import fit as fit_module
+    from nvcodec.train.fit import TrainConfig, fit
+
+    monkeypatch.setattr(fit_module._Reporter, "interval", 0.0)  # every step reported: the interrupt comes at step 20
+
+    cfg = TrainConfig(epochs=4, finetune_epochs=1, amp=False, checkpoint_seconds=0)
+    config = NeRV.config_for_budget(36, 64, 8, 20_000)  # 3x3 convolutions: channels-last differs
+
+    def interrupt_at_step_20(p):
+        if p.step >= 20:
+            raise KeyboardInterrupt
+
+    def trained(interrupted: bool) -> dict:
+        ckpt = tmp_path / f"{interrupted}.ckpt.npz"
+        if interrupted:
+            torch.manual_seed(0)
+            with pytest.raises(KeyboardInterrupt):
+                fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), interrupt_at_step_20, ckpt)
+        torch.manual_seed(0)
+        return fit(NeRV(config), tiny_clip.frames, cfg, torch.device("cpu"), None, ckpt).state_dict()
+
+    resumed, straight = trained(True), trained(False)
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+
+
 @pytest.mark.slow  # trains, or decodes in a subprocess
 def test_time_budget_ends_training_on_time_and_resumes(tiny_clip, tmp_path, tick_clock):
     import torch

@@ -179,7 +179,20 @@ class Checkpoint:
             sd = opt.state_dict()
             sd["state"] = opt_state
             opt.load_state_dict(sd)
+            _match_layouts(opt)
         return state, masks
+
+
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Each optimizer state tensor in its parameter's memory layout. The arrays come back
+    contiguous, and fused Adam walks a parameter and its moments as flat memory: a channels-last
+    weight with contiguous moments would be updated with another element's moments."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            state = opt.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _rate_state(rate: RateTerm | None) -> dict:
