@@ -201,12 +201,13 @@ def _file_report_lines(report) -> list[str]:
     if len(report.segments) == 1 and not report.audio_bytes:
         return _report_lines(EncodeReport(**report.segments[0])) + notes
     target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
-    lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp, {_count(len(report.segments), 'segment')}"
-             f" ({_count(report.workers, 'process')})"]
-    if report.audio_bytes:
-        lines.append(f"audio: {report.audio_bytes} bytes carried as is; video {report.video_bpp:.4f} bpp ({target})")
+    layout = f"{_count(len(report.segments), 'segment')} ({_count(report.workers, 'process')})"
+    if report.audio_bytes:  # the video's rate against its target first; the audio's share after it
+        lines = [f"wrote {report.path}: video {report.video_bpp:.4f} bpp ({target}), {layout}",
+                 f"file: {report.file_bytes} bytes, {report.bpp:.4f} bpp with {report.audio_bytes} bytes of audio "
+                 "carried as is (not counted in the video's bpp)"]
     else:
-        lines[0] += f" ({target})"
+        lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp ({target}), {layout}"]
     lines += [f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, "
               f"MS-SSIM {report.ms_ssim:.4f}",
               f"time: encode total {report.encode_seconds:.1f} s, decode {report.decode_seconds:.2f} s"]

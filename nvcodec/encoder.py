@@ -109,14 +109,14 @@ class TrainingLength:
     message: str  # what the user is told before training starts
 
 
-def plan_length(settings: EncodeSettings, video: Video, trial: Trial) -> TrainingLength:
+def plan_length(settings: EncodeSettings, video: Video, trial: Trial, finishing: float) -> TrainingLength:
     """How long to train, and the sentence that says so (and how to change it) before training."""
     if settings.epochs is not None:
         finetune = max(1, settings.epochs // 5)
         expected = trial.epochs_seconds(settings.epochs + finetune)
         return TrainingLength(settings.epochs, finetune, None, (
             f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
-            f"({trial.step_seconds * 1e3:.1f} ms per step measured), {_then(trial)}; "
+            f"({trial.step_seconds * 1e3:.1f} ms per step measured), {_then(finishing)}; "
             "--train-time SECONDS sets a duration instead"))
     train_share = round((1 - FINETUNE_SHARE) / FINETUNE_SHARE)
     if settings.train_seconds is not None:
@@ -127,11 +127,11 @@ def plan_length(settings: EncodeSettings, video: Video, trial: Trial) -> Trainin
         why = (f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
                f"--train-time SECONDS or another --preset changes it")
     clock = "wall-clock" if settings.train_clock == "wall" else "process-CPU"
-    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {_then(trial)}; {why}")
+    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {_then(finishing)}; {why}")
 
 
-def _then(trial: Trial) -> str:
-    return f"then about {format_seconds(trial.finishing_seconds())} to code, write and check the file"
+def _then(finishing: float) -> str:
+    return f"then about {format_seconds(finishing)} to code, write and check the file"
 
 
 @dataclass
@@ -201,7 +201,8 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     model = cls(config)
     say(f"{cls.name}: timing a few training steps on {device.type} (precision, speed) ...")
     trial = run_trial(model, video.frames, device, family.train_overrides.get("amp", settings.amp))  # a family may fix amp
-    length = plan_length(settings, video, trial)
+    finishing = trial.finishing_seconds(decodes=2 if metadata else 1)  # a segment's file is checked once
+    length = plan_length(settings, video, trial, finishing)
     train_cfg = TrainConfig(**{
         "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
         "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
@@ -229,7 +230,7 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     for target in (output, checkpoint_path):
         remove_stale_temporaries(target)  # a killed run's partial writes
     return EncodePlan(settings, cls, model, device, output, checkpoint_path if settings.resume else None, train_cfg,
-                      writer, rate_control, rate, started, clock_started, trial.finishing_seconds())
+                      writer, rate_control, rate, started, clock_started, finishing)
 
 
 def fit_model(plan: EncodePlan, video: Video, progress: Callable[[Progress], None] | None,

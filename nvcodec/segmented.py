@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -182,7 +183,7 @@ def decide_precision(plan: FilePlan, settings: EncodeSettings, jobs: int = 1) ->
     With several ``--jobs`` on a GPU the trial runs in a process of its own: a CUDA context in the
     parent would hold GPU memory for the whole encode while the workers train.
     """
-    if settings.amp is not None:
+    if settings.amp is not None or len(plan.segments) == 1:  # one segment: its own encode decides
         return settings.amp
     from .devices import resolve_device
     from .families import declaration
@@ -237,7 +238,7 @@ def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
 # ------------------------------------------------------------------------------------ running
 
 
-def encode_segment(job: SegmentJob, progress=None) -> SegmentResult:
+def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> SegmentResult:
     """One segment, start to finish, in whatever process runs it (reads its own frames)."""
     from .encoder import encode
 
@@ -251,7 +252,7 @@ def encode_segment(job: SegmentJob, progress=None) -> SegmentResult:
     Path(job.path).parent.mkdir(parents=True, exist_ok=True)  # a torchrun node without the shared folder
     video = read_frames(job.source, job.segment.start, job.segment.stop)
     try:
-        report = encode(video, job.path, job.settings, progress=progress, metadata=False)
+        report = encode(video, job.path, job.settings, progress=progress, log=say, metadata=False)
     except RateError as exc:
         raise RateError(f"segment {job.index} (frames {job.segment.start}:{job.segment.stop}): {exc}") from None
     record = asdict(report)
@@ -264,7 +265,7 @@ def _run_serial(jobs: list[SegmentJob], say: Say, progress) -> Iterator[SegmentR
     for job in jobs:
         say(f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, "
             f"target {job.settings.bpp:.4f} bpp")
-        yield encode_segment(job, progress)
+        yield encode_segment(job, progress, say)
 
 
 def _workers(count: int, device: str) -> ProcessPoolExecutor | contextlib.nullcontext:
@@ -351,13 +352,23 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
 
 def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say) -> FilePlan:
     """scan -> split -> share; for a segmented file also the precision and the work folder."""
-    source, thumbs = scan(input_path, options.frames, options.resize)
+    # a long input takes a while to scan: say so then (a short or a bad one is answered before it)
+    notice = threading.Timer(1.0, say, [f"planning: reading {input_path} once (frame times, scene cuts, audio) ..."])
+    notice.daemon = True
+    notice.start()
+    try:
+        source, thumbs = scan(input_path, options.frames, options.resize)
+    finally:
+        notice.cancel()
     source = replace(source, has_audio=source.has_audio and options.audio)
     plan = plan_file(source, thumbs, output, settings, options)
     for note in plan.notes:
         say(f"note: {note}")
     if plan.plain:
         return plan
+    if len(plan.segments) > 1 and settings.amp is None:
+        say(f"planning: timing {settings.model}'s training steps on the first segment (one precision for every "
+            "segment) ...")
     amp = decide_precision(plan, settings, options.jobs)
     plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
     prepare_work(plan, settings.resume)

@@ -287,10 +287,10 @@ def test_interrupted_segmented_encode_resumes_to_the_same_file(clip, tmp_path, m
     options = segmented.FileOptions(segment_seconds=1.5)
     real = segmented.encode_segment
 
-    def interrupted(job, progress=None):
+    def interrupted(job, progress=None, say=None):
         if job.index == 1:
             raise KeyboardInterrupt
-        return real(job, progress)
+        return real(job, progress, say)
 
     out = tmp_path / "resumed.nvc"
     monkeypatch.setattr(segmented, "encode_segment", interrupted)
@@ -299,9 +299,9 @@ def test_interrupted_segmented_encode_resumes_to_the_same_file(clip, tmp_path, m
     work = tmp_path / ".resumed.nvc.segments"
     assert not out.exists() and (work / "segment_00000.nvc.json").is_file()
     done = []
-    def noting(job, progress=None):  # which segments were already finished when their turn came
+    def noting(job, progress=None, say=None):  # which segments were already finished when their turn came
         done.append((job.index, Path(job.path + ".json").is_file()))
-        return real(job, progress)
+        return real(job, progress, say)
 
     monkeypatch.setattr(segmented, "encode_segment", noting)
     segmented.encode_file(clip, out, settings, options)

@@ -16,7 +16,11 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, base: float, levels: int) -> None:
         super().__init__()
-        freqs = math.pi * torch.pow(torch.tensor(base, dtype=torch.float64), torch.arange(levels, dtype=torch.float64))
+        # on the CPU even inside a `torch.device("meta")` block (model sizing): meta's arange goes through
+        # decompositions whose first use imports torch._dynamo, 1.3 s before an encode could say anything
+        cpu = torch.device("cpu")
+        freqs = math.pi * torch.pow(torch.tensor(base, dtype=torch.float64, device=cpu),
+                                    torch.arange(levels, dtype=torch.float64, device=cpu))
         self.register_buffer("freqs", freqs.to(torch.float32), persistent=False)
         self.out_features = 2 * levels
 

@@ -33,10 +33,11 @@ class Trial:
     steps_per_epoch: int  # of the whole clip
     render_seconds: float  # wall seconds to render the whole clip once (as the decoder does)
 
-    def finishing_seconds(self) -> float:
-        """After training: the writes of the final step search, two decodes (the quality written into
-        mETA, then the report) and their metrics; about 1.5 renders of the clip each, plus a little."""
-        return 3.0 * self.render_seconds + 2.0
+    def finishing_seconds(self, decodes: int = 2) -> float:
+        """After training: the writes of the final step search, then ``decodes`` decodes of the file
+        and their metrics, about 1.5 renders of the clip each, plus a little. A file decodes twice
+        (the quality written into mETA, then the report), a segment of a longer file once."""
+        return 1.5 * decodes * self.render_seconds + 2.0
 
     def epochs_seconds(self, epochs: int) -> float:
         """The predicted duration of ``epochs`` epochs of training."""

@@ -270,7 +270,7 @@ class CoordFlow(PixelBackbone):
 
         ``stabilize`` is a Gaussian sigma in coded frames: every layer's (log s, theta, dx, dy) at a
         render time becomes the Gaussian-weighted mean of its values at the coded frame times. The
-        effect is measured (benchmarks/coordflow_experiments.py) as the frame-to-frame global
+        effect is measured (benchmarks/experiments/coordflow_experiments.py) as the frame-to-frame global
         translation of the output found by OpenCV phase correlation, against the same for the input.
         """
         n = self.config.layers

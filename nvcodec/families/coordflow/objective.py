@@ -17,7 +17,7 @@ motion-compensated midpoints of the neighbours (``motion.midpoint_frames``, Open
 
     L += mu * mean(|d| + 0.25 d^2),   d = F_model(x, y, k + 1/2) - midpoint_k(x, y)
 
-Measured (benchmarks/results/coordflow, 160x90, 4 bpp): mu = 0.5 lifts the in-between frames from
+Measured (benchmarks/experiments/results/coordflow, 160x90, 4 bpp): mu = 0.5 lifts the in-between frames from
 below to above averaging the two true neighbours (32.33 -> 33.66 dB, average 32.86) and costs the
 coded frames about 1 dB (38.15 -> 37.17), so it is off by default.
 """

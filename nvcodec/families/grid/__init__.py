@@ -28,7 +28,7 @@ GRID = Family(
     # target, a lambda above its start falls 6x faster than it rose. A latent moves a bounded step per
     # update, so the rate answers lambda late: started at 0.01, lambda let the rate grow to 3-5x the
     # target, was driven up to 1.5 to pull it back and the file landed 22-42 % under (docs/encoder.md
-    # D.8; benchmarks/results/grid_controller_traces). A file still above its target after training is
+    # D.8; benchmarks/experiments/results/grid_controller_traces). A file still above its target after training is
     # landed by a dead zone on the latents (encoder.py).
     rate_overrides={"proxy_start": 0.0, "calibrate": False, "lam": 1e-2, "lam_x_bpp": 0.015, "lam_floor": 0.01,
                     "lam_ceiling": 2.0, "controller_release": 6.0, "max_log_error": 0.5},

@@ -18,7 +18,7 @@ beside the forward, ``Siren.value_and_tangent``, written out so that torch.compi
 ``jacobian_dot`` is the same by torch's forward-mode autograd) and differentiated by ordinary
 backward; the same exact value by reverse mode would need three ``create_graph`` backward passes
 and a double backward (``jacobian_dot_reverse``, kept for the tests and the cost probe). It is evaluated on a
-sampled ``of_fraction`` of each batch only; benchmarks/results/siren/ has the measured cost.
+sampled ``of_fraction`` of each batch only; benchmarks/experiments/results/siren/ has the measured cost.
 """
 
 from __future__ import annotations
