@@ -59,3 +59,27 @@ def test_the_compiled_loss_equals_the_eager_one(monkeypatch):
     (eager, eager_grads), (fused, fused_grads) = results
     assert fused == pytest.approx(eager, rel=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(eager_grads, fused_grads))
+
+
+def test_a_compile_error_in_the_backward_pass_retrains_the_step_eagerly():
+    """The backward pass compiles on its first use, outside maybe_compiled's reach: fit's step
+    catches it, switches compiling off and runs the same step again, once."""
+    from types import SimpleNamespace
+
+    from nvcodec.train.fit import _eager_on_error
+
+    calls, said = [], []
+
+    def step(x):
+        calls.append(objective.compile)
+        if objective.compile:
+            raise RuntimeError("backward: no C++ compiler\nmore detail")
+        return x + 1
+
+    objective = SimpleNamespace(compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed .*backward: no C\\+\\+ compiler"):
+        assert _eager_on_error(objective, said.append, step, 1) == 2
+    assert calls == [True, False] and not objective.compile and said[0].startswith("note: torch.compile failed")
+    objective.compile = False  # eager errors are the user's to see
+    with pytest.raises(ZeroDivisionError):
+        _eager_on_error(objective, said.append, lambda: 1 / 0)

@@ -317,9 +317,9 @@ def fit(
                     group["lr"] = _lr_at(fraction, lr, cfg.warmup) * group.get("lr_scale", 1.0)
                 if rate is not None:
                     rate.schedule(name, fraction)
-                loss, mse, bits = _eager_on_error(objective, say, lambda: _forward_backward(
-                    objective, opt, rate, step, cfg.seed, (stage_index * 1_000_003 + epoch, index),
-                    autocast_for(device, cfg.amp)))
+                loss, mse, bits = _eager_on_error(
+                    objective, say, _forward_backward, objective, opt, rate, step, cfg.seed,
+                    (stage_index * 1_000_003 + epoch, index), autocast_for(device, cfg.amp))
                 opt.step()
                 objective.update(opt.param_groups[0]["lr"])
                 if masks:
@@ -345,7 +345,7 @@ def fit(
     return model.to(memory_format=torch.contiguous_format)
 
 
-def _forward_backward(objective, opt: torch.optim.Optimizer, rate: RateTerm | None, step: int, seed: int,
+def _forward_backward(objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | None, step: int, seed: int,
                       position: tuple[int, int], autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One step's gradients: (loss, mse, the rate estimate in bits if this step priced it), all
     detached device tensors, so that nothing waits for the device here."""
@@ -365,21 +365,22 @@ def _forward_backward(objective, opt: torch.optim.Optimizer, rate: RateTerm | No
     return loss.detach(), torch.as_tensor(mse).detach(), None if bits is None else bits.detach()
 
 
-def _eager_on_error(objective, say: Callable[[str], None] | None, run: Callable):
-    """``run()``; if it fails while the objective is compiled (a missing toolchain, an op the
+def _eager_on_error(objective: Objective, say: Callable[[str], None] | None, run: Callable, *args):
+    """``run(*args)``; if it fails while the objective is compiled (a missing toolchain, an op the
     compiler cannot take, also in the backward pass, which compiles on first use), the same step
     again without compiling, once. Errors of eager PyTorch are raised as they are."""
     if not objective.compile:
-        return run()
+        return run(*args)
     try:
-        return run()
-    except Exception as exc:  # noqa: BLE001 - any compiler failure: train on, uncompiled
+        return run(*args)
+    except Exception as exc:  # any compiler failure: train on, uncompiled
         objective.compile = False
-        message = f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); training without it"
+        first_line = (str(exc).splitlines() or [""])[0]
+        message = f"torch.compile failed ({type(exc).__name__}: {first_line}); training without it"
         warnings.warn(message, stacklevel=2)
         if say is not None:
             say(f"note: {message}")
-        return run()
+        return run(*args)
 
 
 class _Reporter:

@@ -21,6 +21,7 @@ import math
 import torch
 
 from ...compress.proxy import ProxyMode, round_ste
+from ...devices import to_device
 from ...train.objectives import FrameObjective, error_255
 from .model import Grid
 
@@ -53,7 +54,7 @@ class GridObjective(FrameObjective):
             self._order = torch.randperm(runs, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
             self._order_epoch = epoch
         start = int(self._order[index]) * self.batch_frames
-        return torch.arange(start, min(start + self.batch_frames, self.num_frames), device=self.device)
+        return torch.arange(start, min(start + self.batch_frames, self.num_frames))  # host indices
 
     def own_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.latents)
@@ -91,7 +92,7 @@ class GridObjective(FrameObjective):
         read, windows, offsets = [], [], []
         self.leaves = []
         for level, grid in enumerate(model.latents):
-            slices = torch.unique(frames.cpu() // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
+            slices = torch.unique(frames // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
             low, high = max(0, int(slices[0]) - 1), min(len(grid) - 1, int(slices[-1]) + 1)
             leaf = grid.detach()[low : high + 1].clone().requires_grad_(True)
             self.leaves.append((leaf, low))
@@ -99,7 +100,7 @@ class GridObjective(FrameObjective):
             windows.append(self.proxy(leaf, mode, generator))
             offsets.append(low)
         with autocast:
-            pred = model.synthesize(frames, windows, offsets)
+            pred = model.synthesize(to_device(frames, self.device), windows, offsets)
         pred = pred.float()
         loss = self.loss_fn(pred, gt)
         mse = error_255(pred, gt)
