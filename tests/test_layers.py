@@ -18,7 +18,7 @@ FORBIDDEN = {
     "models": ("compress", "bitstream", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "compress": ("bitstream", "models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "bitstream": ("models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
-    "train": ("bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),
+    "train": ("families", "bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),  # families build on train
     "families": ("bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),
 }
 # a family's declaration and model are what the decoder loads: no training code in them
@@ -55,6 +55,46 @@ def test_no_import_goes_up(layer):
             if len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
                 bad.append(f"{path.relative_to(PACKAGE.parent)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """nvcodec's units (a subpackage, or a top-level module) -> the units they import, at any depth."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        unit = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for name in imported_modules(path):
+            parts = name.split(".")
+            other = parts[1] if len(parts) > 1 else ""
+            if other and other != unit and ((PACKAGE / other).is_dir() or (PACKAGE / f"{other}.py").is_file()):
+                graph.setdefault(unit, set()).add(other)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk meets (none in a layered package)."""
+    found, state, path = [], {}, []
+
+    def walk(unit: str) -> None:
+        state[unit] = "open"
+        path.append(unit)
+        for other in sorted(graph.get(unit, ())):
+            if state.get(other) == "open":
+                found.append(path[path.index(other):] + [other])
+            elif other not in state:
+                walk(other)
+        path.pop()
+        state[unit] = "done"
+
+    for unit in sorted(graph):
+        if unit not in state:
+            walk(unit)
+    return found
+
+
+def test_the_import_graph_has_no_cycle():
+    """train is below families (a family's objective builds on train's), never the other way:
+    training finds a model's family through ``Backbone.declaration``."""
+    assert not cycles(import_graph()), [" -> ".join(c) for c in cycles(import_graph())]
 
 
 def test_families_declare_and_build_without_training_code():

@@ -96,13 +96,6 @@ def frames_objective() -> type["Objective"]:
     return FrameObjective
 
 
-def pixels_objective() -> type["Objective"]:
-    """The generic objective of pixel-wise families (random pixels)."""
-    from ..train.objectives import PixelObjective
-
-    return PixelObjective
-
-
 def family_names() -> list[str]:
     return sorted(FAMILY_FOLDERS)
 
@@ -141,6 +134,7 @@ def register_backbone(cls: type["Backbone"]) -> type["Backbone"]:
     if cls.name not in FAMILY_FOLDERS:
         raise KeyError(f"family {cls.name!r} needs a line in FAMILY_FOLDERS")
     family = declaration(cls.name)
+    cls.declaration = family
     cls.capabilities = family.capabilities
     cls.render_option_names = frozenset(o.name for o in family.render_options)
     _CLASSES[cls.name] = cls

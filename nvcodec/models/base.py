@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -84,6 +84,9 @@ class Backbone(nn.Module):
     arch_version: ClassVar[int] = 1
     config_cls: ClassVar[type[BackboneConfig]]
     capabilities: ClassVar[frozenset[str]] = frozenset()  # from the family's declaration (nvcodec/families)
+    # the declaration itself (nvcodec.families.Family, set when the class registers): training finds the
+    # family's objective and options here, so that nvcodec.train never imports nvcodec.families
+    declaration: ClassVar[Any] = None
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..devices import host_frames, to_device
-from ..families import declaration
 from ..models.base import Backbone
 from .compiled import maybe_compiled
 from .losses import LOSSES
@@ -24,8 +23,9 @@ from .losses import LOSSES
 
 def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
                   batch_frames: int = 1, options: dict | None = None) -> "Objective":
-    """``options``: the family's encode options (its declaration checks them)."""
-    cls = declaration(model.name).objective()
+    """``options``: the family's encode options (its declaration checks them). The family is the
+    model's: its class carries its declaration (``Backbone.declaration``)."""
+    cls = type(model).declaration.objective()
     if options:
         return cls(model, frames, device, loss, seed, batch_frames, options=options)
     return cls(model, frames, device, loss, seed, batch_frames)
@@ -64,7 +64,7 @@ class Objective:
 
     def take_options(self, options: dict | None) -> dict:
         """The family's encode options: its declared defaults overridden by ``options``, range-checked."""
-        self.options = declaration(self.model.name).check_encode_options(options or {})
+        self.options = type(self.model).declaration.check_encode_options(options or {})
         return self.options
 
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
