@@ -13,7 +13,7 @@ import importlib
 _HOMES = {
     "RenderRequest": "decoder", "decode": "decoder", "decode_to_file": "decoder", "inspect": "decoder",
     "plan_render": "decoder", "read_nvc": "decoder", "resolve_device": "devices",
-    "EncodeReport": "encoder", "EncodeSettings": "encoder", "encode": "encoder", "library_versions": "encoder",
+    "EncodeReport": "encoder", "EncodeSettings": "encoder", "encode": "encoder", "library_versions": "versions",
     "plan_model": "encoder",
     "FileOptions": "segmented", "FileReport": "segmented", "encode_file": "segmented", "NvcReader": "bitstream.container",
 }

@@ -46,7 +46,7 @@ class _Group(click.Group):
         except KeyboardInterrupt as exc:  # an encode says whether, and from where, it can resume
             click.echo(f"nvc: {exc or 'interrupted'}", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        except Exception as exc:  # any error: last line of defence: one line, no traceback
             if os.environ.get("NVC_DEBUG"):
                 raise
             click.echo(f"nvc: internal error: {exc.__class__.__name__}: {exc} (NVC_DEBUG=1 shows the traceback)", err=True)
@@ -54,7 +54,7 @@ class _Group(click.Group):
 
 
 def _version_text() -> str:
-    from .encoder import library_versions
+    from .versions import library_versions
 
     return "\n".join(f"{k} {v}" for k, v in library_versions().items())
 

@@ -26,6 +26,7 @@ from .errors import UsageError
 # `nvc decode`'s default device (the CLI spells it too, without importing torch). The encoder measures the
 # quality it reports on this device's decode, whatever device trained the model.
 DECODE_DEVICE = "cpu"
+DECODE_BATCH = 4  # frames the decoder renders at once (the reference decoder renders in batches of 4: spec 8.5)
 CUBLAS_WORKSPACE = ":4096:8"  # what deterministic cuBLAS needs (CUDA's reproducibility notes)
 
 

@@ -24,7 +24,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import __version__
 from .bitstream import format as nvc_format
 from .bitstream.tensors import ContextCodec, compress_tensors
 from .compress.quantize import scale_steps
@@ -43,6 +42,7 @@ from .settings import EncodeSettings, check_settings
 from .train.fit import CLOCKS, Progress, TrainConfig, fit
 from .train.rate import RateSettings, RateTerm
 from .train.trial import Trial, run_trial
+from .versions import library_versions
 
 
 @dataclass(frozen=True)
@@ -84,21 +84,6 @@ def video_header(width: int, height: int, num_frames: int, fps: Fraction, colour
     rate = Fraction(fps).limit_denominator(65535)
     return nvc_format.VideoHeader(width, height, num_frames, rate.numerator, rate.denominator,
                                   colour.primaries, colour.transfer, colour.matrix, colour.full_range)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of nvcodec and the native libraries it runs on (for --version and mETA)."""
-    from importlib.metadata import version
-
-    import av
-
-    return {
-        "nvcodec": __version__,
-        "torch": torch.__version__,
-        "constriction": version("constriction"),
-        "av": av.__version__,
-        "ffmpeg": getattr(av, "ffmpeg_version_info", "unknown"),
-    }
 
 
 @dataclass(frozen=True)

@@ -131,15 +131,15 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
     start, stop = frames if frames is not None else (0, 2**31 - 1)
     if path.is_dir():
         arrays = [read_picture(p, resize) for p in list_pictures(path)[start:stop]]
-        fps = Fraction(25)
+        fps, colour = Fraction(25), Colour()
     else:
-        arrays, fps = _read_container(path, start, stop, resize)
+        arrays, fps, colour = _read_container(path, start, stop, resize)
     if not arrays:
         raise InputError(f"{path}: no frames in the range {start}:{stop}" if frames else f"{path}: video has zero frames")
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise InputError(f"{path}: frames change size mid-stream ({sorted(shapes)}); use --resize WxH")
-    return Video(np.stack(arrays), fps)
+    return Video(np.stack(arrays), fps, colour)
 
 
 def list_pictures(path: Path) -> list[Path]:
@@ -158,20 +158,34 @@ def frame_to_rgb(frame: av.VideoFrame, resize: Size | None) -> np.ndarray:
 
 
 def read_picture(path: Path, resize: Size | None) -> np.ndarray:
-    arrays, _ = _read_container(path, 0, 1, resize)
+    arrays, _, _ = _read_container(path, 0, 1, resize)
     if not arrays:
         raise InputError(f"{path}: not a readable picture")
     return arrays[0]
 
 
-def _read_container(path: Path, start: int, stop: int, resize: Size | None) -> tuple[list[np.ndarray], Fraction]:
+def open_video(path: Path) -> av.container.InputContainer:
+    """An input container with a video stream, or an InputError naming what is wrong."""
     try:
         container = av.open(str(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a video FFmpeg can read ({exc.__class__.__name__})") from None
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: has no video stream")
+    return container
+
+
+def stream_colour(stream: av.video.stream.VideoStream) -> Colour:
+    """Primaries and transfer as the input declares them (2 = unspecified keeps the sRGB default)."""
+    context = stream.codec_context
+    primaries, transfer = int(context.color_primaries or 2), int(context.color_trc or 2)
+    return Colour(primaries=1 if primaries == 2 else primaries, transfer=13 if transfer == 2 else transfer)
+
+
+def _read_container(path: Path, start: int, stop: int,
+                    resize: Size | None) -> tuple[list[np.ndarray], Fraction, Colour]:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -185,7 +199,7 @@ def _read_container(path: Path, start: int, stop: int, resize: Size | None) -> t
         except av.FFmpegError as exc:
             if not arrays:
                 raise InputError(f"{path}: cannot decode video ({exc})") from None
-    return arrays, Fraction(rate).limit_denominator(1_000_000)
+        return arrays, Fraction(rate).limit_denominator(1_000_000), stream_colour(stream)
 
 
 # --------------------------------------------------------------------------------------- writing

@@ -14,7 +14,7 @@ import torch
 from .bitstream.format import NvcFile
 from .bitstream.tensors import decompress_tensors
 from .cputuning import keep_freed_memory
-from .devices import binary32
+from .devices import DECODE_BATCH, binary32
 from .errors import ArchitectureError
 from .families import backbone_class
 from .models.base import MAX_PARAMS, Backbone
@@ -59,7 +59,7 @@ def render_frames(
     times: list[float],
     device: torch.device,
     size: tuple[int, int] | None = None,
-    batch: int = 4,
+    batch: int = DECODE_BATCH,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 [B, H, W, 3] batches of the frames at normalized ``times``.
 

@@ -44,6 +44,7 @@ from .presets import PRESETS, format_seconds
 from .scenes import Segment, difficulty, share_bits, split
 from .settings import EncodeSettings, check_settings
 from .source import SourceInfo, read_audio, read_frames, scan
+from .versions import usable_cores
 
 Say = Callable[[str], None]
 
@@ -99,10 +100,6 @@ class FileReport:
     workers: int
     notes: tuple[str, ...]
     segments: tuple[dict, ...]  # per segment: frames, bytes, bpp, target, PSNR (its own decode), seconds
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -163,7 +160,7 @@ def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: En
 
 
 def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Segment], rates: list[float]) -> None:
-    """Every segment's target must be one its backbone can meet: refused now, not after hours of training."""
+    """Every segment's target must be one its family can meet: refused now, not after hours of training."""
     from .compress.ratecontrol import RateControl
     from .families import backbone_class
 
@@ -339,9 +336,9 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
     if plan.plain:
         return _encode_single(plan, output, settings, progress, say, started)
     workers = min(options.jobs, len(plan.segments))
-    threads = options.threads or (max(1, cores() // workers) if workers > 1 else None)
-    if workers * (threads or 1) > cores():
-        say(f"note: {workers} jobs x {threads} threads is more than the {cores()} cores: they will slow each other")
+    threads = options.threads or (max(1, usable_cores() // workers) if workers > 1 else None)
+    if workers * (threads or 1) > usable_cores():
+        say(f"note: {workers} jobs x {threads} threads is more than the {usable_cores()} cores: they will slow each other")
     _announce(plan, settings, workers, threads, say)
     jobs = jobs_for(plan, threads)
     with _workers(workers, settings.device) as pool:
@@ -404,9 +401,12 @@ def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progr
     video = read_frames(plan.source, 0, plan.source.num_frames)
     report = encode(video, output, settings, progress=progress, log=say)
     record = asdict(report)
-    return FileReport(str(output), report.model, report.width, report.height, report.num_frames, report.file_bytes,
-                      report.bpp, report.bpp, report.target_bpp, report.psnr, report.y_psnr, report.ms_ssim, 0,
-                      time.monotonic() - started, report.decode_seconds, 1, plan.notes, (record,))
+    return FileReport(
+        path=str(output), model=report.model, width=report.width, height=report.height, num_frames=report.num_frames,
+        file_bytes=report.file_bytes, bpp=report.bpp, video_bpp=report.bpp, target_bpp=report.target_bpp,
+        psnr=report.psnr, y_psnr=report.y_psnr, ms_ssim=report.ms_ssim, audio_bytes=0,
+        encode_seconds=time.monotonic() - started, decode_seconds=report.decode_seconds, workers=1, notes=plan.notes,
+        segments=(record,))
 
 
 def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
@@ -432,12 +432,14 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
     size = output.stat().st_size
     audio_bytes = len(audio) + nvc_format.CHUNK_OVERHEAD if audio else 0
     shutil.rmtree(plan.work, ignore_errors=True)
-    return FileReport(str(output), settings.model, source.width, source.height, source.num_frames, size,
-                      bits_per_pixel(size, source.width, source.height, source.num_frames),
-                      bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
-                      settings.bpp, measured["psnr"], measured["y_psnr"], measured["ms_ssim"], audio_bytes,
-                      time.monotonic() - started, sum(r.report["decode_seconds"] for r in results), workers, plan.notes,
-                      tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
+    return FileReport(
+        path=str(output), model=settings.model, width=source.width, height=source.height, num_frames=source.num_frames,
+        file_bytes=size, bpp=bits_per_pixel(size, source.width, source.height, source.num_frames),
+        video_bpp=bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
+        target_bpp=settings.bpp, psnr=measured["psnr"], y_psnr=measured["y_psnr"], ms_ssim=measured["ms_ssim"],
+        audio_bytes=audio_bytes, encode_seconds=time.monotonic() - started,
+        decode_seconds=sum(r.report["decode_seconds"] for r in results), workers=workers, notes=plan.notes,
+        segments=tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
 
 
 def measured_quality(path: Path, results: list[SegmentResult]) -> dict[str, float]:
@@ -474,7 +476,7 @@ def _encode_distributed(input_path, output: Path, settings: EncodeSettings, opti
         shared: list = [None]
         if rank == 0:
             plan = _plan(input_path, output, settings, options, say)
-            threads = options.threads or max(1, cores() // local_world)
+            threads = options.threads or max(1, usable_cores() // local_world)
             if not plan.plain:
                 _announce(plan, settings, world, threads, say)
             shared = [(plan, threads)]

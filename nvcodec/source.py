@@ -29,7 +29,9 @@ from .io import (
     copy_audio_packets,
     frame_to_rgb,
     list_pictures,
+    open_video,
     read_picture,
+    stream_colour,
 )
 
 THUMB_SIZE = (64, 36)  # (width, height) of the luma thumbnails scenes.py works on
@@ -64,17 +66,6 @@ class SourceInfo:
         return float(self.frame_pts[0] * self.time_base)
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a video FFmpeg can read ({exc.__class__.__name__})") from None
-    if not container.streams.video:
-        container.close()
-        raise InputError(f"{path}: has no video stream")
-    return container
-
-
 def _thumbnail(frame: av.VideoFrame) -> np.ndarray:
     w, h = THUMB_SIZE
     return frame.reformat(width=w, height=h, format="gray", interpolation="AREA").to_ndarray()
@@ -85,13 +76,6 @@ def _bit_depth(pix_fmt: str | None) -> int:
         return 8
     descriptor = av.VideoFormat(pix_fmt)
     return max((c.bits for c in descriptor.components), default=8)
-
-
-def _colour(stream: av.video.stream.VideoStream) -> Colour:
-    """Primaries and transfer as the input declares them (2 = unspecified keeps the sRGB default)."""
-    context = stream.codec_context
-    primaries, transfer = int(context.color_primaries or 2), int(context.color_trc or 2)
-    return Colour(primaries=1 if primaries == 2 else primaries, transfer=13 if transfer == 2 else transfer)
 
 
 def scan(path: str | os.PathLike, frames: FrameRange | None = None,
@@ -116,7 +100,7 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
         info = SourceInfo(path, shape[1], shape[0], len(pictures), Fraction(25), Colour(), None, None, start, resize,
                           False)
         return info, np.stack(thumbs)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = Fraction(stream.average_rate or stream.guessed_rate or 25).limit_denominator(1_000_000)
@@ -154,7 +138,7 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
         seekable = None not in pts and len(set(pts)) == len(pts)
         if seekable and _variable_rate(pts, stream.time_base, rate):
             notes.append(f"variable frame rate: coded at its average {float(rate):.3f} fps (frame times not kept)")
-        info = SourceInfo(path, width, height, len(thumbs), rate, _colour(stream),
+        info = SourceInfo(path, width, height, len(thumbs), rate, stream_colour(stream),
                           tuple(pts) if seekable else None, stream.time_base if seekable else None, start, resize,
                           bool(container.streams.audio), to_end, tuple(notes))
     return info, np.stack(thumbs)
@@ -172,7 +156,7 @@ def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
     if info.path.is_dir():
         pictures = list_pictures(info.path)[info.first_index + start : info.first_index + stop]
         return Video(np.stack([read_picture(p, info.resize) for p in pictures]), info.fps)
-    with _open(info.path) as container:
+    with open_video(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if info.frame_pts is None:  # no usable time stamps: count frames from the start
@@ -205,7 +189,7 @@ def read_audio(info: SourceInfo) -> bytes | None:
     begin = info.start_seconds()
     end = begin + info.num_frames / float(info.fps) if not info.to_end else float("inf")
     buffer = bytes_io.BytesIO()
-    with _open(info.path) as container:
+    with open_video(info.path) as container:
         audio = container.streams.audio[0]
         try:
             with av.open(buffer, "w", format="matroska", options={"fflags": "+bitexact"}) as out:

@@ -73,12 +73,12 @@ def bench(**opts: object) -> None:
         config = _config(opts)
         results = run_benchmark(config)
     except NvcError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"nvc: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     for kind, path in results.outputs.items():
         click.echo(f"{kind}: {path}")
     if results.failed:
-        click.echo(f"error: {len(results.failed)} point(s) failed; see the markdown summary", err=True)
+        click.echo(f"nvc: error: {len(results.failed)} point(s) failed; see the markdown summary", err=True)
         sys.exit(1)
 
 
@@ -89,7 +89,7 @@ def _config(opts: dict[str, object]) -> BenchConfig:
     frames_text, resize_text = str(opts["frames"]), str(opts["resize"])
     frames = None if frames_text.lower() == "all" else parse_frame_range(frames_text)
     resize = None if resize_text.lower() in ("none", "") else parse_size(resize_text)
-    paths = list(opts["clips"]) or [None]  # type: ignore[call-overload]
+    paths = list(opts["clips"]) or [None]
     return BenchConfig(
         out_dir=str(opts["out_dir"]),
         clips=tuple(ClipSpec(p, frames, resize) for p in paths),
@@ -99,19 +99,19 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         svtav1_presets=tuple(_split(str(opts["svtav1_presets"]))),
         svtav1_crfs=_numbers(str(opts["svtav1_crfs"]), "--svtav1-crf"),
         pix_fmt=str(opts["pix_fmt"]),
-        threads=int(opts["threads"]),  # type: ignore[call-overload]
+        threads=int(opts["threads"]),
         models=() if opts["anchors_only"] else tuple(_split(str(opts["models"]))),
         bpps=() if opts["anchors_only"] else _numbers(str(opts["bpps"]), "--bpp"),
         nvc_preset=str(opts["nvc_preset"]),
-        seed=int(opts["seed"]),  # type: ignore[call-overload]
+        seed=int(opts["seed"]),
         device=str(opts["device"]),
-        epochs=opts["epochs"],  # type: ignore[arg-type]
-        train_seconds=opts["train_seconds"],  # type: ignore[arg-type]
+        epochs=opts["epochs"],
+        train_seconds=opts["train_seconds"],
         rate_training={"on": (True,), "off": (False,), "both": (True, False)}[str(opts["rate_training"])],
         train_clock=str(opts["train_clock"]),
         resume=not opts["fresh"],
         plot=not opts["no_plot"],
-        nvcodec_points=opts["nvcodec_points"],  # type: ignore[arg-type]
+        nvcodec_points=opts["nvcodec_points"],
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..versions import usable_cores
 from .anchors import ANCHORS
 
 
@@ -34,13 +35,6 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
-
-
-def _usable_cores() -> int | None:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count()
 
 
 def _git_commit() -> str | None:
@@ -96,7 +90,7 @@ def environment() -> dict[str, object]:
         "machine": {
             "cpu": _cpu_model(),
             "logical_cores": os.cpu_count(),
-            "usable_cores": _usable_cores(),
+            "usable_cores": usable_cores(),
             "platform": platform.platform(),
         },
     }

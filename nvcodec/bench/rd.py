@@ -40,7 +40,7 @@ class BenchConfig:
     svtav1_crfs: tuple[float, ...] = SVTAV1_CRFS  # its own scale (1-63)
     pix_fmt: str = "yuv420p"
     threads: int = 1  # anchor encoder/decoder threads; 1 keeps the bytes machine-independent
-    models: tuple[str, ...] = ()  # nvcodec backbones; empty = anchors only
+    models: tuple[str, ...] = ()  # nvcodec families; empty = anchors only
     bpps: tuple[float, ...] = ()  # nvcodec bpp targets
     nvc_preset: str = "medium"
     seed: int = 0
@@ -239,7 +239,7 @@ def _reused_points(config: BenchConfig, clip: Clip, log: Callable[[str], None]) 
 def nvcodec_version(env: dict[str, object]) -> str:
     """The codec build as cache identities name it: a new commit recomputes nvcodec points."""
     nvc = env["nvcodec"]
-    return f"{nvc['version']} ({nvc['git_commit'] or 'no commit'})"  # type: ignore[index]
+    return f"{nvc['version']} ({nvc['git_commit'] or 'no commit'})"
 
 
 def measure_point(job: Job, clip: Clip, cache: PointCache, streams: Path, resume: bool = True) -> RDPoint:
@@ -313,10 +313,3 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stde
     outputs = report.write_all(out_dir, results, plot=config.plot)
     log(f"{results.computed} points computed, {results.cached} from cache; results in {out_dir}")
     return dataclasses.replace(results, outputs=outputs)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry taking an argument list; the options live in ``command.py`` (click)."""
-    from .command import main as command_main
-
-    command_main(argv)

@@ -16,14 +16,13 @@ import numpy as np
 import torch
 
 from ..cputuning import flush_denormals, keep_freed_memory
-from ..devices import DECODE_DEVICE, bf16_native, synchronize
+from ..devices import DECODE_BATCH, DECODE_DEVICE, bf16_native, synchronize
 from ..models.base import Backbone
 from .fit import autocast_for
 from .objectives import objective_for
 
 TRIAL_FRAMES = 2
 WARMUP_STEPS, TIMED_STEPS, ROUNDS = 2, 3, 3
-RENDER_GROUP = 4  # frames the decoder renders at once (render.render_frames)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _render_seconds(model: Backbone, frames: np.ndarray, device: torch.device) -
     """One group of the decoder's frames rendered, scaled to the clip (on the device the encoder
     decodes its file with)."""
     trial = copy.deepcopy(model).to(device).eval()
-    count = min(RENDER_GROUP, len(frames))
+    count = min(DECODE_BATCH, len(frames))
     times = torch.linspace(0, 1, count, device=device)
     trial.render_frames(times[:1])  # warm-up
     synchronize(device)
