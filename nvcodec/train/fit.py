@@ -21,7 +21,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ from ..models.base import Backbone
 from .compiled import compile_wanted
 from .objectives import Objective, objective_for
 from .prune import apply_masks, magnitude_masks
-from .rate import RateTerm
+from .rate import NO_RATE, NoRate, RateTerm
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,47 @@ class _StageClock:
         return self.fraction(epoch, 0) >= 1.0
 
 
+@dataclass(frozen=True)
+class Stage:
+    name: str  # "train", then "finetune" (after pruning; hard rounding when rate-aware)
+    epochs: int
+    lr: float
+    share: float  # of the whole run, by epochs or by the time budget
+
+
+def _stages(cfg: TrainConfig) -> list[Stage]:
+    plan = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
+    total = sum(epochs for _, epochs, _ in plan)
+    return [Stage(name, epochs, lr, epochs / total) for name, epochs, lr in plan]
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a run has got: what a checkpoint records beside its arrays, as JSON."""
+
+    run: dict  # the run's identity: a checkpoint of another run is not resumed
+    stage: int = 0  # the stage under way (len(stages): training is done)
+    epoch: int = 0  # epochs finished in it
+    spent: float = 0.0  # seconds of its share of a time budget spent
+    rate: dict = field(default_factory=dict)  # the rate term's state (lambda, calibration)
+
+    def to_json(self) -> dict:
+        return {"stage": self.stage, "epoch": self.epoch, "spent": self.spent, "run": self.run, **self.rate}
+
+    @classmethod
+    def from_json(cls, state: dict) -> "Position":
+        rate = {k: v for k, v in state.items() if k not in ("stage", "epoch", "spent", "run")}
+        return cls(state["run"], state["stage"], state["epoch"], state["spent"], rate)
+
+
 class Checkpoint:
     """Model, optimizer and masks as plain arrays; position as JSON. Never unpickles."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
-    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, state: dict, extra=(), steps=()) -> None:
+    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, position: Position, extra=(),
+             steps=()) -> None:
         if self.path is None:
             return
         arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -149,13 +183,13 @@ class Checkpoint:
         arrays.update({f"mask/{k}": v.cpu().numpy() for k, v in masks.items()})
         for i, st in opt.state_dict()["state"].items():
             arrays.update({f"opt/{i}/{k}": torch.as_tensor(v).cpu().numpy() for k, v in st.items()})
-        arrays["state"] = np.array(json.dumps(state))
+        arrays["state"] = np.array(json.dumps(position.to_json()))
         with atomic_path(self.path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
     def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device,
-             expected_run: dict, extra=(), steps=()) -> tuple[dict, dict] | None:
+             expected_run: dict, extra=(), steps=()) -> tuple[Position, dict] | None:
         """Restore a checkpoint of the same run; None (start over) for none or another run's."""
         if self.path is None or not self.path.is_file():
             return None
@@ -180,7 +214,7 @@ class Checkpoint:
             sd["state"] = opt_state
             opt.load_state_dict(sd)
             _match_layouts(opt)
-        return state, masks
+        return Position.from_json(state), masks
 
 
 def _match_layouts(opt: torch.optim.Optimizer) -> None:
@@ -195,29 +229,24 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
-def _rate_state(rate: RateTerm | None) -> dict:
-    """The rate term's state beyond its parameters, for a checkpoint."""
-    return {} if rate is None else {"lambda": rate.controller.lam, "calibrated": rate.calibrated}
-
-
-def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | None = None) -> dict:
+def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | NoRate) -> dict:
     """What a checkpoint must match to be resumed: the model and the training trajectory.
 
     Precision (``amp``), compilation and the save interval may differ between the two runs.
     """
     trajectory = {k: v for k, v in asdict(cfg).items() if k not in ("amp", "compile", "checkpoint_seconds")}
     identity = {"family": model.name, "model": model.config.to_json(), "train": trajectory}
-    return identity if rate is None else {**identity, "rate": rate.identity()}
+    return identity if rate.identity() is None else {**identity, "rate": rate.identity()}
 
 
-def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | None = None,
+def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | NoRate = NO_RATE,
                own=()) -> torch.optim.Optimizer:
     """Adam(W) over the model (but the parameters the objective updates itself, ``own``), the
     objective's encoder-side parameters and the learned steps (own lr scale)."""
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
     mine = {id(p) for p in own}
     groups = [{"params": [*(p for p in model.parameters() if id(p) not in mine), *extra]}]
-    if rate is not None:
+    if rate.step_parameters():
         groups.append({"params": rate.step_parameters(), "lr_scale": rate.settings.step_lr_scale, "weight_decay": 0.0})
     # fused: one kernel for the whole update of every tensor (CPU and CUDA); about 1 % of coordflow's
     # step faster than the foreach form
@@ -234,12 +263,11 @@ def training_state(model: Backbone, frames: np.ndarray, cfg: TrainConfig, device
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    if rate is not None:
-        rate.to(device)
+    term = NO_RATE if rate is None else rate.to(device)
     objective = objective_for(model, frames, device, cfg.loss, cfg.seed, cfg.batch_frames, cfg.objective_options)
     objective.rate = rate
     objective.compile = compile_wanted(cfg.compile, device.type)
-    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), rate, objective.own_parameters())
+    opt = _optimizer(model, cfg, cfg.lr, objective.extra_parameters(), term, objective.own_parameters())
     return objective, opt
 
 
@@ -272,96 +300,116 @@ def fit(
     objective, opt = training_state(model, frames, cfg, device, rate)
     if objective.compile and say is not None:
         say("compiling the training step (torch.compile; the first steps wait for it) ...")
-    steps_per_epoch = objective.steps_per_epoch
-    stages = [("train", cfg.epochs, cfg.lr), ("finetune", cfg.finetune_epochs, cfg.finetune_lr)]
-    all_epochs = sum(e for _, e, _ in stages)
-    shares = [epochs / all_epochs for _, epochs, _ in stages]  # of the run, by epochs or by the time budget
-    ckpt = Checkpoint(checkpoint)
-    masks: dict[str, torch.Tensor] = {}
-    position = {"stage": 0, "epoch": 0, "spent": 0.0, "run": _run_identity(model, cfg, rate)}
-    steps = [] if rate is None else rate.step_parameters()
-    restored = ckpt.load(model, opt, device, expected_run=position["run"], extra=objective.extra_parameters(),
-                         steps=steps)
-    if restored is not None:
-        position, masks = restored
-        if rate is not None:
-            rate.controller.lam, rate.calibrated = position["lambda"], position["calibrated"]
-    step = (sum(e for _, e, _ in stages[: position["stage"]]) + position["epoch"]) * steps_per_epoch
-    report = _Reporter(progress, 0 if cfg.train_seconds else all_epochs * steps_per_epoch, cfg.train_seconds,
-                       cfg.train_clock, finishing_seconds)
-    # the first checkpoint after min(FIRST_CHECKPOINT_SECONDS, checkpoint_seconds), then every checkpoint_seconds
-    last_save = time.monotonic() - max(0.0, cfg.checkpoint_seconds - FIRST_CHECKPOINT_SECONDS)
-    last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
-    for stage_index in range(position["stage"], len(stages)):
-        name, epochs, lr = stages[stage_index]
-        if name == "finetune" and not masks and position["epoch"] == 0:
-            masks = magnitude_masks(model, cfg.prune_amount)
-            apply_masks(model, masks)
-            opt = _optimizer(model, cfg, lr, objective.extra_parameters(), rate, objective.own_parameters())
-        resumed = stage_index == position["stage"]
-        budget = None if cfg.train_seconds is None else cfg.train_seconds * shares[stage_index]
-        spent = position["spent"] if resumed else 0.0
+    term = NO_RATE if rate is None else rate
+    stages = _stages(cfg)
+    loop = _Loop(model, objective, opt, term, cfg, device, Checkpoint(checkpoint), say)
+    position = loop.resume(Position(_run_identity(model, cfg, term)), stages)
+    loop.report = _Reporter(progress, 0 if cfg.train_seconds else sum(s.epochs for s in stages) * loop.steps_per_epoch,
+                            cfg.train_seconds, cfg.train_clock, finishing_seconds)
+    for index in range(position.stage, len(stages)):
+        resumed = index == position.stage
+        spent = position.spent if resumed else 0.0
         if clock_started is not None:  # this process's set-up counts once, in the first stage it runs
-            spent += CLOCKS[cfg.train_clock]() - clock_started
-            clock_started = None
-        clock = _StageClock(epochs, steps_per_epoch, budget, cfg.train_clock, spent)
-        model.train()
-        objective.start(name)
-        epoch = position["epoch"] if resumed else 0
-        while not clock.done(epoch):
-            for index in range(steps_per_epoch):
-                fraction = clock.fraction(epoch, index)
-                if fraction >= 1.0:
-                    break
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(fraction, lr, cfg.warmup) * group.get("lr_scale", 1.0)
-                if rate is not None:
-                    rate.schedule(name, fraction)
-                loss, mse, bits = _eager_on_error(
-                    objective, say, _forward_backward, objective, opt, rate, step, cfg.seed,
-                    (stage_index * 1_000_003 + epoch, index), autocast_for(device, cfg.amp))
-                opt.step()
-                objective.update(opt.param_groups[0]["lr"])
-                if masks:
-                    apply_masks(model, masks)
-                if bits is not None:  # the controller runs on the host, every rate.settings.every steps
-                    estimate = float(bits)
-                    rate.controller.update(estimate)
-                    last_bpp = estimate / rate.settings.num_pixels
-                step += 1
-                done = sum(shares[:stage_index]) + shares[stage_index] * clock.fraction(epoch, index + 1)
-                report.add(name, step, done, loss, mse, last_bpp)
-            epoch += 1
-            if checkpoint is not None and time.monotonic() - last_save > cfg.checkpoint_seconds:
-                ckpt.save(model, opt, masks, {**position, "stage": stage_index, "epoch": epoch,
-                                              "spent": clock.spent(), **_rate_state(rate)},
-                          objective.extra_parameters(), steps)
-                last_save = time.monotonic()
-        objective.finish(name)
-        position = {**position, "stage": stage_index + 1, "epoch": 0, "spent": 0.0, **_rate_state(rate)}
-        ckpt.save(model, opt, masks, position, objective.extra_parameters(), steps)
-    report.finish()
+            spent, clock_started = spent + CLOCKS[cfg.train_clock]() - clock_started, None
+        loop.run_stage(stages, index, position.epoch if resumed else 0, spent, position)
+        position = replace(position, stage=index + 1, epoch=0, spent=0.0, rate=term.state())
+        loop.save(position)
+    loop.report.finish()
     model.eval()
     return model.to(memory_format=torch.contiguous_format)
 
 
-def _forward_backward(objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | None, step: int, seed: int,
+class _Loop:
+    """One run's training state between stages: the optimizer (new after pruning), the pruning
+    masks, the global step count and the checkpoint timer."""
+
+    def __init__(self, model: Backbone, objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | NoRate,
+                 cfg: TrainConfig, device: torch.device, ckpt: Checkpoint, say: Callable[[str], None] | None) -> None:
+        self.model, self.objective, self.opt, self.rate = model, objective, opt, rate
+        self.cfg, self.device, self.ckpt, self.say = cfg, device, ckpt, say
+        self.steps_per_epoch = objective.steps_per_epoch
+        self.masks: dict[str, torch.Tensor] = {}
+        self.step = 0
+        self.last_bpp = 0.0  # the rate term's latest estimate (rate-aware training)
+        self.report: _Reporter | None = None
+        # the first checkpoint after min(FIRST_CHECKPOINT_SECONDS, checkpoint_seconds), then every checkpoint_seconds
+        self.last_save = time.monotonic() - max(0.0, cfg.checkpoint_seconds - FIRST_CHECKPOINT_SECONDS)
+
+    def resume(self, start: Position, stages: list[Stage]) -> Position:
+        """The checkpoint's position if it holds this run (its weights, moments and masks restored), else ``start``."""
+        restored = self.ckpt.load(self.model, self.opt, self.device, start.run, self.objective.extra_parameters(),
+                                  self.rate.step_parameters())
+        position = start
+        if restored is not None:
+            position, self.masks = restored
+            self.rate.load_state(position.rate)
+        self.step = (sum(s.epochs for s in stages[: position.stage]) + position.epoch) * self.steps_per_epoch
+        return position
+
+    def save(self, position: Position) -> None:
+        self.ckpt.save(self.model, self.opt, self.masks, position, self.objective.extra_parameters(),
+                       self.rate.step_parameters())
+
+    def run_stage(self, stages: list[Stage], index: int, epoch: int, spent: float, position: Position) -> None:
+        """Stage ``index`` from epoch ``epoch`` (``spent`` seconds of its budget already gone) to its end."""
+        cfg, stage = self.cfg, stages[index]
+        if stage.name == "finetune" and not self.masks and position.epoch == 0:
+            self.masks = magnitude_masks(self.model, cfg.prune_amount)
+            apply_masks(self.model, self.masks)
+            self.opt = _optimizer(self.model, cfg, stage.lr, self.objective.extra_parameters(), self.rate,
+                                  self.objective.own_parameters())
+        budget = None if cfg.train_seconds is None else cfg.train_seconds * stage.share
+        clock = _StageClock(stage.epochs, self.steps_per_epoch, budget, cfg.train_clock, spent)
+        done_before = sum(s.share for s in stages[:index])
+        self.model.train()
+        self.objective.start(stage.name)
+        while not clock.done(epoch):
+            for batch in range(self.steps_per_epoch):
+                fraction = clock.fraction(epoch, batch)
+                if fraction >= 1.0:
+                    break
+                self.train_step(stage, index, epoch, batch, fraction)
+                self.report.add(stage.name, self.step, done_before + stage.share * clock.fraction(epoch, batch + 1),
+                                *self.last_losses, self.last_bpp)
+            epoch += 1
+            if self.ckpt.path is not None and time.monotonic() - self.last_save > cfg.checkpoint_seconds:
+                self.save(replace(position, stage=index, epoch=epoch, spent=clock.spent(), rate=self.rate.state()))
+                self.last_save = time.monotonic()
+        self.objective.finish(stage.name)
+
+    def train_step(self, stage: Stage, index: int, epoch: int, batch: int, fraction: float) -> None:
+        """One optimizer step at ``fraction`` of the stage (learning rate and proxy follow it)."""
+        for group in self.opt.param_groups:
+            group["lr"] = _lr_at(fraction, stage.lr, self.cfg.warmup) * group.get("lr_scale", 1.0)
+        self.rate.schedule(stage.name, fraction)
+        loss, mse, bits = _eager_on_error(
+            self.objective, self.say, _forward_backward, self.objective, self.opt, self.rate, self.step, self.cfg.seed,
+            (index * 1_000_003 + epoch, batch), autocast_for(self.device, self.cfg.amp))
+        self.opt.step()
+        self.objective.update(self.opt.param_groups[0]["lr"])
+        if self.masks:
+            apply_masks(self.model, self.masks)
+        if bits is not None:  # the controller runs on the host, every rate.settings.every steps
+            self.last_bpp = self.rate.observe(bits)
+        self.step += 1
+        self.last_losses = (loss, mse)
+
+
+def _forward_backward(objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | NoRate, step: int, seed: int,
                       position: tuple[int, int], autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One step's gradients: (loss, mse, the rate estimate in bits if this step priced it), all
     detached device tensors, so that nothing waits for the device here."""
     opt.zero_grad(set_to_none=True)
     bits = None
-    if rate is not None:
-        rate.perturb(seed=seed * 1_000_003 + step)
+    rate.perturb(seed=seed * 1_000_003 + step)
     try:
         loss, mse = objective.step(*position, autocast)
-        if rate is not None and rate.due(step):
+        if rate.due(step):
             bits = rate.bits()
             loss = loss + rate.penalty(bits)
         loss.backward()
     finally:
-        if rate is not None:
-            rate.restore()  # the float weights back, also after an error (a retry starts from them)
+        rate.restore()  # the float weights back, also after an error (a retry starts from them)
     return loss.detach(), torch.as_tensor(mse).detach(), None if bits is None else bits.detach()
 
 

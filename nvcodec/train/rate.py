@@ -204,6 +204,19 @@ class RateTerm:
             else:
                 lo = mid
 
+    def observe(self, bits: torch.Tensor) -> float:
+        """A step's estimate to the lambda controller (on the host); the estimate in bits per pixel."""
+        estimate = float(bits)
+        self.controller.update(estimate)
+        return estimate / self.settings.num_pixels
+
+    def state(self) -> dict:
+        """What a checkpoint keeps beyond the steps (which are parameters)."""
+        return {"lambda": self.controller.lam, "calibrated": self.calibrated}
+
+    def load_state(self, state: dict) -> None:
+        self.controller.lam, self.calibrated = state["lambda"], state["calibrated"]
+
     def due(self, step: int) -> bool:
         """Whether step number ``step`` carries the rate term (never while the proxy is off)."""
         return self.mode != ProxyMode.OFF and step % self.settings.every == 0
@@ -262,3 +275,37 @@ class RateTerm:
                 "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error,
                 "controller_gain": s.controller_gain, "controller_release": s.controller_release,
                 "lam_floor": s.lam_floor, "lam_ceiling": s.lam_ceiling, "lam_x_bpp": s.lam_x_bpp}
+
+
+class NoRate:
+    """Training without a rate term (quantization after training): the hooks fit calls, as no-ops."""
+
+    def to(self, device: torch.device) -> "NoRate":
+        return self
+
+    def schedule(self, stage: str, fraction: float) -> None:
+        pass
+
+    def perturb(self, seed: int) -> None:
+        pass
+
+    def restore(self) -> None:
+        pass
+
+    def due(self, step: int) -> bool:
+        return False
+
+    def step_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def identity(self) -> None:
+        return None
+
+
+NO_RATE = NoRate()
