@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.test_bad_inputs import CASES, fill, make_inputs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the cases are the test suite's own
+from tests.test_bad_inputs import CASES, fill, make_inputs
 
 OUT = Path(__file__).parent / "results" / "bad_inputs"
 

@@ -18,7 +18,7 @@ import torch
 
 torch.set_num_threads(1)
 
-from nvcodec.io import read_video, sample_clip_path  # noqa: E402
+from nvcodec.io import read_video, sample_clip_path  # noqa: E402 (after torch's thread count is set)
 
 for name in ("nvcodec.api", "nvcodec.encoder"):  # where the creation time is stamped, at either commit
     try:
@@ -28,7 +28,7 @@ for name in ("nvcodec.api", "nvcodec.encoder"):  # where the creation time is st
     if hasattr(module, "_utc_now"):
         module._utc_now = lambda: "2026-12-02T00:00:00+00:00"
 
-from nvcodec.api import EncodeSettings, encode  # noqa: E402
+from nvcodec.api import EncodeSettings, encode  # noqa: E402 (after the creation time is fixed)
 
 family, mode, out = sys.argv[1:4]
 clip = read_video(sample_clip_path(), (0, 8), (64, 36))

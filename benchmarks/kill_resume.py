@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # for fuzz.mutate (the checkout's fuzzing helpers, not a package module)
 OUT = ROOT / "benchmarks" / "results" / "kill_resume"
 
 

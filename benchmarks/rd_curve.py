@@ -7,13 +7,6 @@
 Run with --help for every option. Interrupted runs resume from rd_out/cache.
 """
 
-import sys
-from pathlib import Path
-
-try:
-    import nvcodec  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nvcodec.bench.command import main
 

@@ -13,14 +13,8 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-
-try:
-    import nvcodec  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import click
 

@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from nvcodec.cputuning import flush_denormals
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from nvcodec.cputuning import flush_denormals  # noqa: E402 (loads no torch)
 
 OUT = ROOT / "benchmarks" / "results" / "throughput"
 BPP = 0.1

@@ -14,11 +14,6 @@ time_curve_<clip>.png per clip. The RD machinery is nvcodec.bench (nvcodec/bench
 import sys
 from pathlib import Path
 
-try:
-    import nvcodec  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import click
 
 from nvcodec.bench.clips import ClipSpec

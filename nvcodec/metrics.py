@@ -60,7 +60,9 @@ def _ssim_terms(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> tuple
     if pad is None:  # picture smaller than the window: shrink the window
         size = min(x.shape[-2:]) | 1
         window = _gaussian_window(channels, size, 1.5, x.device).to(x.dtype)
-    blur = lambda t: F.conv2d(t, window, groups=channels)  # noqa: E731
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=channels)
+
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x * mu_x
     syy = blur(y * y) - mu_y * mu_y

@@ -139,7 +139,7 @@ def test_interrupted_fit_resumes_from_checkpoint(tiny_clip, tmp_path):
     assert other != config
     for model, train_cfg in [(NeRV(other), cfg), (NeRV(config), replace(cfg, seed=1))]:
         steps = []
-        fit(model, tiny_clip.frames, train_cfg, torch.device("cpu"), lambda p: steps.append(p.step), ckpt)
+        fit(model, tiny_clip.frames, train_cfg, torch.device("cpu"), lambda p, seen=steps: seen.append(p.step), ckpt)
         assert steps[0] == 1 and steps[-1] == 64
 
 

@@ -34,7 +34,7 @@ def test_mutations_keep_the_framing_valid():
             past_crc += 1
         except nvc_format.CRCError:
             pass
-        except Exception:  # noqa: BLE001 - any other refusal means the CRCs held
+        except Exception:  # any error: any other refusal means the CRCs held
             past_crc += 1
     assert past_crc >= 150
     assert split_chunks(data) is not None

@@ -252,7 +252,7 @@ def test_mutated_segmented_files_fail_cleanly(tmp_path):
             mutated = data[: int(rng.integers(0, len(data)))]
         else:
             at, value = int(rng.integers(1, 49)), int(rng.integers(0, 256))
-            mutated = _rewrite_index(data, lambda p: p.__setitem__(at, value))
+            mutated = _rewrite_index(data, lambda p, at=at, value=value: p.__setitem__(at, value))
         path.write_bytes(bytes(mutated))
         try:
             reader = NvcReader(path)

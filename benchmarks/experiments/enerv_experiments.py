@@ -23,18 +23,12 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-
-try:
-    import nvcodec  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, plan_model
 from nvcodec.compress.ratecontrol import (

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -31,16 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from nvcodec import api
+from nvcodec.compress.ratecontrol import expected_file_bytes
+from nvcodec.families.siren.model import Siren, SirenConfig
+from nvcodec.families.siren.objective import jacobian_dot, jacobian_dot_reverse
+from nvcodec.io import Video, read_video, sample_clip_path
+from nvcodec.metrics import psnr
+from nvcodec.train.objectives import objective_for
 
-from nvcodec import api  # noqa: E402
-from nvcodec.compress.ratecontrol import expected_file_bytes  # noqa: E402
-from nvcodec.families.siren.model import Siren, SirenConfig  # noqa: E402
-from nvcodec.families.siren.objective import jacobian_dot, jacobian_dot_reverse  # noqa: E402
-from nvcodec.io import Video, read_video, sample_clip_path  # noqa: E402
-from nvcodec.metrics import psnr  # noqa: E402
-from nvcodec.train.objectives import objective_for  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SIZE = (160, 90)
 FRAMES = 16

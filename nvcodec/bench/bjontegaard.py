@@ -138,7 +138,7 @@ def _mean_gap(ref_x, ref_y, test_x, test_y, axis: str, shown=lambda v: v) -> BDR
     for prepared in (ref, test):
         if isinstance(prepared, str):
             return BDResult(math.nan, prepared)
-    (rx, ry, rc), (tx, ty, tc) = ref, test  # type: ignore[misc]
+    (rx, ry, rc), (tx, ty, tc) = ref, test
     lo, hi = max(rx[0], tx[0]), min(rx[-1], tx[-1])
     if not lo < hi:
         return BDResult(

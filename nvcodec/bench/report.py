@@ -98,7 +98,7 @@ def results_dict(results: "BenchResults", plot_problem: str | None = None) -> di
             "cached": results.cached,
             "plot": plot_problem or FILES["png"],
         }
-    )  # type: ignore[return-value]
+    )
 
 
 def write_csv(path: Path, points: tuple[RDPoint, ...]) -> None:
@@ -147,10 +147,10 @@ def markdown(results: "BenchResults", plot_problem: str | None = None) -> str:
     lines = [
         "# Rate-distortion benchmark",
         "",
-        f"nvcodec {env['nvcodec']['version']} ({env['nvcodec']['git_commit'] or 'no git commit'}), "  # type: ignore[index]
+        f"nvcodec {env['nvcodec']['version']} ({env['nvcodec']['git_commit'] or 'no git commit'}), "
         f"PyAV {env['pyav']}, FFmpeg {env['ffmpeg']}, "
-        + ", ".join(f"{k} {v}" for k, v in env["encoders"].items())  # type: ignore[union-attr]
-        + f", torch {env['torch']['version']}; "  # type: ignore[index]
+        + ", ".join(f"{k} {v}" for k, v in env["encoders"].items())
+        + f", torch {env['torch']['version']}; "
         f"{machine.get('cpu')}, {machine.get('usable_cores')} usable cores.",
         "",
         "## How the numbers are measured",

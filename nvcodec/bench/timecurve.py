@@ -137,7 +137,7 @@ def run_time_curve(config: TimeCurveConfig, log: Callable[[str], None] = print) 
         curves = [_family_curve(config, clip, model, version, cache, streams, levels, log) for model in config.models]
         all_points += [p for c in curves for ps in c.points.values() for p in ps]
         all_points += [p for ps in anchors.values() for p in ps]
-        summary["clips"][clip.name] = _clip_summary(config, clip, curves, levels)  # type: ignore[index]
+        summary["clips"][clip.name] = _clip_summary(config, clip, curves, levels)
         problem = write_plot(out / f"time_curve_{clip.name}.png", config, clip.name, curves, levels)
         if problem:
             log(f"no plot: {problem}")
@@ -210,7 +210,7 @@ def markdown(config: TimeCurveConfig, summary: dict[str, object]) -> str:
              f"{config.seeds} seed(s) per point (mean, and min-max when several). Anchors' rate without their "
              "version SEI / temporal delimiters.", ""]
     longest = max(config.budgets)
-    for name, clip in summary["clips"].items():  # type: ignore[union-attr]
+    for name, clip in summary["clips"].items():
         levels = clip["anchors_psnr_at_rate"]
         lines += [f"## {name}", "", "Anchors at that rate: "
                   + ", ".join(f"{a} {q:.2f} dB" if math.isfinite(q) else f"{a} outside its measured range"

@@ -148,7 +148,7 @@ def decode_symbols(coded: CodedSymbols, count: int) -> np.ndarray:
         decoder = constriction.stream.queue.RangeDecoder(np.ascontiguousarray(coded.words, dtype=np.uint32))
         symbols = decoder.decode(_categorical(coded.table()), count).astype(np.int64) + coded.sym_min
         exhausted = decoder.maybe_exhausted()
-    except Exception as exc:  # noqa: BLE001 - constriction reports corrupt data in several ways
+    except Exception as exc:  # any error: constriction reports corrupt data in several ways
         raise PayloadError(f"entropy-coded payload is corrupt ({exc.__class__.__name__})") from None
     if not exhausted:
         raise PayloadError("entropy-coded payload has data left after the last symbol")
@@ -266,7 +266,7 @@ class ConditionalDecoder:
                 where = keys == key
                 model = _context_model(self.reach, int(key), self._models)
                 symbols[where] = self._coder.decode(model, int(where.sum())).astype(np.int64)
-        except Exception as exc:  # noqa: BLE001 - constriction reports corrupt data in several ways
+        except Exception as exc:  # any error: constriction reports corrupt data in several ways
             raise PayloadError(f"context-coded payload is corrupt ({exc.__class__.__name__})") from None
         symbols += floors - self.reach - 1
         if len(symbols) and (symbols.min() < self.sym_min or symbols.max() > self.sym_max):

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import torch
 
-from ...train.motion import midpoint_frames
 from ...devices import to_device
+from ...train.motion import midpoint_frames
 from ...train.objectives import PixelObjective, error_255
 
 L2_WEIGHT = 0.25  # lambda of eq. 5
