@@ -15,7 +15,7 @@ _HOMES = {
     "plan_render": "decoder", "read_nvc": "decoder", "resolve_device": "devices",
     "EncodeReport": "encoder", "EncodeSettings": "encoder", "encode": "encoder", "library_versions": "versions",
     "plan_model": "encoder",
-    "FileOptions": "segmented", "FileReport": "segmented", "encode_file": "segmented", "NvcReader": "bitstream.container",
+    "FileOptions": "settings", "FileReport": "segmented", "encode_file": "segmented", "NvcReader": "bitstream.container",
 }
 __all__ = sorted(_HOMES)
 

@@ -16,8 +16,13 @@ from dataclasses import asdict
 import click
 
 from .bitstream.container import NvcReader
+from .choices import LOSS_NAMES, TRAIN_CLOCKS
 from .errors import NvcError, UsageError
 from .presets import PRESETS
+from .settings import EncodeSettings, FileOptions
+
+# the options' defaults are the settings' own (one definition each)
+ENCODE, FILE = EncodeSettings(), FileOptions()
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -217,26 +222,26 @@ def _file_report_lines(report) -> list[str]:
 @main.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
-@click.option("--model", default="nerv", show_default=True, help="Family: the kind of network (see `nvc models`).")
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+@click.option("--model", default=ENCODE.model, show_default=True, help="Family: the kind of network (see `nvc models`).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=ENCODE.bpp, show_default=True,
               help="Target bits per pixel of the file.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=ENCODE.preset, show_default=True,
               help="Training time that fits the clip: " + "; ".join(f"{p.name} {p.describe()}" for p in PRESETS.values())
                    + ". A megapixel of video is frames x width x height / 1e6.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs instead.")
 @click.option("--train-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Train for this many wall-clock seconds instead (set-up included).")
-@click.option("--train-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+@click.option("--train-clock", type=click.Choice(TRAIN_CLOCKS), default=ENCODE.train_clock, show_default=True,
               help="Clock of --train-time and the presets: wall, or process CPU time (for fair benchmarks).")
 @click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
 @click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--seed", type=int, default=ENCODE.seed, show_default=True)
+@click.option("--device", default=ENCODE.device, show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: when it measures faster).")
-@click.option("--prune", type=float, default=0.10, show_default=True,
+@click.option("--prune", type=float, default=ENCODE.prune, show_default=True,
               help="Fraction of weights pruned (--rate-training off; rate-aware training zeroes what its rate "
                    "prices out).")
-@click.option("--loss", type=click.Choice(["l2", "fusion"]), default="l2", show_default=True,
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default=ENCODE.loss, show_default=True,
               help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).")
 @click.option("--bits", type=float, default=None,
               help="Fixed quantization bit depth after training (implies --rate-training off).")
@@ -245,16 +250,18 @@ def _file_report_lines(report) -> list[str]:
 @click.option("--lambda", "lam", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Constant-quality mode: price of a bit per pixel in squared error (larger: smaller file); "
                    "--bpp then only sizes the model.")
-@click.option("--resume/--no-resume", default=True, show_default=True, help="Checkpoint beside the output.")
-@click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+@click.option("--resume/--no-resume", default=ENCODE.resume, show_default=True, help="Checkpoint beside the output.")
+@click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=ENCODE.checkpoint_seconds,
+              show_default=True,
               metavar="SECONDS", help="Seconds between checkpoints (the first comes after at most 10 s).")
-@click.option("--segment-seconds", type=click.FloatRange(min=0), default=8.0, show_default=True, metavar="SECONDS",
+@click.option("--segment-seconds", type=click.FloatRange(min=0), default=FILE.segment_seconds, show_default=True,
+              metavar="SECONDS",
               help="Longest segment: a long input is coded as independent segments of half this to this long, "
                    "cut at scene changes (0: one segment; shorter segments use less memory, longer ones fewer bits).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=click.IntRange(min=1), default=FILE.jobs, show_default=True,
               help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
                    "one process per rank instead).")
-@click.option("--audio/--no-audio", default=True, show_default=True,
+@click.option("--audio/--no-audio", default=FILE.audio, show_default=True,
               help="Carry the input's audio track (its packets unchanged; not counted in the video's bpp).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
@@ -265,7 +272,7 @@ def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, trai
            **family_options):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
-    from .settings import EncodeSettings, check_settings
+    from .settings import check_settings
 
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
@@ -278,7 +285,7 @@ def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, trai
     check_settings(settings)  # every option, then the output, then the input: all before torch loads
     check_writable(output)
     from .io import parse_frame_range, parse_size
-    from .segmented import FileOptions, encode_file
+    from .segmented import encode_file
 
     options = FileOptions(parse_frame_range(frames), parse_size(resize), segment_seconds, jobs,
                           ctx.parent.params.get("threads"), audio)

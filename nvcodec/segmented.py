@@ -38,27 +38,14 @@ from .bitstream import format as nvc_format
 from .bitstream.container import write_segmented
 from .errors import NvcError, RateError, UsageError
 from .fsutil import atomic_path, check_writable
-from .io import FrameRange, Size
 from .metrics import bpp as bits_per_pixel
 from .presets import PRESETS, format_seconds
 from .scenes import Segment, difficulty, share_bits, split
-from .settings import EncodeSettings, check_settings
+from .settings import EncodeSettings, FileOptions, check_settings
 from .source import SourceInfo, read_audio, read_frames, scan
 from .versions import usable_cores
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class FileOptions:
-    """How an input becomes segments and how they are run."""
-
-    frames: FrameRange | None = None
-    resize: Size | None = None
-    segment_seconds: float = 8.0  # longest segment; segments are at least half as long; 0: one segment
-    jobs: int = 1  # processes on this machine (torchrun sets its own)
-    threads: int | None = None  # torch threads per process; default: the cores shared out
-    audio: bool = True  # carry the input's audio track
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,17 @@ Kept free of torch, so that `nvc encode` answers a bad option at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from .choices import LOSS_NAMES, TRAIN_CLOCKS, LossName, TrainClock
 from .compress.ratecontrol import MAX_BITS, MIN_BITS
 from .errors import UsageError
 from .families import Family, declaration
 from .models.capabilities import FRAMEWISE
 from .presets import PRESETS
+
+if TYPE_CHECKING:
+    from .io import FrameRange, Size
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,12 @@ class EncodeSettings:
     preset: str = "medium"  # a training time that fits the clip (presets.py)
     epochs: int | None = None  # train for this many epochs instead
     train_seconds: float | None = None  # or for this many seconds (overrides the preset)
-    train_clock: str = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
+    train_clock: TrainClock = "wall"  # clock of train_seconds: "wall", or "cpu" (process CPU time, for fair benchmarks)
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast if it measures faster on this device
     prune: float = 0.10
-    loss: str = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
+    loss: LossName = "l2"  # or "fusion" (0.7 L1 + 0.3 (1 - SSIM))
     quant_bits: float | None = None  # fixed bit depth instead of landing on --bpp
     resume: bool = True  # keep a checkpoint beside the output and resume from it
     checkpoint_seconds: float = 60.0  # between checkpoints (the first comes after at most 10 s)
@@ -34,6 +39,18 @@ class EncodeSettings:
     lam: float | None = None  # constant lambda (quality mode; --bpp then only sizes the model) instead of a target
     rate_options: dict = field(default_factory=dict)  # train.rate.RateSettings fields, for ablations
     objective_options: dict = field(default_factory=dict)  # the family objective's knobs, e.g. {"of_weight": 0.12}
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """How an input becomes segments and how they are run."""
+
+    frames: FrameRange | None = None
+    resize: Size | None = None
+    segment_seconds: float = 8.0  # longest segment; segments are at least half as long; 0: one segment
+    jobs: int = 1  # processes on this machine (torchrun sets its own)
+    threads: int | None = None  # torch threads per process; default: the cores shared out
+    audio: bool = True  # carry the input's audio track
 
 
 def check_settings(settings: EncodeSettings) -> Family:
@@ -52,10 +69,10 @@ def check_settings(settings: EncodeSettings) -> Family:
             raise UsageError("--epochs and --train-time: give one of them")
     if not settings.checkpoint_seconds > 0:
         raise UsageError("--checkpoint-every must be positive")
-    if settings.train_clock not in ("wall", "cpu"):
-        raise UsageError(f"train_clock {settings.train_clock!r}: use wall or cpu")
-    if settings.loss not in ("l2", "fusion"):
-        raise UsageError(f"--loss {settings.loss!r}: use l2 or fusion")
+    if settings.train_clock not in TRAIN_CLOCKS:
+        raise UsageError(f"train_clock {settings.train_clock!r}: use {' or '.join(TRAIN_CLOCKS)}")
+    if settings.loss not in LOSS_NAMES:
+        raise UsageError(f"--loss {settings.loss!r}: use {' or '.join(LOSS_NAMES)}")
     if settings.loss == "fusion" and FRAMEWISE not in family.capabilities:
         raise UsageError(f"--loss fusion needs whole frames (SSIM); {family.name} trains on pixels: use --loss l2")
     if not 0 <= settings.prune < 1:

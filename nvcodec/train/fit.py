@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..choices import LossName, TrainClock
 from ..cputuning import flush_denormals, keep_freed_memory
 from ..devices import bf16_native
 from ..fsutil import atomic_path
@@ -52,12 +53,12 @@ class TrainConfig:
     batch_frames: int = 1
     amp: bool = True
     compile: bool = False  # torch.compile the objective's loss (train/compiled.py; the families that gain ask for it)
-    loss: str = "l2"  # a key of losses.LOSSES
+    loss: LossName = "l2"  # a key of losses.LOSSES
     seed: int = 0
     checkpoint_seconds: float = 60.0
     objective_options: dict = field(default_factory=dict)  # the family objective's knobs (e.g. of_weight)
     train_seconds: float | None = None  # seconds for both stages, shared as epochs : finetune_epochs; None: epochs
-    train_clock: str = "wall"  # "wall" or "cpu" (process CPU seconds, all threads)
+    train_clock: TrainClock = "wall"  # "wall" or "cpu" (process CPU seconds, all threads)
 
     def __post_init__(self) -> None:
         if self.train_clock not in CLOCKS:
@@ -72,7 +73,7 @@ def process_cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-CLOCKS = {"wall": time.monotonic, "cpu": process_cpu_seconds}
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.monotonic, "cpu": process_cpu_seconds}  # by TRAIN_CLOCKS
 FIRST_CHECKPOINT_SECONDS = 10.0  # then every checkpoint_seconds
 
 
