@@ -32,7 +32,7 @@ from .decoder import decode
 from .devices import DECODE_DEVICE, reproducible, resolve_device
 from .errors import InputError
 from .families import backbone_class
-from .fsutil import atomic_path, check_writable, remove_stale_temporaries
+from .fsutil import atomic_path, check_writable, remove_stale_temporaries, write_measured
 from .io import Colour, Video
 from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
@@ -287,17 +287,18 @@ def _land_latents(plan: EncodePlan, tensors: list[np.ndarray], steps: list[np.nd
 
 def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
     """The output appears once, complete, with the quality measured by decoding it in mETA."""
-    with atomic_path(plan.output) as tmp:
-        tmp.write_bytes(coded.write(plan.writer.metadata))
-        if plan.writer.metadata is None:
-            return
-        first = decode(tmp, device=DECODE_DEVICE)  # what `nvc decode` gives by default, not the training device's render
-        measured = {"psnr": psnr(video.frames, first.frames), "ms_ssim": ms_ssim(video.frames, first.frames)}
-        # mETA is ancillary: rewriting it cannot change the decode
-        final_metadata = {**plan.writer.metadata, "measured": measured}
-        final_metadata.update({"quant_bits": coded.quant_bits} if coded.quant_bits is not None else
-                              {"lambda": plan.rate.controller.lam, "estimated_bytes": coded.estimated_bytes})
-        tmp.write_bytes(coded.write(final_metadata))
+    if plan.writer.metadata is None:  # a segment of a longer file: the file's mETA says it
+        with atomic_path(plan.output) as tmp:
+            tmp.write_bytes(coded.write(None))
+        return
+    how = ({"quant_bits": coded.quant_bits} if coded.quant_bits is not None else
+           {"lambda": plan.rate.controller.lam, "estimated_bytes": coded.estimated_bytes})
+
+    def measure(path: Path) -> dict:
+        decoded = decode(path, device=DECODE_DEVICE)  # what `nvc decode` gives by default, not the training device's
+        return {"psnr": psnr(video.frames, decoded.frames), "ms_ssim": ms_ssim(video.frames, decoded.frames)}
+
+    write_measured(plan.output, coded.write, {**plan.writer.metadata, **how}, measure)
 
 
 def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:

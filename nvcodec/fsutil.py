@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import InputError, NvcError, OutputError
 
@@ -103,3 +103,16 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def write_measured(output: Path, make: Callable[[dict], bytes], metadata: dict,
+                   measure: Callable[[Path], dict]) -> dict:
+    """Write ``make(metadata)``, measure that very file (by decoding it) and write it again with
+    the measurement as its metadata's ``"measured"``: the output appears once, complete, saying
+    what its decoder gives (mETA is ancillary: rewriting it cannot change the decode). Returns
+    ``measure``'s result. Both the single-stream and the segmented pipelines write through this."""
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(make(metadata))
+        measured = measure(tmp)
+        tmp.write_bytes(make({**metadata, "measured": measured}))
+    return measured

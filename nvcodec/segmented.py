@@ -36,8 +36,9 @@ import numpy as np
 
 from .bitstream import format as nvc_format
 from .bitstream.container import write_segmented
+from .encoder import encode, file_metadata, plan_model, video_header
 from .errors import NvcError, RateError, UsageError
-from .fsutil import atomic_path, check_writable
+from .fsutil import atomic_path, check_writable, write_measured
 from .metrics import bpp as bits_per_pixel
 from .presets import PRESETS, format_seconds
 from .scenes import Segment, difficulty, share_bits, split
@@ -109,8 +110,6 @@ class FilePlan:
 def container_overhead(source: SourceInfo, count: int, settings: EncodeSettings) -> int:
     """Bytes of a segmented file beyond its segment streams and audio: the file written around
     empty segments, with mETA as the final one holds it."""
-    from .encoder import file_metadata, video_header
-
     rng = np.random.default_rng(0)  # placeholder records as long, and as hard to pack, as real ones
     records = [{"frames": [int(a), int(a) + 100], "bytes": int(b), "bpp": float(r), "target_bpp": float(r),
                 "psnr": float(q)} for a, b, r, q in zip(rng.integers(0, 10**6, count), rng.integers(0, 10**6, count),
@@ -183,7 +182,6 @@ def decide_precision(plan: FilePlan, settings: EncodeSettings, jobs: int = 1) ->
 
 def _measure_precision(plan: FilePlan, settings: EncodeSettings) -> bool:
     from .devices import resolve_device
-    from .encoder import plan_model
     from .families import backbone_class
     from .train.trial import run_trial
 
@@ -224,8 +222,6 @@ def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
 
 def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> SegmentResult:
     """One segment, start to finish, in whatever process runs it (reads its own frames)."""
-    from .encoder import encode
-
     if job.threads is not None:
         import torch
 
@@ -383,8 +379,6 @@ def _collect(results: Iterator[SegmentResult], count: int, say: Say, started: fl
 def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progress, say: Say,
                    started: float) -> FileReport:
     """One segment, no audio: a plain single-stream file, exactly as a short clip always was."""
-    from .encoder import encode
-
     video = read_frames(plan.source, 0, plan.source.num_frames)
     report = encode(video, output, settings, progress=progress, log=say)
     record = asdict(report)
@@ -399,8 +393,6 @@ def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progr
 def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
              started: float, workers: int) -> FileReport:
     """Write the one file (atomically) with its measured quality in mETA (``measured_quality``)."""
-    from .encoder import file_metadata, video_header
-
     source = plan.source
     header = video_header(source.width, source.height, source.num_frames, source.fps, source.colour)
     audio = read_audio(source)
@@ -410,12 +402,14 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
     per_segment = [{"frames": [s.start, s.stop], "bytes": len(r.stream), "bpp": r.report["bpp"],
                     "target_bpp": r.report["target_bpp"], "psnr": r.report["psnr"]}
                    for s, r in zip(plan.segments, results)]
-    metadata = {**file_metadata(settings), "segments": per_segment}
-    with atomic_path(output) as tmp:
-        tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
-        measured = measured_quality(tmp, results)
-        metadata["measured"] = {"psnr": measured["psnr"], "ms_ssim": measured["ms_ssim"]}
-        tmp.write_bytes(write_segmented(header, streams, counts, audio, metadata))
+    quality: dict[str, float] = {}
+
+    def measure(path: Path) -> dict:
+        quality.update(measured_quality(path, results))
+        return {"psnr": quality["psnr"], "ms_ssim": quality["ms_ssim"]}
+
+    write_measured(output, lambda metadata: write_segmented(header, streams, counts, audio, metadata),
+                   {**file_metadata(settings), "segments": per_segment}, measure)
     size = output.stat().st_size
     audio_bytes = len(audio) + nvc_format.CHUNK_OVERHEAD if audio else 0
     shutil.rmtree(plan.work, ignore_errors=True)
@@ -423,7 +417,7 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
         path=str(output), model=settings.model, width=source.width, height=source.height, num_frames=source.num_frames,
         file_bytes=size, bpp=bits_per_pixel(size, source.width, source.height, source.num_frames),
         video_bpp=bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
-        target_bpp=settings.bpp, psnr=measured["psnr"], y_psnr=measured["y_psnr"], ms_ssim=measured["ms_ssim"],
+        target_bpp=settings.bpp, psnr=quality["psnr"], y_psnr=quality["y_psnr"], ms_ssim=quality["ms_ssim"],
         audio_bytes=audio_bytes, encode_seconds=time.monotonic() - started,
         decode_seconds=sum(r.report["decode_seconds"] for r in results), workers=workers, notes=plan.notes,
         segments=tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
