@@ -62,3 +62,20 @@ def test_config_from_untrusted_json():
 
 def test_capabilities_are_declared():
     assert NeRV.capabilities == {"framewise", "any_time"}
+
+
+def test_family_overrides_name_real_settings():
+    """A family's training and rate overrides are TrainConfig and RateSettings fields, typed in
+    TrainOverrides and RateOverrides: a misspelt key fails here, not as a silent no-op."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from nvcodec.families import RateOverrides, TrainOverrides, declarations
+    from nvcodec.train.fit import TrainConfig
+    from nvcodec.train.rate import RateSettings
+
+    for typed, settings in ((TrainOverrides, TrainConfig), (RateOverrides, RateSettings)):
+        assert set(get_type_hints(typed)) <= {f.name for f in fields(settings)}
+    for family in declarations():
+        assert set(family.train_overrides) <= set(get_type_hints(TrainOverrides)), family.name
+        assert set(family.rate_overrides) <= set(get_type_hints(RateOverrides)), family.name

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypedDict
 
 from ..errors import ArchitectureError, UsageError
 
@@ -57,6 +57,32 @@ class Option:
             raise ValueError(f"{self.flag} {value:g} is outside [{self.low:g}, {self.high:g}]")
 
 
+class TrainOverrides(TypedDict, total=False):
+    """The fields of train.fit.TrainConfig a family sets (its paper's recipe); tests check the names."""
+
+    optimizer: str
+    weight_decay: float
+    lr: float
+    finetune_lr: float
+    warmup: float
+    amp: bool
+    compile: bool
+    batch_frames: int
+
+
+class RateOverrides(TypedDict, total=False):
+    """The fields of train.rate.RateSettings a family sets; tests check the names."""
+
+    proxy_start: float
+    calibrate: bool
+    lam: float
+    lam_x_bpp: float
+    lam_floor: float
+    lam_ceiling: float
+    controller_release: float
+    max_log_error: float
+
+
 @dataclass(frozen=True)
 class Family:
     """What a family is, declared without torch."""
@@ -65,10 +91,10 @@ class Family:
     summary: str  # one line for `nvc models`
     capabilities: frozenset[str]
     objective: Callable[[], type["Objective"]]  # imports the training objective when called (encoder only)
-    train_overrides: dict = field(default_factory=dict)  # TrainConfig fields the paper sets (optimizer, lr, amp)
+    train_overrides: TrainOverrides = field(default_factory=dict)  # TrainConfig fields the paper sets (optimizer, lr, amp)
     encode_options: tuple[Option, ...] = ()  # the objective's knobs
     render_options: tuple[Option, ...] = ()  # Backbone.set_render_options keywords
-    rate_overrides: dict = field(default_factory=dict)  # train.rate.RateSettings fields the family needs
+    rate_overrides: RateOverrides = field(default_factory=dict)  # train.rate.RateSettings fields the family needs
     requires_rate_training: bool = False  # e.g. latents that only the rate term keeps small
 
     def option(self, name: str, kind: str = "encode") -> Option | None:
