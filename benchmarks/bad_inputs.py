@@ -32,15 +32,25 @@ def main() -> None:
             message = done.stderr.strip().replace(folder, "<tmp>").replace(inputs["sample"], "<sample>")
             shown = " ".join(a.replace(folder, "<tmp>").replace(inputs["sample"], "<sample>") for a in args)
             ok = done.returncode == case.exit_code and all(w.format(**inputs) in done.stderr for w in case.words)
-            rows.append(f"| {case.what} | `nvc {shown}` | {done.returncode} | {message.replace('|', '/')} | "
-                        f"{seconds:.2f} | {'yes' if ok else 'NO'} |")
+            rows.append(
+                f"| {case.what} | `nvc {shown}` | {done.returncode} | {message.replace('|', '/')} | "
+                f"{seconds:.2f} | {'yes' if ok else 'NO'} |"
+            )
             print(rows[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    table = "\n".join([
-        "# Bad inputs: message, exit code and time to the answer", "",
-        "Made by `python benchmarks/bad_inputs.py`; <tmp> is a temporary folder, <sample> the bundled clip.",
-        "Exit codes: 2 usage, 3 input, 4 rate, 5 bitstream, 6 output (see the README).", "",
-        "| case | command | exit | message | seconds | as tested |", "|---|---|---:|---|---:|---|", *rows, ""])
+    table = "\n".join(
+        [
+            "# Bad inputs: message, exit code and time to the answer",
+            "",
+            "Made by `python benchmarks/bad_inputs.py`; <tmp> is a temporary folder, <sample> the bundled clip.",
+            "Exit codes: 2 usage, 3 input, 4 rate, 5 bitstream, 6 output (see the README).",
+            "",
+            "| case | command | exit | message | seconds | as tested |",
+            "|---|---|---:|---|---:|---|",
+            *rows,
+            "",
+        ]
+    )
     (OUT / "results.md").write_text(table)
     print(f"wrote {OUT / 'results.md'}")
 

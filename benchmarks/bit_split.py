@@ -16,22 +16,35 @@ from nvcodec.api import inspect
 
 def split(path: Path) -> dict:
     info = inspect(path)
-    latents = [t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in info["tensors"] if t["model"] == "context"]
+    latents = [
+        t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in info["tensors"] if t["model"] == "context"
+    ]
     payload = info["payload_bytes"]
-    return {"file": path.name, "bytes": info["bytes"], "bpp": info["bpp"], "latents": info.get("latent_bytes", 0),
-            "per_grid": latents, "networks": payload - info.get("latent_bytes", 0),
-            "header": info["bytes"] - payload, "psnr": info["metadata"].get("measured", {}).get("psnr")}
+    return {
+        "file": path.name,
+        "bytes": info["bytes"],
+        "bpp": info["bpp"],
+        "latents": info.get("latent_bytes", 0),
+        "per_grid": latents,
+        "networks": payload - info.get("latent_bytes", 0),
+        "header": info["bytes"] - payload,
+        "psnr": info["metadata"].get("measured", {}).get("psnr"),
+    }
 
 
 def main(folder: str) -> None:
     rows = sorted((split(p) for p in Path(folder).glob("*.nvc")), key=lambda r: r["bytes"])
-    print("| file | bytes | bpp | decoded PSNR (dB) | latents | networks | headers + container | latents per grid, coarsest first |")
+    print(
+        "| file | bytes | bpp | decoded PSNR (dB) | latents | networks | headers + container | latents per grid, coarsest first |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         psnr = f"{r['psnr']:.2f}" if r["psnr"] is not None else "-"
-        print(f"| {r['file'][:60]} | {r['bytes']} | {r['bpp']:.4f} | {psnr} | {r['latents']} "
-              f"({100 * r['latents'] / r['bytes']:.0f} %) | {r['networks']} | {r['header']} | "
-              f"{' / '.join(map(str, r['per_grid']))} |")
+        print(
+            f"| {r['file'][:60]} | {r['bytes']} | {r['bpp']:.4f} | {psnr} | {r['latents']} "
+            f"({100 * r['latents'] / r['bytes']:.0f} %) | {r['networks']} | {r['header']} | "
+            f"{' / '.join(map(str, r['per_grid']))} |"
+        )
 
 
 if __name__ == "__main__":

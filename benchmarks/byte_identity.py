@@ -32,8 +32,15 @@ from nvcodec.api import EncodeSettings, encode  # noqa: E402 (after the creation
 
 family, mode, out = sys.argv[1:4]
 clip = read_video(sample_clip_path(), (0, 8), (64, 36))
-settings = EncodeSettings(model=family, bpp=3.0, epochs=20, device="cpu", amp=False, resume=False,
-                          **({} if mode == "rate" else {"rate_training": False}))
+settings = EncodeSettings(
+    model=family,
+    bpp=3.0,
+    epochs=20,
+    device="cpu",
+    amp=False,
+    resume=False,
+    **({} if mode == "rate" else {"rate_training": False}),
+)
 report = encode(clip, out, settings)
 data = open(out, "rb").read()
 print(family, mode, len(data), hashlib.sha256(data).hexdigest()[:16], round(report.psnr, 3))

@@ -42,8 +42,16 @@ from typing import Callable
 import numpy as np
 
 NVC = [sys.executable, "-m", "nvcodec.cli"]
-TINY_BPP = {"nerv": 3.0, "enerv": 4.0, "hnerv": 3.0, "snerv-b": 3.0, "snerv-t": 3.0, "coordflow": 2.0,
-            "siren": 3.0, "grid": 1.5}  # what each family's smallest model meets on 8 frames of 64x36
+TINY_BPP = {
+    "nerv": 3.0,
+    "enerv": 4.0,
+    "hnerv": 3.0,
+    "snerv-b": 3.0,
+    "snerv-t": 3.0,
+    "coordflow": 2.0,
+    "siren": 3.0,
+    "grid": 1.5,
+}  # what each family's smallest model meets on 8 frames of 64x36
 TINY_EPOCHS = 20
 REPRODUCED = ("nerv", "hnerv", "coordflow", "grid")
 COMPILED = ("coordflow", "siren")
@@ -71,21 +79,45 @@ class Smoke:
 
     def nvc(self, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         threads = ["--threads", str(self.threads)] if self.threads else []
-        done = subprocess.run([*NVC, *threads, *args], capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **FIXED_TIME, **(env or {})})
+        done = subprocess.run(
+            [*NVC, *threads, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **FIXED_TIME, **(env or {})},
+        )
         if done.returncode != 0:
             raise RuntimeError(done.stderr.strip() or f"exit {done.returncode}")
         return done
 
     def encode_args(self, family: str, clip: Path, output: Path, *extra: str) -> list[str]:
-        return ["encode", str(clip), "-o", str(output), "--model", family, "--bpp", str(TINY_BPP[family]),
-                "--epochs", str(TINY_EPOCHS), "--device", self.device, "--seed", "0", "-q", "--json", *extra]
+        return [
+            "encode",
+            str(clip),
+            "-o",
+            str(output),
+            "--model",
+            family,
+            "--bpp",
+            str(TINY_BPP[family]),
+            "--epochs",
+            str(TINY_EPOCHS),
+            "--device",
+            self.device,
+            "--seed",
+            "0",
+            "-q",
+            "--json",
+            *extra,
+        ]
 
     # --- the checks ----------------------------------------------------------------------------
     def encode(self, family: str, amp: bool, clip: Path, compiled: bool = False) -> str:
         output = self.folder / f"{family}_{'amp' if amp else 'fp32'}{'_compiled' if compiled else ''}.nvc"
-        done = self.nvc(*self.encode_args(family, clip, output, "--amp" if amp else "--no-amp", "--no-resume"),
-                        env={"NVC_COMPILE": "1" if compiled else "0"})
+        done = self.nvc(
+            *self.encode_args(family, clip, output, "--amp" if amp else "--no-amp", "--no-resume"),
+            env={"NVC_COMPILE": "1" if compiled else "0"},
+        )
         if compiled and "torch.compile failed" in done.stderr:
             raise RuntimeError("fell back to eager: " + done.stderr.strip().splitlines()[-1])
         report = json.loads(done.stdout)
@@ -125,8 +157,12 @@ class Smoke:
         killed = self.folder / "killed.nvc"
         args[args.index(str(reference))] = str(killed)
         threads = ["--threads", str(self.threads)] if self.threads else []
-        process = subprocess.Popen([*NVC, *threads, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, **FIXED_TIME})
+        process = subprocess.Popen(
+            [*NVC, *threads, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **FIXED_TIME},
+        )
         time.sleep(0.6 * full)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -154,21 +190,34 @@ class Smoke:
             self.nvc(*self.encode_args("nerv", clip, output, *common, *extra))
             timings[output] = time.monotonic() - start
         start = time.monotonic()
-        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "nvcodec.cli",
-                  "--threads", "1", *self.encode_args("nerv", clip, ranks, *common)]
+        launch = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "nvcodec.cli",
+            "--threads",
+            "1",
+            *self.encode_args("nerv", clip, ranks, *common),
+        ]
         done = subprocess.run(launch, capture_output=True, text=True, timeout=600, env={**os.environ, **FIXED_TIME})
         if done.returncode != 0:
             raise RuntimeError("torchrun: " + (done.stderr.strip().splitlines() or ["failed"])[-1])
         timings[ranks] = time.monotonic() - start
-        segments = json.loads(subprocess.run([*NVC, "info", str(serial), "--json"], capture_output=True, text=True,
-                                             check=True).stdout).get("segments", [])
+        segments = json.loads(
+            subprocess.run([*NVC, "info", str(serial), "--json"], capture_output=True, text=True, check=True).stdout
+        ).get("segments", [])
         if len(segments) < 2:
             raise AssertionError(f"the clip gave {len(segments)} segment(s), not several")
         for output in (jobs, ranks):
             if output.read_bytes() != serial.read_bytes():
                 raise AssertionError(f"{output.name} differs from the serial file")
-        return (f"{len(segments)} segments; serial {timings[serial]:.1f} s, --jobs 2 {timings[jobs]:.1f} s, "
-                f"torchrun x2 {timings[ranks]:.1f} s; identical bytes")
+        return (
+            f"{len(segments)} segments; serial {timings[serial]:.1f} s, --jobs 2 {timings[jobs]:.1f} s, "
+            f"torchrun x2 {timings[ranks]:.1f} s; identical bytes"
+        )
 
     def peak_1080p(self, frames: int) -> str:
         code = f"""
@@ -179,7 +228,7 @@ clip = read_video(sample_clip_path(), (0, {frames}), (1920, 1080))
 device = {self.device!r}
 if device.startswith("cuda"):
     torch.cuda.reset_peak_memory_stats()
-encode(clip, {str(self.folder / 'hd.nvc')!r}, EncodeSettings(model="nerv", bpp=0.05, epochs=1, device=device,
+encode(clip, {str(self.folder / "hd.nvc")!r}, EncodeSettings(model="nerv", bpp=0.05, epochs=1, device=device,
        resume=False))
 if device.startswith("cuda"):
     print(f"peak GPU memory {{torch.cuda.max_memory_allocated() / 2**30:.2f}} GiB "
@@ -219,8 +268,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of each nvc process")
-    parser.add_argument("--hd-frames", type=int, default=None,
-                        help="frames of the 1080p memory check (default: 50 on a GPU, 2 on the CPU)")
+    parser.add_argument(
+        "--hd-frames",
+        type=int,
+        default=None,
+        help="frames of the 1080p memory check (default: 50 on a GPU, 2 on the CPU)",
+    )
     opts = parser.parse_args()
 
     from nvcodec.families import family_names
@@ -233,10 +286,14 @@ def main() -> None:
         tiny, longer = Path(tmp) / "tiny.y4m", Path(tmp) / "two_segments.y4m"
         write_video(tiny, read_video(sample_clip_path(), (0, 8), (64, 36)))
         write_video(longer, read_video(sample_clip_path(), (0, 32), (64, 36)))
-        print(f"gpu_smoke on {opts.device}: {len(families)} families, {len(conformance)} conformance vectors", flush=True)
+        print(
+            f"gpu_smoke on {opts.device}: {len(families)} families, {len(conformance)} conformance vectors", flush=True
+        )
         for family in families:
             for amp in (False, True):
-                smoke.check(f"encode {family} {'bf16' if amp else 'fp32'}", lambda f=family, a=amp: smoke.encode(f, a, tiny))
+                smoke.check(
+                    f"encode {family} {'bf16' if amp else 'fp32'}", lambda f=family, a=amp: smoke.encode(f, a, tiny)
+                )
         for family in COMPILED:
             smoke.check(f"encode {family} compiled", lambda f=family: smoke.encode(f, False, tiny, compiled=True))
         for family in families:

@@ -35,8 +35,10 @@ SEGMENTS = ["--segment-seconds", "4"]  # 2-4 s segments for the runs below but t
 def _scenes(seconds: float) -> list[np.ndarray]:
     """Scenes cut from the sample clips until ``seconds`` are filled (deterministic)."""
     folder = sample_clip_path().parent
-    sources = [read_video(folder / name, resize=SIZE).frames
-               for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+    sources = [
+        read_video(folder / name, resize=SIZE).frames
+        for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+    ]
     rng = np.random.default_rng(7)
     scenes, total = [], 0
     while total < seconds * FPS:
@@ -64,22 +66,29 @@ def build_clip(path: Path, seconds: float) -> dict:
     samples = np.arange(int(48000 * seconds))
     pitch = 220 * 2 ** ((samples // 48000) % 12 / 12)
     tone = (0.2 * np.sin(2 * np.pi * np.cumsum(pitch) / 48000)).astype(np.float32)
-    write_clip_with_tone(path, frames, FPS, tone, 48000, "libx264", "yuv420p",
-                         {"crf": "16", "preset": "fast", "g": str(2 * FPS)})
+    write_clip_with_tone(
+        path, frames, FPS, tone, 48000, "libx264", "yuv420p", {"crf": "16", "preset": "fast", "g": str(2 * FPS)}
+    )
     return {"path": str(path), "frames": len(frames), "seconds": len(frames) / FPS, "bytes": path.stat().st_size}
 
 
 def run(command: list[str], env: dict | None = None) -> dict:
     """Run a command under /usr/bin/time -v: its stdout, wall seconds and peak RSS (largest process)."""
     started = time.monotonic()
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", *command], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     wall = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
-    return {"command": " ".join(command), "wall_seconds": round(wall, 1), "peak_rss_mib": round(rss / 1024, 1),
-            "stdout": result.stdout, "stderr_tail": result.stderr.split("\tCommand being timed")[0][-2000:]}
+    return {
+        "command": " ".join(command),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mib": round(rss / 1024, 1),
+        "stdout": result.stdout,
+        "stderr_tail": result.stderr.split("\tCommand being timed")[0][-2000:],
+    }
 
 
 def nvc(*args: str) -> list[str]:
@@ -88,10 +97,26 @@ def nvc(*args: str) -> list[str]:
 
 def encode_record(result: dict) -> dict:
     report = json.loads(result["stdout"])
-    keep = ("file_bytes", "bpp", "video_bpp", "target_bpp", "psnr", "y_psnr", "ms_ssim", "audio_bytes",
-            "encode_seconds", "decode_seconds", "workers")
-    return {**{k: report[k] for k in keep}, "segments": len(report["segments"]),
-            "wall_seconds": result["wall_seconds"], "peak_rss_mib": result["peak_rss_mib"], "command": result["command"]}
+    keep = (
+        "file_bytes",
+        "bpp",
+        "video_bpp",
+        "target_bpp",
+        "psnr",
+        "y_psnr",
+        "ms_ssim",
+        "audio_bytes",
+        "encode_seconds",
+        "decode_seconds",
+        "workers",
+    )
+    return {
+        **{k: report[k] for k in keep},
+        "segments": len(report["segments"]),
+        "wall_seconds": result["wall_seconds"],
+        "peak_rss_mib": result["peak_rss_mib"],
+        "command": result["command"],
+    }
 
 
 def step_full(out: Path, clip: Path, name: str, epochs: int, threads: int) -> dict:
@@ -99,12 +124,36 @@ def step_full(out: Path, clip: Path, name: str, epochs: int, threads: int) -> di
     from nvcodec.source import audio_packets
 
     target = out / f"{name}.nvc"
-    record = encode_record(run(nvc("--threads", str(threads), "encode", str(clip), "-o", str(target), *ENCODE,
-                                   *SEGMENTS, "--epochs", str(epochs))))
+    record = encode_record(
+        run(
+            nvc(
+                "--threads",
+                str(threads),
+                "encode",
+                str(clip),
+                "-o",
+                str(target),
+                *ENCODE,
+                *SEGMENTS,
+                "--epochs",
+                str(epochs),
+            )
+        )
+    )
     info = run(nvc("info", str(target)))
     (out / f"{name}_info.txt").write_text(info["stdout"])
-    middle = run(nvc("--threads", str(threads), "decode", str(target), "-o", str(out / f"{name}_middle.y4m"),
-                     "--frames", "1500:1560" if record["segments"] > 20 else "300:360"))
+    middle = run(
+        nvc(
+            "--threads",
+            str(threads),
+            "decode",
+            str(target),
+            "-o",
+            str(out / f"{name}_middle.y4m"),
+            "--frames",
+            "1500:1560" if record["segments"] > 20 else "300:360",
+        )
+    )
     whole = run(nvc("--threads", str(threads), "decode", str(target), "-o", str(out / f"{name}_all.mkv")))
     record["decode_middle"] = middle["stdout"].strip()
     record["decode_all"] = whole["stdout"].strip()
@@ -124,16 +173,33 @@ def step_jobs(out: Path, clip: Path, epochs: int, extra: tuple[str, ...] = ()) -
     runs = {
         "1 process": run(nvc("--threads", "1", *common, "-o", str(out / "jobs1.nvc")), env),
         "--jobs 2": run(nvc("--threads", "1", *common, "-o", str(out / "jobs2.nvc"), "--jobs", "2"), env),
-        "torchrun 2 ranks": run([shutil.which("torchrun"), "--nproc-per-node", "2", "--no-python",
-                                 *nvc("--threads", "1", *common, "-o", str(out / "torchrun.nvc"))], env),
+        "torchrun 2 ranks": run(
+            [
+                shutil.which("torchrun"),
+                "--nproc-per-node",
+                "2",
+                "--no-python",
+                *nvc("--threads", "1", *common, "-o", str(out / "torchrun.nvc")),
+            ],
+            env,
+        ),
     }
-    files = {name: (out / f).read_bytes() for name, f in
-             (("1 process", "jobs1.nvc"), ("--jobs 2", "jobs2.nvc"), ("torchrun 2 ranks", "torchrun.nvc"))}
+    files = {
+        name: (out / f).read_bytes()
+        for name, f in (("1 process", "jobs1.nvc"), ("--jobs 2", "jobs2.nvc"), ("torchrun 2 ranks", "torchrun.nvc"))
+    }
     base = runs["1 process"]["wall_seconds"]
-    return {name: {"wall_seconds": r["wall_seconds"], "speed_up": round(base / r["wall_seconds"], 2),
-                   "peak_rss_mib": r["peak_rss_mib"], "bytes": len(files[name]),
-                   "identical_to_1_process": files[name] == files["1 process"], "command": r["command"]}
-            for name, r in runs.items()}
+    return {
+        name: {
+            "wall_seconds": r["wall_seconds"],
+            "speed_up": round(base / r["wall_seconds"], 2),
+            "peak_rss_mib": r["peak_rss_mib"],
+            "bytes": len(files[name]),
+            "identical_to_1_process": files[name] == files["1 process"],
+            "command": r["command"],
+        }
+        for name, r in runs.items()
+    }
 
 
 def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
@@ -141,70 +207,121 @@ def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
     records = {}
     for name, segment_seconds in (("one segment", "0"), ("2-4 s segments", "4"), ("4-8 s segments", "8")):
         target = out / f"rd_{segment_seconds}.nvc"
-        records[name] = encode_record(run(nvc("--threads", str(threads), "encode", str(clip), "-o", str(target),
-                                              *ENCODE, "--no-audio", "--segment-seconds", segment_seconds,
-                                              "--train-time", str(seconds), "--train-clock", "cpu")))
+        records[name] = encode_record(
+            run(
+                nvc(
+                    "--threads",
+                    str(threads),
+                    "encode",
+                    str(clip),
+                    "-o",
+                    str(target),
+                    *ENCODE,
+                    "--no-audio",
+                    "--segment-seconds",
+                    segment_seconds,
+                    "--train-time",
+                    str(seconds),
+                    "--train-clock",
+                    "cpu",
+                )
+            )
+        )
     return records
 
 
 def write_markdown(results: dict, out: Path) -> None:
     """results.md: the figures of results.json as tables."""
-    lines = ["# Long video: segments, bounded memory, parallel encodes", "",
-             "Made by `python benchmarks/long_video.py -o benchmarks/results/long_video` (2 cores; every run alone).",
-             ""]
+    lines = [
+        "# Long video: segments, bounded memory, parallel encodes",
+        "",
+        "Made by `python benchmarks/long_video.py -o benchmarks/results/long_video` (2 cores; every run alone).",
+        "",
+    ]
     if "clips" in results:
         lines += ["| clip | frames | seconds | input bytes |", "|---|---:|---:|---:|"]
-        lines += [f"| {Path(c['path']).name} | {c['frames']} | {c['seconds']:.0f} | {c['bytes']} |"
-                  for c in results["clips"].values()]
+        lines += [
+            f"| {Path(c['path']).name} | {c['frames']} | {c['seconds']:.0f} | {c['bytes']} |"
+            for c in results["clips"].values()
+        ]
         lines.append("")
     rows = [(name, results[name]) for name in ("full", "quarter") if name in results]
     if rows:
-        lines += ["## Encode and decode (nerv, --bpp 0.05, --segment-seconds 4, --epochs 10 per segment, 2 threads)", "",
-                  "| clip | segments | file bytes | video bpp | file bpp (with audio) | PSNR dB | MS-SSIM | encode s "
-                  "| peak RSS MiB | decode all s | decode peak RSS MiB | audio packets equal |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            "## Encode and decode (nerv, --bpp 0.05, --segment-seconds 4, --epochs 10 per segment, 2 threads)",
+            "",
+            "| clip | segments | file bytes | video bpp | file bpp (with audio) | PSNR dB | MS-SSIM | encode s "
+            "| peak RSS MiB | decode all s | decode peak RSS MiB | audio packets equal |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for name, r in rows:
-            lines.append(f"| {name} | {r['segments']} | {r['file_bytes']} | {r['video_bpp']:.4f} | {r['bpp']:.4f} | "
-                         f"{r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['wall_seconds']} | {r['peak_rss_mib']} | "
-                         f"{r['decode_all_wall_seconds']} | {r['decode_all_peak_rss_mib']} | "
-                         f"{r['audio_packets_equal']} ({r['audio_packets']}) |")
+            lines.append(
+                f"| {name} | {r['segments']} | {r['file_bytes']} | {r['video_bpp']:.4f} | {r['bpp']:.4f} | "
+                f"{r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['wall_seconds']} | {r['peak_rss_mib']} | "
+                f"{r['decode_all_wall_seconds']} | {r['decode_all_peak_rss_mib']} | "
+                f"{r['audio_packets_equal']} ({r['audio_packets']}) |"
+            )
         if len(rows) == 2:
-            lines.append(f"\nPeak RSS of the encode, full / quarter: "
-                         f"{rows[0][1]['peak_rss_mib'] / rows[1][1]['peak_rss_mib']:.2f}x.")
+            lines.append(
+                f"\nPeak RSS of the encode, full / quarter: "
+                f"{rows[0][1]['peak_rss_mib'] / rows[1][1]['peak_rss_mib']:.2f}x."
+            )
         lines += ["", "Decoding a middle range:", ""] + [f"- {name}: `{r['decode_middle']}`" for name, r in rows]
         lines.append("")
     if "jobs" in results:
-        lines += ["## Parallel encodes (30 s clip, 1 thread per process, --epochs 10, --no-amp)", "",
-                  "| run | wall s | speed-up | peak RSS MiB (largest process) | bytes | identical to 1 process |",
-                  "|---|---:|---:|---:|---:|---|"]
-        lines += [f"| {name} | {r['wall_seconds']} | {r['speed_up']}x | {r['peak_rss_mib']} | {r['bytes']} | "
-                  f"{r['identical_to_1_process']} |" for name, r in results["jobs"].items()]
+        lines += [
+            "## Parallel encodes (30 s clip, 1 thread per process, --epochs 10, --no-amp)",
+            "",
+            "| run | wall s | speed-up | peak RSS MiB (largest process) | bytes | identical to 1 process |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {name} | {r['wall_seconds']} | {r['speed_up']}x | {r['peak_rss_mib']} | {r['bytes']} | "
+            f"{r['identical_to_1_process']} |"
+            for name, r in results["jobs"].items()
+        ]
         lines.append("")
     if "jobs2" in results:
-        lines += ["The same on two segments (frames 0:180 of the 30 s clip: 86 and 94 frames, --epochs 30, no audio); "
-                  "the ideal speed-up is 180 / 94 = 1.91x:", "",
-                  "| run | wall s | speed-up | identical to 1 process |", "|---|---:|---:|---|"]
-        lines += [f"| {name} | {r['wall_seconds']} | {r['speed_up']}x | {r['identical_to_1_process']} |"
-                  for name, r in results["jobs2"].items()]
+        lines += [
+            "The same on two segments (frames 0:180 of the 30 s clip: 86 and 94 frames, --epochs 30, no audio); "
+            "the ideal speed-up is 180 / 94 = 1.91x:",
+            "",
+            "| run | wall s | speed-up | identical to 1 process |",
+            "|---|---:|---:|---|",
+        ]
+        lines += [
+            f"| {name} | {r['wall_seconds']} | {r['speed_up']}x | {r['identical_to_1_process']} |"
+            for name, r in results["jobs2"].items()
+        ]
         lines.append("")
     if "rd" in results:
-        lines += ["## RD cost of segmenting (30 s clip, nerv, --bpp 0.05, 300 process-CPU s of training in all, "
-                  "2 threads)", "",
-                  "| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "## RD cost of segmenting (30 s clip, nerv, --bpp 0.05, 300 process-CPU s of training in all, 2 threads)",
+            "",
+            "| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         anchor = results.get("x265")
-        lines[-2:] = ["| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB "
-                      "| x265-medium bpp at that PSNR | bits vs x265 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines[-2:] = [
+            "| layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | peak RSS MiB "
+            "| x265-medium bpp at that PSNR | bits vs x265 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, r in results["rd"].items():
             x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
             versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
-            lines.append(f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
-                         f"{r['wall_seconds']} | {r['peak_rss_mib']} | {versus} |")
+            lines.append(
+                f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+                f"{r['wall_seconds']} | {r['peak_rss_mib']} | {versus} |"
+            )
         if anchor:
-            lines += ["", "x265 medium on the same clip (RGB-PSNR of its decode; each point a few seconds): "
-                      + ", ".join(f"CRF {crf}: {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for crf, p in anchor.items())
-                      + ". Each nerv row is one point, so the comparison is the ratio of bits at equal PSNR, not a "
-                        "BD-rate over a curve."]
+            lines += [
+                "",
+                "x265 medium on the same clip (RGB-PSNR of its decode; each point a few seconds): "
+                + ", ".join(f"CRF {crf}: {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for crf, p in anchor.items())
+                + ". Each nerv row is one point, so the comparison is the ratio of bits at equal PSNR, not a "
+                "BD-rate over a curve.",
+            ]
         lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
@@ -219,8 +336,10 @@ def step_x265(clip: Path) -> dict:
     for crf in (28, 33, 38, 43, 48):
         anchor = X265Anchor(crf=crf, preset="medium")
         data = anchor.encode(video.frames, video.fps)
-        points[crf] = {"bpp": bpp(anchor.rate_bytes(data), video.width, video.height, video.num_frames),
-                       "psnr": psnr(video.frames, anchor.decode(data))}
+        points[crf] = {
+            "bpp": bpp(anchor.rate_bytes(data), video.width, video.height, video.num_frames),
+            "psnr": psnr(video.frames, anchor.decode(data)),
+        }
     return points
 
 
@@ -249,8 +368,9 @@ def main() -> None:
     for step in filter(None, args.steps.split(",")):
         started = time.monotonic()
         if step == "build":
-            results["clips"] = {name: build_clip(path, {"full": 120, "quarter": 30}[name])
-                                for name, path in clips.items()}
+            results["clips"] = {
+                name: build_clip(path, {"full": 120, "quarter": 30}[name]) for name, path in clips.items()
+            }
         elif step in ("full", "quarter"):
             results[step] = step_full(out, clips[step], step, args.epochs, args.threads)
         elif step == "jobs":

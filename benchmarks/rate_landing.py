@@ -38,8 +38,9 @@ def main() -> None:
     rows = []
     for model in args.models.split(","):
         for target in (float(b) for b in args.bpp.split(",")):
-            settings = EncodeSettings(model=model, bpp=target, train_seconds=args.cpu_seconds, train_clock="cpu",
-                                      resume=False)
+            settings = EncodeSettings(
+                model=model, bpp=target, train_seconds=args.cpu_seconds, train_clock="cpu", resume=False
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     r = encode(video, Path(tmp) / "x.nvc", settings)
@@ -47,27 +48,41 @@ def main() -> None:
                     rows.append({"model": model, "target_bpp": target, "error": str(exc)})
                     print(f"{model} {target}: {exc}", flush=True)
                     continue
-            row = {"model": model, "target_bpp": target, "bpp": r.bpp, "file_bytes": r.file_bytes,
-                   "estimated_bytes": r.estimated_bytes, "psnr": r.psnr, "lambda": r.lam}
+            row = {
+                "model": model,
+                "target_bpp": target,
+                "bpp": r.bpp,
+                "file_bytes": r.file_bytes,
+                "estimated_bytes": r.estimated_bytes,
+                "psnr": r.psnr,
+                "lambda": r.lam,
+            }
             row["landing_pct"] = 100 * (r.bpp - target) / target
             row["estimate_pct"] = 100 * (r.estimated_bytes - r.file_bytes) / r.file_bytes
             rows.append(row)
-            print(f"{model} {target}: {r.bpp:.4f} bpp ({row['landing_pct']:+.1f} %), estimate "
-                  f"{r.estimated_bytes} vs {r.file_bytes} bytes ({row['estimate_pct']:+.1f} %), {r.psnr:.2f} dB",
-                  flush=True)
+            print(
+                f"{model} {target}: {r.bpp:.4f} bpp ({row['landing_pct']:+.1f} %), estimate "
+                f"{r.estimated_bytes} vs {r.file_bytes} bytes ({row['estimate_pct']:+.1f} %), {r.psnr:.2f} dB",
+                flush=True,
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"cpu_seconds": args.cpu_seconds, "threads": args.threads,
-                                                  "rows": rows}, indent=1))
-    lines = ["| backbone | target bpp | written bpp | landing | estimated / written bytes | estimate error | PSNR (dB) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    (out / "results.json").write_text(
+        json.dumps({"cpu_seconds": args.cpu_seconds, "threads": args.threads, "rows": rows}, indent=1)
+    )
+    lines = [
+        "| backbone | target bpp | written bpp | landing | estimated / written bytes | estimate error | PSNR (dB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         if "error" in row:
             lines.append(f"| {row['model']} | {row['target_bpp']:g} | - | - | - | - | {row['error']} |")
         else:
-            lines.append(f"| {row['model']} | {row['target_bpp']:g} | {row['bpp']:.4f} | {row['landing_pct']:+.1f} % | "
-                         f"{row['estimated_bytes']} / {row['file_bytes']} | {row['estimate_pct']:+.1f} % | "
-                         f"{row['psnr']:.2f} |")
+            lines.append(
+                f"| {row['model']} | {row['target_bpp']:g} | {row['bpp']:.4f} | {row['landing_pct']:+.1f} % | "
+                f"{row['estimated_bytes']} / {row['file_bytes']} | {row['estimate_pct']:+.1f} % | "
+                f"{row['psnr']:.2f} |"
+            )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

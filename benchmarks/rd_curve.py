@@ -7,7 +7,6 @@
 Run with --help for every option. Interrupted runs resume from rd_out/cache.
 """
 
-
 from nvcodec.bench.command import main
 
 if __name__ == "__main__":

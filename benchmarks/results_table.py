@@ -36,16 +36,18 @@ def _bd(curves: dict[tuple[str, str], list[RDPoint]], clip: str, test: str, anch
     if (clip, anchor) not in curves:
         return "-"
     ref, new = curves[(clip, anchor)], curves[(clip, test)]
-    result = (bd_psnr if psnr else bd_rate)([p.bpp for p in ref], [p.psnr for p in ref],
-                                           [p.bpp for p in new], [p.psnr for p in new])
+    result = (bd_psnr if psnr else bd_rate)(
+        [p.bpp for p in ref], [p.psnr for p in ref], [p.bpp for p in new], [p.psnr for p in new]
+    )
     if not math.isfinite(result.value):
         return "n/a"
     return f"{result.value:+.2f} dB" if psnr else f"{result.value:+.0f} %"
 
 
 def _points_at(commit: str, folder: Path) -> list[RDPoint]:
-    text = subprocess.run(["git", "show", f"{commit}:{folder / 'rd_points.csv'}"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"{commit}:{folder / 'rd_points.csv'}"], capture_output=True, text=True, check=True
+    ).stdout
     with tempfile.NamedTemporaryFile("w", suffix=".csv") as fh:
         fh.write(text)
         fh.flush()

@@ -114,10 +114,16 @@ def measure_family(name: str, seconds: float, eager: bool = False, profile_to: s
         pass
     decode_seconds = time.perf_counter() - start
     return {
-        "family": name, "params": cls.count_params(model.config), "bf16": trial.amp, "compiled": compile_it,
-        "warmup_seconds": warmup_seconds, "steps": steps,
-        "steps_per_s": steps / elapsed, "pixels_per_s": steps * pixels_per_step / elapsed,
-        "gflop_per_step": flops / 1e9, "gflop_per_s": flops * steps / elapsed / 1e9,
+        "family": name,
+        "params": cls.count_params(model.config),
+        "bf16": trial.amp,
+        "compiled": compile_it,
+        "warmup_seconds": warmup_seconds,
+        "steps": steps,
+        "steps_per_s": steps / elapsed,
+        "pixels_per_s": steps * pixels_per_step / elapsed,
+        "gflop_per_step": flops / 1e9,
+        "gflop_per_s": flops * steps / elapsed / 1e9,
         "decode_fps": video.num_frames / decode_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -146,30 +152,41 @@ def main() -> None:
     (OUT / opts.label).mkdir(parents=True, exist_ok=True)
     for name in opts.models.split(",") if opts.models else family_names():
         flags = [*(["--eager"] if opts.eager else []), *(["--profile"] if opts.profile else [])]
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--seconds", str(opts.seconds),
-                               "--label", opts.label, *flags],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--seconds", str(opts.seconds), "--label", opts.label, *flags],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["share_of_peak"] = row["gflop_per_s"] / peaks["bf16" if row["bf16"] else "fp32"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = OUT / opts.label
-    (out / "results.json").write_text(json.dumps({"threads": threads, "peaks_gflop_per_s": peaks, "rows": rows},
-                                                 indent=1) + "\n")
-    lines = [f"# Throughput ({opts.label})", "",
-             f"`python benchmarks/throughput.py --label {opts.label} --seconds {opts.seconds:g}`; {threads} threads; "
-             f"GEMM peaks measured in the same run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s. "
-             f"Each family at its 0.1 bpp size for Big Buck Bunny 320x180x32, in the precision the encoder's trial "
-             "picks, compiled where the family asks for torch.compile (warm-up: the first 3 steps, compiling "
-             "included); FLOPs of one optimizer step (forward + backward) from torch.utils.flop_counter.", "",
-             "| family | params | precision | compiled (warm-up s) | steps/s | pixels/s | GFLOP/step | GFLOP/s | of peak | decode fps | "
-             "peak RSS (MiB) |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    (out / "results.json").write_text(
+        json.dumps({"threads": threads, "peaks_gflop_per_s": peaks, "rows": rows}, indent=1) + "\n"
+    )
+    lines = [
+        f"# Throughput ({opts.label})",
+        "",
+        f"`python benchmarks/throughput.py --label {opts.label} --seconds {opts.seconds:g}`; {threads} threads; "
+        f"GEMM peaks measured in the same run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s. "
+        f"Each family at its 0.1 bpp size for Big Buck Bunny 320x180x32, in the precision the encoder's trial "
+        "picks, compiled where the family asks for torch.compile (warm-up: the first 3 steps, compiling "
+        "included); FLOPs of one optimizer step (forward + backward) from torch.utils.flop_counter.",
+        "",
+        "| family | params | precision | compiled (warm-up s) | steps/s | pixels/s | GFLOP/step | GFLOP/s | of peak | decode fps | "
+        "peak RSS (MiB) |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         compiled = f"yes ({r['warmup_seconds']:.1f})" if r.get("compiled") else "no"
-        lines.append(f"| {r['family']} | {r['params']} | {'bf16' if r['bf16'] else 'fp32'} | {compiled} | "
-                     f"{r['steps_per_s']:.1f} | "
-                     f"{r['pixels_per_s'] / 1e6:.2f}M | {r['gflop_per_step']:.3f} | {r['gflop_per_s']:.1f} | "
-                     f"{100 * r['share_of_peak']:.1f} % | {r['decode_fps']:.0f} | {r['peak_rss_mib']:.0f} |")
+        lines.append(
+            f"| {r['family']} | {r['params']} | {'bf16' if r['bf16'] else 'fp32'} | {compiled} | "
+            f"{r['steps_per_s']:.1f} | "
+            f"{r['pixels_per_s'] / 1e6:.2f}M | {r['gflop_per_step']:.3f} | {r['gflop_per_s']:.1f} | "
+            f"{100 * r['share_of_peak']:.1f} % | {r['decode_fps']:.0f} | {r['peak_rss_mib']:.0f} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
 

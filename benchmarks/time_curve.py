@@ -28,14 +28,19 @@ CLIPS = {
 
 def _clip(name: str, frames: str | None, resize: str | None) -> ClipSpec:
     spec = CLIPS[name]()
-    return ClipSpec(spec.path, parse_frame_range(frames) if frames else spec.frames,
-                    parse_size(resize) if resize else spec.resize)
+    return ClipSpec(
+        spec.path, parse_frame_range(frames) if frames else spec.frames, parse_size(resize) if resize else spec.resize
+    )
 
 
 @click.command()
 @click.option("--models", default="coordflow,nerv", show_default=True, help="nvcodec families, comma-separated.")
-@click.option("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS), show_default=True,
-              help="Process-CPU seconds of training per point, comma-separated.")
+@click.option(
+    "--budgets",
+    default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS),
+    show_default=True,
+    help="Process-CPU seconds of training per point, comma-separated.",
+)
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Points per budget (seeds 0..N-1).")
 @click.option("--bpp", type=float, default=0.1, show_default=True, help="The one rate (landed within 3 %).")
 @click.option("--clips", default="bbb,carphone", show_default=True, help=f"Of {', '.join(CLIPS)}.")

@@ -19,8 +19,9 @@ from nvcodec.bitstream import format as nvc_format
 from nvcodec.errors import NvcError
 from nvcodec.render import build_backbone, render_frames
 
-FUZZ_LIMITS = nvc_format.Limits(max_file_bytes=1 << 22, max_dimension=256, max_frames=64,
-                                max_total_elements=1 << 20, max_tensor_elements=1 << 20)
+FUZZ_LIMITS = nvc_format.Limits(
+    max_file_bytes=1 << 22, max_dimension=256, max_frames=64, max_total_elements=1 << 20, max_tensor_elements=1 << 20
+)
 MAX_SECONDS = 5.0
 MAX_GROWTH_BYTES = 1 << 30
 

@@ -32,7 +32,9 @@ def main() -> None:
         path = out / f"{name}.nvc"
         for bpp in (4.0, 16.0, 64.0):  # the smallest rate the family reaches on so tiny a clip
             try:
-                encode(video, path, EncodeSettings(model=name, bpp=bpp, epochs=1, device="cpu", amp=False, resume=False))
+                encode(
+                    video, path, EncodeSettings(model=name, bpp=bpp, epochs=1, device="cpu", amp=False, resume=False)
+                )
                 break
             except RateError:
                 continue

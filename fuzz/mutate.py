@@ -20,10 +20,58 @@ import zstandard
 from nvcodec.bitstream.format import CHUNK_OVERHEAD, PREAMBLE_SIZE
 
 ByteMutator = Callable[[bytes, random.Random], bytes]
-INTERESTING_INTS = (0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 63, 64, 127, 128, 255, 256, 1023, 1024, 4096, 16384,
-                    16385, 65535, 65536, 2**24, 2**31 - 1, 2**31, 2**32 - 1, 2**53, 2**63, -1, -2, -128, -2**31)
-INTERESTING_JSON = (*INTERESTING_INTS, 0.5, -0.5, 1e308, float("inf"), float("nan"), "", "x" * 300, None, True, [],
-                    {}, [1, 2, 3], {"a": 1})
+INTERESTING_INTS = (
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    32,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    1023,
+    1024,
+    4096,
+    16384,
+    16385,
+    65535,
+    65536,
+    2**24,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**53,
+    2**63,
+    -1,
+    -2,
+    -128,
+    -(2**31),
+)
+INTERESTING_JSON = (
+    *INTERESTING_INTS,
+    0.5,
+    -0.5,
+    1e308,
+    float("inf"),
+    float("nan"),
+    "",
+    "x" * 300,
+    None,
+    True,
+    [],
+    {},
+    [1, 2, 3],
+    {"a": 1},
+)
 
 
 def split_chunks(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:

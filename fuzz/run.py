@@ -53,8 +53,10 @@ def run_random(inputs: int, seed: int) -> None:
         stages[outcome.stage] = stages.get(outcome.stage, 0) + 1
         if outcome.accepted and len(pool) < 500:
             pool.append(data)  # decodable mutants become seeds
-    print(f"{inputs} inputs in {time.monotonic() - start:.0f} s, 0 findings; decoded to pixels: {accepted}; "
-          f"furthest stage reached: {stages}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+    print(
+        f"{inputs} inputs in {time.monotonic() - start:.0f} s, 0 findings; decoded to pixels: {accepted}; "
+        f"furthest stage reached: {stages}; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+    )
 
 
 def run_atheris(inputs: int, seed: int) -> None:
@@ -79,8 +81,18 @@ def run_atheris(inputs: int, seed: int) -> None:
     work = ROOT / "fuzz" / "work-corpus"  # grows with what libFuzzer keeps; the seeds stay untouched
     work.mkdir(exist_ok=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + 1024  # baseline + 1 GiB
-    args = [sys.argv[0], str(work), str(CORPUS), f"-runs={inputs}", f"-seed={seed}", "-timeout=5",
-            f"-rss_limit_mb={rss_mb}", "-max_len=262144", f"-artifact_prefix={FINDINGS}/", "-print_final_stats=1"]
+    args = [
+        sys.argv[0],
+        str(work),
+        str(CORPUS),
+        f"-runs={inputs}",
+        f"-seed={seed}",
+        "-timeout=5",
+        f"-rss_limit_mb={rss_mb}",
+        "-max_len=262144",
+        f"-artifact_prefix={FINDINGS}/",
+        "-print_final_stats=1",
+    ]
     atheris.Setup(args, test_one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()
 
@@ -91,8 +103,17 @@ def replay(path: str) -> None:
     print(decode_one(Path(path).read_bytes()))
 
 
-DECODER_FILES = ("bitstream/*.py", "compress/entropy.py", "compress/quantize.py", "compress/varint.py", "render.py",
-                 "models/*.py", "families/__init__.py", "families/*/__init__.py", "families/*/model.py")
+DECODER_FILES = (
+    "bitstream/*.py",
+    "compress/entropy.py",
+    "compress/quantize.py",
+    "compress/varint.py",
+    "render.py",
+    "models/*.py",
+    "families/__init__.py",
+    "families/*/__init__.py",
+    "families/*/model.py",
+)
 
 
 def corpus_coverage() -> None:

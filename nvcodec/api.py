@@ -11,11 +11,22 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "RenderRequest": "decoder", "decode": "decoder", "decode_to_file": "decoder", "inspect": "decoder",
-    "plan_render": "decoder", "read_nvc": "decoder", "resolve_device": "devices",
-    "EncodeReport": "encoder", "EncodeSettings": "encoder", "encode": "encoder", "library_versions": "versions",
+    "RenderRequest": "decoder",
+    "decode": "decoder",
+    "decode_to_file": "decoder",
+    "inspect": "decoder",
+    "plan_render": "decoder",
+    "read_nvc": "decoder",
+    "resolve_device": "devices",
+    "EncodeReport": "encoder",
+    "EncodeSettings": "encoder",
+    "encode": "encoder",
+    "library_versions": "versions",
     "plan_model": "encoder",
-    "FileOptions": "settings", "FileReport": "segmented", "encode_file": "segmented", "NvcReader": "bitstream.container",
+    "FileOptions": "settings",
+    "FileReport": "segmented",
+    "encode_file": "segmented",
+    "NvcReader": "bitstream.container",
 }
 __all__ = sorted(_HOMES)
 

@@ -54,7 +54,9 @@ class _Group(click.Group):
         except Exception as exc:  # any error: last line of defence: one line, no traceback
             if os.environ.get("NVC_DEBUG"):
                 raise
-            click.echo(f"nvc: internal error: {exc.__class__.__name__}: {exc} (NVC_DEBUG=1 shows the traceback)", err=True)
+            click.echo(
+                f"nvc: internal error: {exc.__class__.__name__}: {exc} (NVC_DEBUG=1 shows the traceback)", err=True
+            )
             sys.exit(INTERNAL_ERROR_EXIT)
 
 
@@ -78,10 +80,13 @@ def _family_options(kind: str, skip: tuple[str, ...] = ()):
 
     def decorate(command):
         for option, owners in reversed(list(seen.values())):
-            kwargs = {"is_flag": True, "default": None} if option.type is bool else {"type": option.type, "default": None}
+            kwargs = (
+                {"is_flag": True, "default": None} if option.type is bool else {"type": option.type, "default": None}
+            )
             default = "" if option.type is bool or kind != "encode" else f" (default {option.default:g})"
-            command = click.option(option.flag, option.name, help=f"{', '.join(owners)}: {option.help}{default}.",
-                                   **kwargs)(command)
+            command = click.option(
+                option.flag, option.name, help=f"{', '.join(owners)}: {option.help}{default}.", **kwargs
+            )(command)
         return command
 
     return decorate
@@ -94,10 +99,20 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Show the versions of nvcodec, torch, constriction, PyAV and FFmpeg.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for torch (default: torch's choice, one per physical core).")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the versions of nvcodec, torch, constriction, PyAV and FFmpeg.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default: torch's choice, one per physical core).",
+)
 def main(threads: int | None) -> None:
     """nvc: an implicit-neural-representation video codec."""
     if threads is not None:
@@ -149,8 +164,11 @@ def _progress_printer(quiet: bool):
     def show(p) -> None:
         steps = f"{p.step}/{p.total_steps}" if p.total_steps else str(p.step)
         rate = f"  est. {p.bpp:.4f} bpp" if p.bpp else ""
-        status.show(f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
-                    f"train PSNR {p.psnr:5.2f} dB{rate}  ETA {_minutes(p.eta)}", p.fraction >= 1.0)
+        status.show(
+            f"{p.stage:8s} step {steps} ({p.fraction:4.0%})  loss {p.loss:.4f}  "
+            f"train PSNR {p.psnr:5.2f} dB{rate}  ETA {_minutes(p.eta)}",
+            p.fraction >= 1.0,
+        )
 
     return show
 
@@ -177,8 +195,11 @@ def _emit(record: dict, as_json: bool, lines: list[str]) -> None:
 
 
 def _report_lines(report) -> list[str]:
-    steps = (f"{report.quant_bits:g}-bit steps" if report.quant_bits is not None
-             else f"learned steps, lambda {report.lam:.3g}")
+    steps = (
+        f"{report.quant_bits:g}-bit steps"
+        if report.quant_bits is not None
+        else f"learned steps, lambda {report.lam:.3g}"
+    )
     target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
     lines = [
         f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp ({target}), "
@@ -189,8 +210,11 @@ def _report_lines(report) -> list[str]:
     ]
     if report.estimated_bytes is not None:
         error = 100 * (report.estimated_bytes - report.file_bytes) / report.file_bytes
-        lines.insert(1, f"rate: the training's estimate {report.estimated_bytes} bytes, written {report.file_bytes} "
-                        f"bytes ({error:+.1f} %)")
+        lines.insert(
+            1,
+            f"rate: the training's estimate {report.estimated_bytes} bytes, written {report.file_bytes} "
+            f"bytes ({error:+.1f} %)",
+        )
     return lines
 
 
@@ -208,87 +232,196 @@ def _file_report_lines(report) -> list[str]:
     target = f"target {report.target_bpp:g}" if report.target_bpp is not None else "constant lambda"
     layout = f"{_count(len(report.segments), 'segment')} ({_count(report.workers, 'process')})"
     if report.audio_bytes:  # the video's rate against its target first; the audio's share after it
-        lines = [f"wrote {report.path}: video {report.video_bpp:.4f} bpp ({target}), {layout}",
-                 f"file: {report.file_bytes} bytes, {report.bpp:.4f} bpp with {report.audio_bytes} bytes of audio "
-                 "carried as is (not counted in the video's bpp)"]
+        lines = [
+            f"wrote {report.path}: video {report.video_bpp:.4f} bpp ({target}), {layout}",
+            f"file: {report.file_bytes} bytes, {report.bpp:.4f} bpp with {report.audio_bytes} bytes of audio "
+            "carried as is (not counted in the video's bpp)",
+        ]
     else:
         lines = [f"wrote {report.path}: {report.file_bytes} bytes, {report.bpp:.4f} bpp ({target}), {layout}"]
-    lines += [f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, "
-              f"MS-SSIM {report.ms_ssim:.4f}",
-              f"time: encode total {report.encode_seconds:.1f} s, decode {report.decode_seconds:.2f} s"]
+    lines += [
+        f"decoded from the file: PSNR {report.psnr:.2f} dB, Y-PSNR {report.y_psnr:.2f} dB, "
+        f"MS-SSIM {report.ms_ssim:.4f}",
+        f"time: encode total {report.encode_seconds:.1f} s, decode {report.decode_seconds:.2f} s",
+    ]
     return lines + notes
 
 
 @main.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
-@click.option("--model", default=ENCODE.model, show_default=True, help="Family: the kind of network (see `nvc models`).")
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=ENCODE.bpp, show_default=True,
-              help="Target bits per pixel of the file.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default=ENCODE.preset, show_default=True,
-              help="Training time that fits the clip: " + "; ".join(f"{p.name} {p.describe()}" for p in PRESETS.values())
-                   + ". A megapixel of video is frames x width x height / 1e6.")
+@click.option(
+    "--model", default=ENCODE.model, show_default=True, help="Family: the kind of network (see `nvc models`)."
+)
+@click.option(
+    "--bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    default=ENCODE.bpp,
+    show_default=True,
+    help="Target bits per pixel of the file.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default=ENCODE.preset,
+    show_default=True,
+    help="Training time that fits the clip: "
+    + "; ".join(f"{p.name} {p.describe()}" for p in PRESETS.values())
+    + ". A megapixel of video is frames x width x height / 1e6.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Train this many epochs instead.")
-@click.option("--train-time", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Train for this many wall-clock seconds instead (set-up included).")
-@click.option("--train-clock", type=click.Choice(TRAIN_CLOCKS), default=ENCODE.train_clock, show_default=True,
-              help="Clock of --train-time and the presets: wall, or process CPU time (for fair benchmarks).")
+@click.option(
+    "--train-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Train for this many wall-clock seconds instead (set-up included).",
+)
+@click.option(
+    "--train-clock",
+    type=click.Choice(TRAIN_CLOCKS),
+    default=ENCODE.train_clock,
+    show_default=True,
+    help="Clock of --train-time and the presets: wall, or process CPU time (for fair benchmarks).",
+)
 @click.option("--frames", default=None, help="Frame range A:B of the input (B excluded).")
 @click.option("--resize", default=None, help="Scale the input to WxH first (area filter).")
 @click.option("--seed", type=int, default=ENCODE.seed, show_default=True)
 @click.option("--device", default=ENCODE.device, show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: when it measures faster).")
-@click.option("--prune", type=float, default=ENCODE.prune, show_default=True,
-              help="Fraction of weights pruned (--rate-training off; rate-aware training zeroes what its rate "
-                   "prices out).")
-@click.option("--loss", type=click.Choice(LOSS_NAMES), default=ENCODE.loss, show_default=True,
-              help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).")
-@click.option("--bits", type=float, default=None,
-              help="Fixed quantization bit depth after training (implies --rate-training off).")
-@click.option("--rate-training", type=click.Choice(["on", "off"]), default="on", show_default=True,
-              help="on: train against the file's rate (learned steps, D + lambda x R); off: quantize after training.")
-@click.option("--lambda", "lam", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Constant-quality mode: price of a bit per pixel in squared error (larger: smaller file); "
-                   "--bpp then only sizes the model.")
+@click.option(
+    "--prune",
+    type=float,
+    default=ENCODE.prune,
+    show_default=True,
+    help="Fraction of weights pruned (--rate-training off; rate-aware training zeroes what its rate prices out).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(LOSS_NAMES),
+    default=ENCODE.loss,
+    show_default=True,
+    help="l2 (best PSNR per CPU second) or fusion (0.7 L1 + 0.3 (1 - SSIM)).",
+)
+@click.option(
+    "--bits",
+    type=float,
+    default=None,
+    help="Fixed quantization bit depth after training (implies --rate-training off).",
+)
+@click.option(
+    "--rate-training",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="on: train against the file's rate (learned steps, D + lambda x R); off: quantize after training.",
+)
+@click.option(
+    "--lambda",
+    "lam",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Constant-quality mode: price of a bit per pixel in squared error (larger: smaller file); "
+    "--bpp then only sizes the model.",
+)
 @click.option("--resume/--no-resume", default=ENCODE.resume, show_default=True, help="Checkpoint beside the output.")
-@click.option("--checkpoint-every", type=click.FloatRange(min=0, min_open=True), default=ENCODE.checkpoint_seconds,
-              show_default=True,
-              metavar="SECONDS", help="Seconds between checkpoints (the first comes after at most 10 s).")
-@click.option("--segment-seconds", type=click.FloatRange(min=0), default=FILE.segment_seconds, show_default=True,
-              metavar="SECONDS",
-              help="Longest segment: a long input is coded as independent segments of half this to this long, "
-                   "cut at scene changes (0: one segment; shorter segments use less memory, longer ones fewer bits).")
-@click.option("--jobs", type=click.IntRange(min=1), default=FILE.jobs, show_default=True,
-              help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
-                   "one process per rank instead).")
-@click.option("--audio/--no-audio", default=FILE.audio, show_default=True,
-              help="Carry the input's audio track (its packets unchanged; not counted in the video's bpp).")
+@click.option(
+    "--checkpoint-every",
+    type=click.FloatRange(min=0, min_open=True),
+    default=ENCODE.checkpoint_seconds,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between checkpoints (the first comes after at most 10 s).",
+)
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0),
+    default=FILE.segment_seconds,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest segment: a long input is coded as independent segments of half this to this long, "
+    "cut at scene changes (0: one segment; shorter segments use less memory, longer ones fewer bits).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=FILE.jobs,
+    show_default=True,
+    help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
+    "one process per rank instead).",
+)
+@click.option(
+    "--audio/--no-audio",
+    default=FILE.audio,
+    show_default=True,
+    help="Carry the input's audio track (its packets unchanged; not counted in the video's bpp).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_family_options("encode")
 @click.pass_context
-def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, train_clock, frames, resize, seed, device, amp, prune,
-           loss, bits, rate_training, lam, resume, checkpoint_every, segment_seconds, jobs, audio, as_json, quiet,
-           **family_options):
+def encode(
+    ctx,
+    input_path,
+    output,
+    model,
+    bpp,
+    preset,
+    epochs,
+    train_time,
+    train_clock,
+    frames,
+    resize,
+    seed,
+    device,
+    amp,
+    prune,
+    loss,
+    bits,
+    rate_training,
+    lam,
+    resume,
+    checkpoint_every,
+    segment_seconds,
+    jobs,
+    audio,
+    as_json,
+    quiet,
+    **family_options,
+):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
     from .settings import check_settings
 
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
-    settings = EncodeSettings(model=model, bpp=bpp, preset=preset, epochs=epochs, train_seconds=train_time,
-                              train_clock=train_clock, seed=seed,
-                              device=device, amp=amp, prune=prune, loss=loss, quant_bits=bits, resume=resume,
-                              checkpoint_seconds=checkpoint_every,
-                              rate_training=rate_training == "on" and bits is None, lam=lam,
-                              objective_options={k: v for k, v in family_options.items() if v is not None})
+    settings = EncodeSettings(
+        model=model,
+        bpp=bpp,
+        preset=preset,
+        epochs=epochs,
+        train_seconds=train_time,
+        train_clock=train_clock,
+        seed=seed,
+        device=device,
+        amp=amp,
+        prune=prune,
+        loss=loss,
+        quant_bits=bits,
+        resume=resume,
+        checkpoint_seconds=checkpoint_every,
+        rate_training=rate_training == "on" and bits is None,
+        lam=lam,
+        objective_options={k: v for k, v in family_options.items() if v is not None},
+    )
     check_settings(settings)  # every option, then the output, then the input: all before torch loads
     check_writable(output)
     from .io import parse_frame_range, parse_size
     from .segmented import encode_file
 
-    options = FileOptions(parse_frame_range(frames), parse_size(resize), segment_seconds, jobs,
-                          ctx.parent.params.get("threads"), audio)
+    options = FileOptions(
+        parse_frame_range(frames), parse_size(resize), segment_seconds, jobs, ctx.parent.params.get("threads"), audio
+    )
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = encode_file(input_path, output, settings, options, progress=_progress_printer(quiet), log=log)
     if report is not None:  # None: a torchrun rank other than 0
@@ -301,15 +434,28 @@ def encode(ctx, input_path, output, model, bpp, preset, epochs, train_time, trai
 @click.option("--frames", default=None, help="Decode only frames A:B (random access).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--lossless", is_flag=True, help="For .mp4: exact RGB (libx264rgb, qp 0).")
-@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Spatial scale (pixel-wise families only).")
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Spatial scale (pixel-wise families only).",
+)
 @click.option("--size", default=None, help="Output WxH (pixel-wise families only).")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Output frame rate by time interpolation (any_time families).")
-@click.option("--segmentation", default=None, metavar="VIDEO",
-              help="Also write the layers' weights as a colour map to this video (families with layers).")
-@click.option("--audio/--no-audio", default=True, show_default=True,
-              help="Copy a carried audio track into .mp4 / .mkv outputs.")
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Output frame rate by time interpolation (any_time families).",
+)
+@click.option(
+    "--segmentation",
+    default=None,
+    metavar="VIDEO",
+    help="Also write the layers' weights as a colour map to this video (families with layers).",
+)
+@click.option(
+    "--audio/--no-audio", default=True, show_default=True, help="Copy a carried audio track into .mp4 / .mkv outputs."
+)
 @_family_options("render", skip=("segmentation",))  # --segmentation names a second output instead
 def decode(input_path, output, frames, device, lossless, scale, size, fps, segmentation, audio, **family_options):
     """Decode INPUT (.nvc) to OUTPUT."""
@@ -323,9 +469,13 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
 
     if scale is not None and size is not None:
         raise UsageError("--scale and --size: give one of them")
-    request = RenderRequest(frames=parse_frame_range(frames), size=parse_size(size, "--size"), scale=scale,
-                            fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
-                            render_options={k: v for k, v in family_options.items() if v is not None})
+    request = RenderRequest(
+        frames=parse_frame_range(frames),
+        size=parse_size(size, "--size"),
+        scale=scale,
+        fps=Fraction(fps).limit_denominator(1001) if fps is not None else None,
+        render_options={k: v for k, v in family_options.items() if v is not None},
+    )
     nvc = NvcReader(input_path)  # a bad file, output or request is answered before torch loads
     for target in (output, segmentation):
         if target is not None:
@@ -334,6 +484,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     (height, width), _ = plan_output(nvc, request)
     check_frame_size(output, width, height, lossless)
     from .decoder import decode_to_file
+
     if segmentation is not None:  # first, so an option the model lacks fails before anything is written
         seg = replace(request, render_options={**request.render_options, "segmentation": True})
         done = decode_to_file(nvc, segmentation, seg, device, lossless, _decode_printer())
@@ -342,11 +493,16 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     line = f"wrote {output}: {done.frames} frames"
     if nvc.segmented:
         used = f"{done.segments[0]}" + (f"-{done.segments[-1]}" if len(done.segments) > 1 else "")
-        line += (f"; read {done.bytes_read} of {done.file_bytes} bytes (segment{'s' * (len(done.segments) > 1)} "
-                 f"{used} of {len(nvc.segments)}); audio {done.audio}")
+        line += (
+            f"; read {done.bytes_read} of {done.file_bytes} bytes (segment{'s' * (len(done.segments) > 1)} "
+            f"{used} of {len(nvc.segments)}); audio {done.audio}"
+        )
         if len(nvc.complete()) < len(nvc.segments):
-            click.echo(f"nvc: note: the file is truncated: {len(nvc.segments) - len(nvc.complete())} of "
-                       f"{len(nvc.segments)} segments are cut off; their frames are missing", err=True)
+            click.echo(
+                f"nvc: note: the file is truncated: {len(nvc.segments) - len(nvc.complete())} of "
+                f"{len(nvc.segments)} segments are cut off; their frames are missing",
+                err=True,
+            )
     click.echo(line)
 
 
@@ -372,17 +528,24 @@ def info(input_path, as_json):
 
 
 def _segment_lines(data: dict) -> list[str]:
-    lines = [f"{_count(len(data['segments']) + data['missing_segments'], 'segment')}; video {data['video_bpp']:.4f} bpp",
-             "segment  frames          offset      bytes     bpp  model        decoder MAC/px"]
+    lines = [
+        f"{_count(len(data['segments']) + data['missing_segments'], 'segment')}; video {data['video_bpp']:.4f} bpp",
+        "segment  frames          offset      bytes     bpp  model        decoder MAC/px",
+    ]
     for s in data["segments"]:
         macs = s["decoder_macs_per_pixel"]
-        lines.append(f"{s['index']:7d}  {s['frames'][0]:>6d}:{s['frames'][1]:<6d}  {s['offset']:10d}  {s['bytes']:9d}  "
-                     f"{s['bpp']:.4f}  {s['model']['family']:11s}  {'-' if macs is None else f'{macs:.0f}'}")
+        lines.append(
+            f"{s['index']:7d}  {s['frames'][0]:>6d}:{s['frames'][1]:<6d}  {s['offset']:10d}  {s['bytes']:9d}  "
+            f"{s['bpp']:.4f}  {s['model']['family']:11s}  {'-' if macs is None else f'{macs:.0f}'}"
+        )
     if data["missing_segments"]:
         lines.append(f"{data['missing_segments']} segment(s) cut off: the file is truncated")
     audio = data["audio"]
-    lines.append("audio: none" if audio is None else
-                 f"audio: {audio['codec']}, {audio['packets']} packets, {audio['bytes']} bytes (carried as is)")
+    lines.append(
+        "audio: none"
+        if audio is None
+        else f"audio: {audio['codec']}, {audio['packets']} packets, {audio['bytes']} bytes (carried as is)"
+    )
     return lines
 
 
@@ -395,16 +558,23 @@ def _stream_lines(data: dict) -> list[str]:
     ]
     for t in data["tensors"]:
         total = t["payload_bytes"] + t["table_bytes"] + t["step_bytes"]
-        lines.append(f"{t['index']:6d}  {'x'.join(map(str, t['shape'])):20s}  {t['model']:11s}  "
-                     f"[{t['symbols'][0]}, {t['symbols'][1]}]".ljust(58) + f"{total:8d}   {t['bits_per_weight']:.3f}")
-    lines.append(f"tensor payloads: {data['payload_bytes']} bytes; container overhead: "
-                 f"{data['bytes'] - data['payload_bytes']} bytes")
+        lines.append(
+            f"{t['index']:6d}  {'x'.join(map(str, t['shape'])):20s}  {t['model']:11s}  "
+            f"[{t['symbols'][0]}, {t['symbols'][1]}]".ljust(58)
+            + f"{total:8d}   {t['bits_per_weight']:.3f}"
+        )
+    lines.append(
+        f"tensor payloads: {data['payload_bytes']} bytes; container overhead: "
+        f"{data['bytes'] - data['payload_bytes']} bytes"
+    )
     if data["latent_bytes"]:
         networks = data["payload_bytes"] - data["latent_bytes"]
-        lines.append(f"where the bits go: latents {data['latent_bytes']} bytes "
-                     f"({100 * data['latent_bytes'] / data['bytes']:.1f} %), networks {networks} bytes "
-                     f"({100 * networks / data['bytes']:.1f} %), header and container "
-                     f"{data['bytes'] - data['payload_bytes']} bytes")
+        lines.append(
+            f"where the bits go: latents {data['latent_bytes']} bytes "
+            f"({100 * data['latent_bytes'] / data['bytes']:.1f} %), networks {networks} bytes "
+            f"({100 * networks / data['bytes']:.1f} %), header and container "
+            f"{data['bytes'] - data['payload_bytes']} bytes"
+        )
     if data["decoder_macs_per_pixel"] is not None:
         lines.append(f"decoder: {data['decoder_macs_per_pixel']:.0f} multiply-adds per pixel")
     return lines
@@ -428,10 +598,21 @@ def evaluate(reference, distorted, frames, resize, as_json):
             f"videos differ: reference {ref.num_frames} frames of {ref.width}x{ref.height}, distorted "
             f"{dist.num_frames} of {dist.width}x{dist.height} (use --frames / --resize on the reference)"
         )
-    record = {"frames": ref.num_frames, "psnr": psnr(ref.frames, dist.frames), "y_psnr": y_psnr(ref.frames, dist.frames),
-              "ssim": ssim(ref.frames, dist.frames), "ms_ssim": ms_ssim(ref.frames, dist.frames)}
-    _emit(record, as_json, [f"PSNR {record['psnr']:.4f} dB  Y-PSNR {record['y_psnr']:.4f} dB  "
-                            f"SSIM {record['ssim']:.4f}  MS-SSIM {record['ms_ssim']:.4f}  ({ref.num_frames} frames)"])
+    record = {
+        "frames": ref.num_frames,
+        "psnr": psnr(ref.frames, dist.frames),
+        "y_psnr": y_psnr(ref.frames, dist.frames),
+        "ssim": ssim(ref.frames, dist.frames),
+        "ms_ssim": ms_ssim(ref.frames, dist.frames),
+    }
+    _emit(
+        record,
+        as_json,
+        [
+            f"PSNR {record['psnr']:.4f} dB  Y-PSNR {record['y_psnr']:.4f} dB  "
+            f"SSIM {record['ssim']:.4f}  MS-SSIM {record['ms_ssim']:.4f}  ({ref.num_frames} frames)"
+        ],
+    )
 
 
 @main.command()
@@ -442,7 +623,9 @@ def models():
     for family in declarations():
         options = [o.flag for o in family.encode_options] + [f"decode {o.flag}" for o in family.render_options]
         click.echo(f"{family.name:10s} {family.summary}")
-        click.echo(f"{'':10s} {', '.join(sorted(family.capabilities))}" + (f"; {', '.join(options)}" if options else ""))
+        click.echo(
+            f"{'':10s} {', '.join(sorted(family.capabilities))}" + (f"; {', '.join(options)}" if options else "")
+        )
 
 
 @main.command()
@@ -471,13 +654,20 @@ def demo(bpp, preset, workdir, sample_path):
     source = sample_clip_path()
     click.echo(f"sample: {source} -> 320x180, frames 0:32", err=True)
     video = read_video(source, (0, 32), (320, 180))
-    report = encode_video(video, folder / "bunny.nvc", EncodeSettings(bpp=bpp, preset=preset),
-                        progress=_progress_printer(False), log=lambda m: click.echo(m, err=True))
+    report = encode_video(
+        video,
+        folder / "bunny.nvc",
+        EncodeSettings(bpp=bpp, preset=preset),
+        progress=_progress_printer(False),
+        log=lambda m: click.echo(m, err=True),
+    )
     click.echo("\n".join(_report_lines(report)))
     decode_to_file(folder / "bunny.nvc", folder / "bunny.mkv")
     again = read_video(folder / "bunny.mkv")
-    click.echo(f"decoded {folder / 'bunny.mkv'} with `nvc decode`; PSNR against the source: "
-               f"{psnr(video.frames, again.frames):.2f} dB")
+    click.echo(
+        f"decoded {folder / 'bunny.mkv'} with `nvc decode`; PSNR against the source: "
+        f"{psnr(video.frames, again.frames):.2f} dB"
+    )
 
 
 def _add_bench() -> None:

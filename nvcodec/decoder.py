@@ -54,8 +54,9 @@ def read_nvc(source: Source) -> nvc_format.NvcFile:
         return source
     reader = source if isinstance(source, NvcReader) else NvcReader(source)
     if reader.segmented:
-        raise UsageError(f"{reader.path} holds {len(reader.segments)} segments: decode it, or read one with "
-                         "NvcReader.read_segment")
+        raise UsageError(
+            f"{reader.path} holds {len(reader.segments)} segments: decode it, or read one with NvcReader.read_segment"
+        )
     return reader.read_segment(0)
 
 
@@ -98,8 +99,10 @@ def plan_pieces(reader: NvcReader, request: RenderRequest) -> list[Piece]:
     stop = min(stop, total)
     touched = reader.overlapping(start, stop)
     if request.fps is not None and len(touched) > 1:
-        raise UsageError(f"--fps renders between the frames of one segment; frames {start}:{stop} span "
-                         f"{len(touched)} segments (`nvc info` lists them): decode a range inside one")
+        raise UsageError(
+            f"--fps renders between the frames of one segment; frames {start}:{stop} span "
+            f"{len(touched)} segments (`nvc info` lists them): decode a range inside one"
+        )
     pieces = []
     for index in touched:
         e = reader.segments[index]
@@ -133,8 +136,9 @@ def _render_source(source: Source, request: RenderRequest, device: torch.device)
     """One segment's model in memory at a time."""
     if isinstance(source, nvc_format.NvcFile):
         plan = prepare(source, request)
-        return _Rendering(render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size,
-                          plan.fps, None, ())
+        return _Rendering(
+            render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size, plan.fps, None, ()
+        )
     reader = source if isinstance(source, NvcReader) else NvcReader(source)
     pieces = plan_pieces(reader, request)
     times, size, fps = plan_render(reader.read_segment(pieces[0].segment), pieces[0].request)
@@ -148,8 +152,12 @@ def _render_source(source: Source, request: RenderRequest, device: torch.device)
     return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces))
 
 
-def decode(source: Source, frames: FrameRange | None = None, device: str | torch.device = DECODE_DEVICE,
-           request: RenderRequest | None = None) -> Video:
+def decode(
+    source: Source,
+    frames: FrameRange | None = None,
+    device: str | torch.device = DECODE_DEVICE,
+    request: RenderRequest | None = None,
+) -> Video:
     """Decode a file (or a frame range of it, or a resampling of it) into memory."""
     device = resolve_device(device) if isinstance(device, str) else device
     rendering = _render_source(source, request or RenderRequest(frames=frames), device)
@@ -167,9 +175,15 @@ class Decoded:
     audio: str  # "copied", "none", or why it was left out
 
 
-def decode_to_file(source: Source, output: str | Path, request: RenderRequest = RenderRequest(),
-                   device: str = DECODE_DEVICE, lossless: bool = False, progress: ProgressFn | None = None,
-                   audio: bool = True) -> Decoded:
+def decode_to_file(
+    source: Source,
+    output: str | Path,
+    request: RenderRequest = RenderRequest(),
+    device: str = DECODE_DEVICE,
+    lossless: bool = False,
+    progress: ProgressFn | None = None,
+    audio: bool = True,
+) -> Decoded:
     """Decode straight to a video file in bounded-memory batches (segment after segment).
 
     ``progress(frames_done, frames_total, seconds)`` is called after every batch. A carried
@@ -184,12 +198,18 @@ def decode_to_file(source: Source, output: str | Path, request: RenderRequest = 
     colour = Colour(header.colour_primaries, header.transfer_characteristics)
     (height, width) = r.size
     write_frames(output, _reporting(r.batches, r.count, progress), width, height, r.fps, lossless, colour, audio_track)
-    return Decoded(r.count, r.segments, None if reader is None else reader.bytes_read,
-                   None if reader is None else reader.file_bytes, audio_note)
+    return Decoded(
+        r.count,
+        r.segments,
+        None if reader is None else reader.bytes_read,
+        None if reader is None else reader.file_bytes,
+        audio_note,
+    )
 
 
-def _audio_for(reader: NvcReader | None, request: RenderRequest, output: str | Path,
-               header: nvc_format.VideoHeader) -> tuple[AudioTrack | None, str]:
+def _audio_for(
+    reader: NvcReader | None, request: RenderRequest, output: str | Path, header: nvc_format.VideoHeader
+) -> tuple[AudioTrack | None, str]:
     if not holds_audio(output):  # checked first: the audio is not even read
         return None, f"none written: {output_kind(output)} output holds no audio (.mkv and .mp4 do)"
     blob = None if reader is None else reader.audio()
@@ -225,21 +245,36 @@ def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
     tensors = []
     for record, shape in zip(nvc.tensors, nvc.arch.shapes):
         c = record.coded
-        tensors.append({
-            "index": record.index, "shape": list(shape), "axis": record.axis.name.lower(),
-            "model": c.model_id.name.lower(), "symbols": [c.sym_min, c.sym_max],
-            "table_bytes": c.table_bytes, "payload_bytes": c.payload_bytes, "step_bytes": 2 * len(record.steps),
-            "bits_per_weight": round(8 * (c.payload_bytes + c.table_bytes + 2 * len(record.steps)) / int(np.prod(shape)), 3),
-        })
+        tensors.append(
+            {
+                "index": record.index,
+                "shape": list(shape),
+                "axis": record.axis.name.lower(),
+                "model": c.model_id.name.lower(),
+                "symbols": [c.sym_min, c.sym_max],
+                "table_bytes": c.table_bytes,
+                "payload_bytes": c.payload_bytes,
+                "step_bytes": 2 * len(record.steps),
+                "bits_per_weight": round(
+                    8 * (c.payload_bytes + c.table_bytes + 2 * len(record.steps)) / int(np.prod(shape)), 3
+                ),
+            }
+        )
     h = nvc.header
     return {
-        "bytes": size, "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
-        "model": {"family": nvc.arch.family, "arch_version": nvc.arch.arch_version, "config": nvc.arch.config,
-                  "params": int(sum(np.prod(s) for s in nvc.arch.shapes))},
+        "bytes": size,
+        "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
+        "model": {
+            "family": nvc.arch.family,
+            "arch_version": nvc.arch.arch_version,
+            "config": nvc.arch.config,
+            "params": int(sum(np.prod(s) for s in nvc.arch.shapes)),
+        },
         "tensors": tensors,
         "payload_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors),
-        "latent_bytes": sum(t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors
-                            if t["model"] == "context"),
+        "latent_bytes": sum(
+            t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors if t["model"] == "context"
+        ),
         "decoder_macs_per_pixel": _macs_per_pixel(nvc),
         "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
     }
@@ -271,16 +306,32 @@ def inspect(path: str | Path) -> dict:
     reader = NvcReader(path)
     h = reader.header
     record = {
-        "file": str(path), "bytes": reader.file_bytes, "format_version": reader.version,
-        "video": {"width": h.width, "height": h.height, "frames": h.num_frames, "fps": f"{h.fps_num}/{h.fps_den}",
-                  "colour": {"primaries": h.colour_primaries, "transfer": h.transfer_characteristics,
-                             "matrix": h.matrix_coefficients, "full_range": h.full_range}},
+        "file": str(path),
+        "bytes": reader.file_bytes,
+        "format_version": reader.version,
+        "video": {
+            "width": h.width,
+            "height": h.height,
+            "frames": h.num_frames,
+            "fps": f"{h.fps_num}/{h.fps_den}",
+            "colour": {
+                "primaries": h.colour_primaries,
+                "transfer": h.transfer_characteristics,
+                "matrix": h.matrix_coefficients,
+                "full_range": h.full_range,
+            },
+        },
         "bpp": bits_per_pixel(reader.file_bytes, h.width, h.height, h.num_frames),
     }
     if not reader.segmented:
         nvc = reader.read_segment(0)
-        return {**record, **_stream_summary(nvc, reader.file_bytes), "bpp": record["bpp"], "metadata": nvc.metadata,
-                "skipped_chunks": list(nvc.skipped_chunks)}
+        return {
+            **record,
+            **_stream_summary(nvc, reader.file_bytes),
+            "bpp": record["bpp"],
+            "metadata": nvc.metadata,
+            "skipped_chunks": list(nvc.skipped_chunks),
+        }
     segments = []
     for index in reader.complete():
         e = reader.segments[index]
@@ -290,6 +341,11 @@ def inspect(path: str | Path) -> dict:
     missing = len(reader.segments) - len(segments)
     audio = _audio_summary(reader.audio())
     video_bytes = reader.file_bytes - (audio["bytes"] + nvc_format.CHUNK_OVERHEAD if audio else 0)
-    return {**record, "segments": segments, "missing_segments": missing, "audio": audio,
-            "video_bpp": bits_per_pixel(video_bytes, h.width, h.height, h.num_frames),
-            "metadata": reader.metadata() if not missing else {}}
+    return {
+        **record,
+        "segments": segments,
+        "missing_segments": missing,
+        "audio": audio,
+        "video_bpp": bits_per_pixel(video_bytes, h.width, h.height, h.num_frames),
+        "metadata": reader.metadata() if not missing else {},
+    }

@@ -82,8 +82,17 @@ def file_metadata(settings: EncodeSettings) -> dict:
 def video_header(width: int, height: int, num_frames: int, fps: Fraction, colour: Colour) -> nvc_format.VideoHeader:
     """NHDR of what is coded (the rate as a fraction of 16-bit terms)."""
     rate = Fraction(fps).limit_denominator(65535)
-    return nvc_format.VideoHeader(width, height, num_frames, rate.numerator, rate.denominator,
-                                  colour.primaries, colour.transfer, colour.matrix, colour.full_range)
+    return nvc_format.VideoHeader(
+        width,
+        height,
+        num_frames,
+        rate.numerator,
+        rate.denominator,
+        colour.primaries,
+        colour.transfer,
+        colour.matrix,
+        colour.full_range,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,20 +108,30 @@ def plan_length(settings: EncodeSettings, video: Video, trial: Trial, finishing:
     if settings.epochs is not None:
         finetune = max(1, settings.epochs // 5)
         expected = trial.epochs_seconds(settings.epochs + finetune)
-        return TrainingLength(settings.epochs, finetune, None, (
-            f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
-            f"({trial.step_seconds * 1e3:.1f} ms per step measured), {_then(finishing)}; "
-            "--train-time SECONDS sets a duration instead"))
+        return TrainingLength(
+            settings.epochs,
+            finetune,
+            None,
+            (
+                f"training: {settings.epochs}+{finetune} epochs, expected to take about {format_seconds(expected)} "
+                f"({trial.step_seconds * 1e3:.1f} ms per step measured), {_then(finishing)}; "
+                "--train-time SECONDS sets a duration instead"
+            ),
+        )
     train_share = round((1 - FINETUNE_SHARE) / FINETUNE_SHARE)
     if settings.train_seconds is not None:
         budget, why = settings.train_seconds, "as --train-time asks"
     else:
         preset = PRESETS[settings.preset]
         budget = preset.train_seconds(video.num_pixels)
-        why = (f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
-               f"--train-time SECONDS or another --preset changes it")
+        why = (
+            f"--preset {preset.name}: {preset.describe()}; this clip is {video.num_pixels / 1e6:.2f} megapixels; "
+            f"--train-time SECONDS or another --preset changes it"
+        )
     clock = "wall-clock" if settings.train_clock == "wall" else "process-CPU"
-    return TrainingLength(train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {_then(finishing)}; {why}")
+    return TrainingLength(
+        train_share, 1, budget, f"training: {format_seconds(budget)} ({clock}), {_then(finishing)}; {why}"
+    )
 
 
 def _then(finishing: float) -> str:
@@ -168,8 +187,9 @@ def encode(
     return verify(plan, coded, video)
 
 
-def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None],
-                metadata: bool = True) -> EncodePlan:
+def plan_encode(
+    video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None], metadata: bool = True
+) -> EncodePlan:
     family = check_settings(settings)
     if video.num_frames < 1:
         raise InputError("the input has zero frames")
@@ -185,44 +205,94 @@ def plan_encode(video: Video, output: str | Path, settings: EncodeSettings, say:
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
     model = cls(config)
     say(f"{cls.name}: timing a few training steps on {device.type} (precision, speed) ...")
-    trial = run_trial(model, video.frames, device, family.train_overrides.get("amp", settings.amp))  # a family may fix amp
+    trial = run_trial(
+        model, video.frames, device, family.train_overrides.get("amp", settings.amp)
+    )  # a family may fix amp
     finishing = trial.finishing_seconds(decodes=2 if metadata else 1)  # a segment's file is checked once
     length = plan_length(settings, video, trial, finishing)
-    train_cfg = TrainConfig(**{
-        "epochs": length.epochs, "finetune_epochs": length.finetune_epochs,
-        "prune_amount": 0.0 if rate_aware else settings.prune, "amp": trial.amp, "loss": settings.loss,
-        "seed": settings.seed, **family.train_overrides, "objective_options": dict(settings.objective_options),
-        "train_seconds": length.budget, "train_clock": settings.train_clock,
-        "checkpoint_seconds": settings.checkpoint_seconds,
-    })
+    train_cfg = TrainConfig(
+        **{
+            "epochs": length.epochs,
+            "finetune_epochs": length.finetune_epochs,
+            "prune_amount": 0.0 if rate_aware else settings.prune,
+            "amp": trial.amp,
+            "loss": settings.loss,
+            "seed": settings.seed,
+            **family.train_overrides,
+            "objective_options": dict(settings.objective_options),
+            "train_seconds": length.budget,
+            "train_clock": settings.train_clock,
+            "checkpoint_seconds": settings.checkpoint_seconds,
+        }
+    )
     aim = (f"lambda {settings.lam:g}" if settings.lam else f"{settings.bpp:g} bpp") + (
-        ", rate-aware" if rate_aware else "")
+        ", rate-aware" if rate_aware else ""
+    )
     latents = cls.count_params(config) - cls.network_params(config)
-    say(f"{cls.name}: {cls.network_params(config)} parameters{f' and {latents} latents' if latents else ''} for {aim}, "
+    say(
+        f"{cls.name}: {cls.network_params(config)} parameters{f' and {latents} latents' if latents else ''} for {aim}, "
         f"on {device.type}"
-        f"{' (bf16 autocast)' if train_cfg.amp else ''}")
+        f"{' (bf16 autocast)' if train_cfg.amp else ''}"
+    )
     say(length.message)
     shapes = tuple(tuple(t.shape) for t in model.coded_tensors().values())
-    writer = _FileWriter(video_header(video.width, video.height, video.num_frames, video.fps, video.colour), nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
-                         file_metadata(settings) if metadata else None, model.context_codec())
+    writer = _FileWriter(
+        video_header(video.width, video.height, video.num_frames, video.fps, video.colour),
+        nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
+        file_metadata(settings) if metadata else None,
+        model.context_codec(),
+    )
     rate = None
     if rate_aware:
         options = {**family.rate_overrides, **settings.rate_options} | ({"lam": settings.lam} if settings.lam else {})
-        rate = RateTerm(model, RateSettings(
-            num_pixels=video.num_pixels, fixed_bits=8 * writer.fixed_bytes(),
-            target_bits=None if settings.lam else 8 * rate_control.target_bytes, **options))
+        rate = RateTerm(
+            model,
+            RateSettings(
+                num_pixels=video.num_pixels,
+                fixed_bits=8 * writer.fixed_bytes(),
+                target_bits=None if settings.lam else 8 * rate_control.target_bytes,
+                **options,
+            ),
+        )
     checkpoint_path = output.with_name(output.name + ".ckpt.npz")
     for target in (output, checkpoint_path):
         remove_stale_temporaries(target)  # a killed run's partial writes
-    return EncodePlan(settings, cls, model, device, output, checkpoint_path if settings.resume else None, train_cfg,
-                      writer, rate_control, rate, started, clock_started, finishing)
+    return EncodePlan(
+        settings,
+        cls,
+        model,
+        device,
+        output,
+        checkpoint_path if settings.resume else None,
+        train_cfg,
+        writer,
+        rate_control,
+        rate,
+        started,
+        clock_started,
+        finishing,
+    )
 
 
-def fit_model(plan: EncodePlan, video: Video, progress: Callable[[Progress], None] | None,
-              say: Callable[[str], None] | None = None) -> Backbone:
+def fit_model(
+    plan: EncodePlan,
+    video: Video,
+    progress: Callable[[Progress], None] | None,
+    say: Callable[[str], None] | None = None,
+) -> Backbone:
     try:
-        return fit(plan.model, video.frames, plan.train, plan.device, progress, plan.checkpoint, plan.rate,
-                   clock_started=plan.clock_started, say=say, finishing_seconds=plan.finishing_seconds)
+        return fit(
+            plan.model,
+            video.frames,
+            plan.train,
+            plan.device,
+            progress,
+            plan.checkpoint,
+            plan.rate,
+            clock_started=plan.clock_started,
+            say=say,
+            finishing_seconds=plan.finishing_seconds,
+        )
     except KeyboardInterrupt:
         if plan.checkpoint is not None and plan.checkpoint.is_file():
             raise KeyboardInterrupt(f"interrupted; the same command resumes from {plan.checkpoint}") from None
@@ -245,8 +315,12 @@ def code(plan: EncodePlan, model: Backbone) -> CodedFile:
         final_steps = scale_steps(tensors, learned, factor)
         rate.set_steps(final_steps)  # the estimate of the steps the file will carry
         estimated_bytes = int(round(rate.file_bits() / 8))
-        return CodedFile(lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata), None,
-                         estimated_bytes, train_seconds)
+        return CodedFile(
+            lambda metadata: writer.write(tensors, steps=final_steps, metadata=metadata),
+            None,
+            estimated_bytes,
+            train_seconds,
+        )
     coded = model.coded_tensors()
     names, tensors = list(coded), [t.detach().cpu().float().numpy() for t in coded.values()]
 
@@ -275,7 +349,8 @@ def _land_latents(plan: EncodePlan, tensors: list[np.ndarray], steps: list[np.nd
 
     largest = max(float(np.abs(tensors[i]).max(initial=0.0)) for i in coded) + 1.0
     threshold = plan.rate_control.latent_dead_zone(
-        lambda x: len(writer.write(zoned(x), steps=steps, metadata=writer.metadata)), largest)
+        lambda x: len(writer.write(zoned(x), steps=steps, metadata=writer.metadata)), largest
+    )
     if threshold == PLAIN_ROUNDING:
         return tensors
     with torch.no_grad():
@@ -291,8 +366,11 @@ def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
         with atomic_path(plan.output) as tmp:
             tmp.write_bytes(coded.write(None))
         return
-    how = ({"quant_bits": coded.quant_bits} if coded.quant_bits is not None else
-           {"lambda": plan.rate.controller.lam, "estimated_bytes": coded.estimated_bytes})
+    how = (
+        {"quant_bits": coded.quant_bits}
+        if coded.quant_bits is not None
+        else {"lambda": plan.rate.controller.lam, "estimated_bytes": coded.estimated_bytes}
+    )
 
     def measure(path: Path) -> dict:
         decoded = decode(path, device=DECODE_DEVICE)  # what `nvc decode` gives by default, not the training device's
@@ -312,14 +390,23 @@ def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:
     size = plan.output.stat().st_size
     settings = plan.settings
     return EncodeReport(
-        path=str(plan.output), model=plan.family.name, num_params=plan.family.count_params(plan.model.config),
-        width=video.width, height=video.height, num_frames=video.num_frames, file_bytes=size,
+        path=str(plan.output),
+        model=plan.family.name,
+        num_params=plan.family.count_params(plan.model.config),
+        width=video.width,
+        height=video.height,
+        num_frames=video.num_frames,
+        file_bytes=size,
         bpp=bits_per_pixel(size, video.width, video.height, video.num_frames),
         target_bpp=None if settings.lam else settings.bpp,
         quant_bits=None if coded.quant_bits is None else round(coded.quant_bits, 3),
-        psnr=psnr(video.frames, final.frames), y_psnr=y_psnr(video.frames, final.frames),
-        ms_ssim=ms_ssim(video.frames, final.frames), train_seconds=coded.train_seconds,
-        encode_seconds=encode_seconds, decode_seconds=decode_seconds, estimated_bytes=coded.estimated_bytes,
+        psnr=psnr(video.frames, final.frames),
+        y_psnr=y_psnr(video.frames, final.frames),
+        ms_ssim=ms_ssim(video.frames, final.frames),
+        train_seconds=coded.train_seconds,
+        encode_seconds=encode_seconds,
+        decode_seconds=decode_seconds,
+        estimated_bytes=coded.estimated_bytes,
         lam=None if plan.rate is None else plan.rate.controller.lam,
     )
 
@@ -330,15 +417,29 @@ class _FileWriter:
     # mETA as the final rewrite will hold it, for the fixed-size estimate. The creation time is a
     # placeholder too: its digits change how well zstd packs mETA, and a resumed encode must
     # estimate (hence calibrate and train) exactly as the interrupted one did.
-    PLACEHOLDERS = {"measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
-                    "lambda": 0.012345678901234, "estimated_bytes": 12345, "created": "2000-01-01T00:00:00+00:00"}
+    PLACEHOLDERS = {
+        "measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
+        "lambda": 0.012345678901234,
+        "estimated_bytes": 12345,
+        "created": "2000-01-01T00:00:00+00:00",
+    }
 
-    def __init__(self, header: nvc_format.VideoHeader, arch: nvc_format.ArchRecord, metadata: dict | None,
-                 context: ContextCodec | None = None) -> None:
+    def __init__(
+        self,
+        header: nvc_format.VideoHeader,
+        arch: nvc_format.ArchRecord,
+        metadata: dict | None,
+        context: ContextCodec | None = None,
+    ) -> None:
         self.header, self.arch, self.metadata, self.context = header, arch, metadata, context
 
-    def write(self, tensors: list[np.ndarray], metadata: dict | None, bits: list[float] | None = None,
-              steps: list[np.ndarray] | None = None) -> bytes:
+    def write(
+        self,
+        tensors: list[np.ndarray],
+        metadata: dict | None,
+        bits: list[float] | None = None,
+        steps: list[np.ndarray] | None = None,
+    ) -> bytes:
         records, digest = compress_tensors(tensors, bits, steps, self.context)
         return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata or {}))
 
@@ -352,6 +453,9 @@ class _FileWriter:
 def _utc_now() -> str:
     """The creation time for mETA; SOURCE_DATE_EPOCH (the reproducible-builds convention) fixes it."""
     fixed = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = (datetime.datetime.fromtimestamp(int(fixed), datetime.timezone.utc) if fixed and fixed.isdigit()
-              else datetime.datetime.now(datetime.timezone.utc))
+    moment = (
+        datetime.datetime.fromtimestamp(int(fixed), datetime.timezone.utc)
+        if fixed and fixed.isdigit()
+        else datetime.datetime.now(datetime.timezone.utc)
+    )
     return moment.isoformat(timespec="seconds")

@@ -105,8 +105,9 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_measured(output: Path, make: Callable[[dict], bytes], metadata: dict,
-                   measure: Callable[[Path], dict]) -> dict:
+def write_measured(
+    output: Path, make: Callable[[dict], bytes], metadata: dict, measure: Callable[[Path], dict]
+) -> dict:
     """Write ``make(metadata)``, measure that very file (by decoding it) and write it again with
     the measurement as its metadata's ``"measured"``: the output appears once, complete, saying
     what its decoder gives (mETA is ancillary: rewriting it cannot change the decode). Returns

@@ -135,7 +135,9 @@ def read_video(path: str | os.PathLike, frames: FrameRange | None = None, resize
     else:
         arrays, fps, colour = _read_container(path, start, stop, resize)
     if not arrays:
-        raise InputError(f"{path}: no frames in the range {start}:{stop}" if frames else f"{path}: video has zero frames")
+        raise InputError(
+            f"{path}: no frames in the range {start}:{stop}" if frames else f"{path}: video has zero frames"
+        )
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise InputError(f"{path}: frames change size mid-stream ({sorted(shapes)}); use --resize WxH")
@@ -183,8 +185,9 @@ def stream_colour(stream: av.video.stream.VideoStream) -> Colour:
     return Colour(primaries=1 if primaries == 2 else primaries, transfer=13 if transfer == 2 else transfer)
 
 
-def _read_container(path: Path, start: int, stop: int,
-                    resize: Size | None) -> tuple[list[np.ndarray], Fraction, Colour]:
+def _read_container(
+    path: Path, start: int, stop: int, resize: Size | None
+) -> tuple[list[np.ndarray], Fraction, Colour]:
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -212,7 +215,9 @@ def output_kind(path: str | os.PathLike) -> str:
         return suffix[1:]
     if suffix == "":
         return "png"
-    raise OutputError(f"{path}: unknown output type {suffix!r}; use .mp4, .mkv (lossless), .y4m or a folder name for PNGs")
+    raise OutputError(
+        f"{path}: unknown output type {suffix!r}; use .mp4, .mkv (lossless), .y4m or a folder name for PNGs"
+    )
 
 
 def write_video(path: str | os.PathLike, video: Video, lossless: bool = False) -> None:
@@ -290,14 +295,21 @@ def _copy_packets(out: av.container.OutputContainer, audio: AudioTrack) -> None:
         try:
             track = out.add_stream_from_template(track_in)
         except (av.FFmpegError, ValueError) as exc:
-            raise OutputError(f"the audio track ({track_in.codec_context.name}) cannot go in this format ({exc}); "
-                              "write .mkv") from None
+            raise OutputError(
+                f"the audio track ({track_in.codec_context.name}) cannot go in this format ({exc}); write .mkv"
+            ) from None
         copy_audio_packets(source, track_in, out, track, audio.begin, audio.end, keep_before=audio.begin <= 0)
 
 
-def copy_audio_packets(source: av.container.InputContainer, track_in: av.audio.stream.AudioStream,
-                       out: av.container.OutputContainer, track_out: av.audio.stream.AudioStream,
-                       begin: float, end: float, keep_before: bool) -> None:
+def copy_audio_packets(
+    source: av.container.InputContainer,
+    track_in: av.audio.stream.AudioStream,
+    out: av.container.OutputContainer,
+    track_out: av.audio.stream.AudioStream,
+    begin: float,
+    end: float,
+    keep_before: bool,
+) -> None:
     """Mux the packets of ``track_in`` timed in [begin, end) seconds, unchanged, into ``track_out``,
     time stamps shifted so that ``begin`` is 0; ``keep_before`` keeps those before ``begin`` too
     (a range from the start keeps the codec's priming packets)."""

@@ -60,6 +60,7 @@ def _ssim_terms(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor) -> tuple
     if pad is None:  # picture smaller than the window: shrink the window
         size = min(x.shape[-2:]) | 1
         window = _gaussian_window(channels, size, 1.5, x.device).to(x.dtype)
+
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, window, groups=channels)
 

@@ -25,8 +25,10 @@ class Preset:
         return min(self.ceiling_seconds, max(self.floor_seconds, wanted))
 
     def describe(self) -> str:
-        return (f"{self.seconds_per_megapixel:g} s per megapixel of video, at least "
-                f"{format_seconds(self.floor_seconds)}, at most {format_seconds(self.ceiling_seconds)}")
+        return (
+            f"{self.seconds_per_megapixel:g} s per megapixel of video, at least "
+            f"{format_seconds(self.floor_seconds)}, at most {format_seconds(self.ceiling_seconds)}"
+        )
 
 
 PRESETS: dict[str, Preset] = {

@@ -50,7 +50,13 @@ def build_backbone(nvc: NvcFile) -> Backbone:
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """[B, 3, H, W] in [0, 1] -> uint8 [B, H, W, 3]: NaN -> 0, clamp, round half up (spec 8.5)."""
-    return torch.floor(torch.nan_to_num(frames.float(), nan=0.0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return (
+        torch.floor(torch.nan_to_num(frames.float(), nan=0.0).clamp(0, 1) * 255.0 + 0.5)
+        .to(torch.uint8)
+        .permute(0, 2, 3, 1)
+        .cpu()
+        .numpy()
+    )
 
 
 @torch.inference_mode()
@@ -103,5 +109,8 @@ class _GroupCache:
         group = index // self.batch
         if group != self.group:
             members = [min(k, self.last) for k in range(group * self.batch, (group + 1) * self.batch)]
-            self.group, self.frames = group, _render(self.model, [k / self.last for k in members], self.device, self.size)
+            self.group, self.frames = (
+                group,
+                _render(self.model, [k / self.last for k in members], self.device, self.size),
+            )
         return self.frames[index - group * self.batch]

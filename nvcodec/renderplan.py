@@ -39,8 +39,10 @@ def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[f
         declared = family.option(option, "render")
         if declared is None:
             able = [f.name for f in declarations() if f.option(option, "render") is not None]
-            raise UsageError(f"--{option.replace('_', '-')}: {family.name} cannot do it; encode with "
-                             f"{', '.join(able) or 'none in this build'}")
+            raise UsageError(
+                f"--{option.replace('_', '-')}: {family.name} cannot do it; encode with "
+                f"{', '.join(able) or 'none in this build'}"
+            )
         try:
             declared.check(value)
         except ValueError as exc:
@@ -62,8 +64,9 @@ def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[f
     if request.fps is None:
         return [i / last for i in range(start, stop)], (height, width), fps_in
     if ANY_TIME not in family.capabilities:
-        raise UsageError(f"--fps: {family.name} cannot render between its frames; use one of "
-                         f"{', '.join(families_with(ANY_TIME))}")
+        raise UsageError(
+            f"--fps: {family.name} cannot render between its frames; use one of {', '.join(families_with(ANY_TIME))}"
+        )
     if not request.fps > 0:
         raise UsageError("--fps must be positive")
     step = fps_in / request.fps  # input frames per output frame

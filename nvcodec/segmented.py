@@ -111,17 +111,24 @@ def container_overhead(source: SourceInfo, count: int, settings: EncodeSettings)
     """Bytes of a segmented file beyond its segment streams and audio: the file written around
     empty segments, with mETA as the final one holds it."""
     rng = np.random.default_rng(0)  # placeholder records as long, and as hard to pack, as real ones
-    records = [{"frames": [int(a), int(a) + 100], "bytes": int(b), "bpp": float(r), "target_bpp": float(r),
-                "psnr": float(q)} for a, b, r, q in zip(rng.integers(0, 10**6, count), rng.integers(0, 10**6, count),
-                                                         rng.random(count), 20 + 20 * rng.random(count))]
-    meta = {**file_metadata(settings), "segments": records,
-            "measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345}}
+    records = [
+        {"frames": [int(a), int(a) + 100], "bytes": int(b), "bpp": float(r), "target_bpp": float(r), "psnr": float(q)}
+        for a, b, r, q in zip(
+            rng.integers(0, 10**6, count), rng.integers(0, 10**6, count), rng.random(count), 20 + 20 * rng.random(count)
+        )
+    ]
+    meta = {
+        **file_metadata(settings),
+        "segments": records,
+        "measured": {"psnr": 30.123456789012345, "ms_ssim": 0.9123456789012345},
+    }
     header = video_header(source.width, source.height, source.num_frames, source.fps, source.colour)
     return len(write_segmented(header, [b""] * count, [1] * count, None, meta))
 
 
-def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: EncodeSettings,
-              options: FileOptions) -> FilePlan:
+def plan_file(
+    source: SourceInfo, thumbs: np.ndarray, output: Path, settings: EncodeSettings, options: FileOptions
+) -> FilePlan:
     """Segments, each one's target and budget; the precision decided once for all of them."""
     segments = split(thumbs, float(source.fps), options.segment_seconds)
     frame_pixels = source.width * source.height
@@ -130,10 +137,12 @@ def plan_file(source: SourceInfo, thumbs: np.ndarray, output: Path, settings: En
     if len(segments) > 1 or source.has_audio:
         total_bits -= 8 * container_overhead(source, len(segments), settings)
         if total_bits <= 0:
-            raise RateError(f"--bpp {settings.bpp:g} cannot be met at {source.width}x{source.height}, "
-                            f"{source.num_frames} frames: the container of {len(segments)} segment(s) (index, "
-                            f"metadata) alone needs more; raise --bpp"
-                            + (", or leave the audio out (--no-audio)" if source.has_audio else ""))
+            raise RateError(
+                f"--bpp {settings.bpp:g} cannot be met at {source.width}x{source.height}, "
+                f"{source.num_frames} frames: the container of {len(segments)} segment(s) (index, "
+                f"metadata) alone needs more; raise --bpp"
+                + (", or leave the audio out (--no-audio)" if source.has_audio else "")
+            )
     bits = share_bits(total_bits, pixels, [difficulty(thumbs, s) for s in segments])
     _check_rates(source, settings, segments, [b / p for b, p in zip(bits, pixels)])
     budgets: list[float | None] = [None] * len(segments)
@@ -156,8 +165,10 @@ def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Se
         try:
             RateControl(rate, source.width, source.height, segment.num_frames).size_model(cls)
         except RateError as exc:
-            raise RateError(f"segment {index} (frames {segment.start}:{segment.stop}) gets {rate:.4g} bpp of the "
-                            f"file's {settings.bpp:g}: {exc}") from None
+            raise RateError(
+                f"segment {index} (frames {segment.start}:{segment.stop}) gets {rate:.4g} bpp of the "
+                f"file's {settings.bpp:g}: {exc}"
+            ) from None
 
 
 def decide_precision(plan: FilePlan, settings: EncodeSettings, jobs: int = 1) -> bool | None:
@@ -194,9 +205,15 @@ def _measure_precision(plan: FilePlan, settings: EncodeSettings) -> bool:
 
 def _fingerprint(plan: FilePlan) -> str:
     stat = plan.source.path.stat()
-    record = {"input": str(plan.source.path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
-              "segments": [asdict(s) for s in plan.segments], "settings": [asdict(s) for s in plan.settings],
-              "first": plan.source.first_index, "resize": plan.source.resize}
+    record = {
+        "input": str(plan.source.path.resolve()),
+        "size": stat.st_size,
+        "mtime": stat.st_mtime_ns,
+        "segments": [asdict(s) for s in plan.segments],
+        "settings": [asdict(s) for s in plan.settings],
+        "first": plan.source.first_index,
+        "resize": plan.source.resize,
+    }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -213,8 +230,10 @@ def prepare_work(plan: FilePlan, resume: bool = True) -> None:
 
 
 def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
-    return [SegmentJob(i, plan.source, seg, s, str(plan.work / f"segment_{i:05d}.nvc"), threads)
-            for i, (seg, s) in enumerate(zip(plan.segments, plan.settings))]
+    return [
+        SegmentJob(i, plan.source, seg, s, str(plan.work / f"segment_{i:05d}.nvc"), threads)
+        for i, (seg, s) in enumerate(zip(plan.segments, plan.settings))
+    ]
 
 
 # ------------------------------------------------------------------------------------ running
@@ -243,8 +262,9 @@ def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> Se
 
 def _run_serial(jobs: list[SegmentJob], say: Say, progress) -> Iterator[SegmentResult]:
     for job in jobs:
-        say(f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, "
-            f"target {job.settings.bpp:.4f} bpp")
+        say(
+            f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, target {job.settings.bpp:.4f} bpp"
+        )
         yield encode_segment(job, progress, say)
 
 
@@ -257,7 +277,9 @@ def _workers(count: int, device: str) -> ProcessPoolExecutor | contextlib.nullco
     slots = context.Queue()
     for slot in range(count):
         slots.put(slot)
-    return ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_bind_device, initargs=(slots, device))
+    return ProcessPoolExecutor(
+        max_workers=count, mp_context=context, initializer=_bind_device, initargs=(slots, device)
+    )
 
 
 def _bind_device(slots, device: str) -> None:
@@ -300,8 +322,14 @@ def distributed_world() -> tuple[int, int, int] | None:
 # ------------------------------------------------------------------------------------ the pipeline
 
 
-def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settings: EncodeSettings = EncodeSettings(),
-                options: FileOptions = FileOptions(), progress=None, log: Say | None = None) -> FileReport | None:
+def encode_file(
+    input_path: str | os.PathLike,
+    output: str | os.PathLike,
+    settings: EncodeSettings = EncodeSettings(),
+    options: FileOptions = FileOptions(),
+    progress=None,
+    log: Say | None = None,
+) -> FileReport | None:
     """Encode an input of any length into one .nvc file; None on a torchrun rank other than 0."""
     say = log or (lambda _msg: None)
     check_settings(settings)
@@ -321,7 +349,9 @@ def encode_file(input_path: str | os.PathLike, output: str | os.PathLike, settin
     workers = min(options.jobs, len(plan.segments))
     threads = options.threads or (max(1, usable_cores() // workers) if workers > 1 else None)
     if workers * (threads or 1) > usable_cores():
-        say(f"note: {workers} jobs x {threads} threads is more than the {usable_cores()} cores: they will slow each other")
+        say(
+            f"note: {workers} jobs x {threads} threads is more than the {usable_cores()} cores: they will slow each other"
+        )
     _announce(plan, settings, workers, threads, say)
     jobs = jobs_for(plan, threads)
     with _workers(workers, settings.device) as pool:
@@ -347,8 +377,10 @@ def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptio
     if plan.plain:
         return plan
     if len(plan.segments) > 1 and settings.amp is None:
-        say(f"planning: timing {settings.model}'s training steps on the first segment (one precision for every "
-            "segment) ...")
+        say(
+            f"planning: timing {settings.model}'s training steps on the first segment (one precision for every "
+            "segment) ..."
+        )
     amp = decide_precision(plan, settings, options.jobs)
     plan = replace(plan, settings=tuple(replace(s, amp=amp) for s in plan.settings))
     prepare_work(plan, settings.resume)
@@ -357,11 +389,16 @@ def _plan(input_path, output: Path, settings: EncodeSettings, options: FileOptio
 
 def _announce(plan: FilePlan, settings: EncodeSettings, workers: int, threads: int | None, say: Say) -> None:
     lengths = [s.num_frames / float(plan.source.fps) for s in plan.segments]
-    budget = ("" if settings.epochs is not None else
-              f", {format_seconds(sum(s.train_seconds for s in plan.settings))} of training in all")
-    say(f"{len(plan.segments)} segment(s) of {min(lengths):.1f}-{max(lengths):.1f} s, "
+    budget = (
+        ""
+        if settings.epochs is not None
+        else f", {format_seconds(sum(s.train_seconds for s in plan.settings))} of training in all"
+    )
+    say(
+        f"{len(plan.segments)} segment(s) of {min(lengths):.1f}-{max(lengths):.1f} s, "
         f"{settings.bpp:g} bpp shared by difficulty{budget}; {workers} process(es)"
-        + (f" x {threads} threads" if threads else ""))
+        + (f" x {threads} threads" if threads else "")
+    )
 
 
 def _collect(results: Iterator[SegmentResult], count: int, say: Say, started: float) -> list[SegmentResult]:
@@ -370,28 +407,46 @@ def _collect(results: Iterator[SegmentResult], count: int, say: Say, started: fl
         collected.append(result)
         r = result.report
         elapsed = time.monotonic() - started
-        say(f"segment {result.index + 1}/{count} done ({len(collected)}/{count}): {r['bpp']:.4f} bpp, "
+        say(
+            f"segment {result.index + 1}/{count} done ({len(collected)}/{count}): {r['bpp']:.4f} bpp, "
             f"PSNR {r['psnr']:.2f} dB, {r['encode_seconds']:.1f} s; ETA "
-            f"{format_seconds(elapsed * (count - len(collected)) / len(collected))}")
+            f"{format_seconds(elapsed * (count - len(collected)) / len(collected))}"
+        )
     return sorted(collected, key=lambda r: r.index)
 
 
-def _encode_single(plan: FilePlan, output: Path, settings: EncodeSettings, progress, say: Say,
-                   started: float) -> FileReport:
+def _encode_single(
+    plan: FilePlan, output: Path, settings: EncodeSettings, progress, say: Say, started: float
+) -> FileReport:
     """One segment, no audio: a plain single-stream file, exactly as a short clip always was."""
     video = read_frames(plan.source, 0, plan.source.num_frames)
     report = encode(video, output, settings, progress=progress, log=say)
     record = asdict(report)
     return FileReport(
-        path=str(output), model=report.model, width=report.width, height=report.height, num_frames=report.num_frames,
-        file_bytes=report.file_bytes, bpp=report.bpp, video_bpp=report.bpp, target_bpp=report.target_bpp,
-        psnr=report.psnr, y_psnr=report.y_psnr, ms_ssim=report.ms_ssim, audio_bytes=0,
-        encode_seconds=time.monotonic() - started, decode_seconds=report.decode_seconds, workers=1, notes=plan.notes,
-        segments=(record,))
+        path=str(output),
+        model=report.model,
+        width=report.width,
+        height=report.height,
+        num_frames=report.num_frames,
+        file_bytes=report.file_bytes,
+        bpp=report.bpp,
+        video_bpp=report.bpp,
+        target_bpp=report.target_bpp,
+        psnr=report.psnr,
+        y_psnr=report.y_psnr,
+        ms_ssim=report.ms_ssim,
+        audio_bytes=0,
+        encode_seconds=time.monotonic() - started,
+        decode_seconds=report.decode_seconds,
+        workers=1,
+        notes=plan.notes,
+        segments=(record,),
+    )
 
 
-def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings,
-             started: float, workers: int) -> FileReport:
+def assemble(
+    plan: FilePlan, results: list[SegmentResult], output: Path, settings: EncodeSettings, started: float, workers: int
+) -> FileReport:
     """Write the one file (atomically) with its measured quality in mETA (``measured_quality``)."""
     source = plan.source
     header = video_header(source.width, source.height, source.num_frames, source.fps, source.colour)
@@ -399,28 +454,51 @@ def assemble(plan: FilePlan, results: list[SegmentResult], output: Path, setting
     streams = [r.stream for r in results]
     counts = [s.num_frames for s in plan.segments]
     # no timings in the file: it is the same bytes whoever encoded which segment
-    per_segment = [{"frames": [s.start, s.stop], "bytes": len(r.stream), "bpp": r.report["bpp"],
-                    "target_bpp": r.report["target_bpp"], "psnr": r.report["psnr"]}
-                   for s, r in zip(plan.segments, results)]
+    per_segment = [
+        {
+            "frames": [s.start, s.stop],
+            "bytes": len(r.stream),
+            "bpp": r.report["bpp"],
+            "target_bpp": r.report["target_bpp"],
+            "psnr": r.report["psnr"],
+        }
+        for s, r in zip(plan.segments, results)
+    ]
     quality: dict[str, float] = {}
 
     def measure(path: Path) -> dict:
         quality.update(measured_quality(path, results))
         return {"psnr": quality["psnr"], "ms_ssim": quality["ms_ssim"]}
 
-    write_measured(output, lambda metadata: write_segmented(header, streams, counts, audio, metadata),
-                   {**file_metadata(settings), "segments": per_segment}, measure)
+    write_measured(
+        output,
+        lambda metadata: write_segmented(header, streams, counts, audio, metadata),
+        {**file_metadata(settings), "segments": per_segment},
+        measure,
+    )
     size = output.stat().st_size
     audio_bytes = len(audio) + nvc_format.CHUNK_OVERHEAD if audio else 0
     shutil.rmtree(plan.work, ignore_errors=True)
     return FileReport(
-        path=str(output), model=settings.model, width=source.width, height=source.height, num_frames=source.num_frames,
-        file_bytes=size, bpp=bits_per_pixel(size, source.width, source.height, source.num_frames),
+        path=str(output),
+        model=settings.model,
+        width=source.width,
+        height=source.height,
+        num_frames=source.num_frames,
+        file_bytes=size,
+        bpp=bits_per_pixel(size, source.width, source.height, source.num_frames),
         video_bpp=bits_per_pixel(size - audio_bytes, source.width, source.height, source.num_frames),
-        target_bpp=settings.bpp, psnr=quality["psnr"], y_psnr=quality["y_psnr"], ms_ssim=quality["ms_ssim"],
-        audio_bytes=audio_bytes, encode_seconds=time.monotonic() - started,
-        decode_seconds=sum(r.report["decode_seconds"] for r in results), workers=workers, notes=plan.notes,
-        segments=tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)))
+        target_bpp=settings.bpp,
+        psnr=quality["psnr"],
+        y_psnr=quality["y_psnr"],
+        ms_ssim=quality["ms_ssim"],
+        audio_bytes=audio_bytes,
+        encode_seconds=time.monotonic() - started,
+        decode_seconds=sum(r.report["decode_seconds"] for r in results),
+        workers=workers,
+        notes=plan.notes,
+        segments=tuple({**p, "encode_seconds": r.report["encode_seconds"]} for p, r in zip(per_segment, results)),
+    )
 
 
 def measured_quality(path: Path, results: list[SegmentResult]) -> dict[str, float]:
@@ -440,8 +518,16 @@ def measured_quality(path: Path, results: list[SegmentResult]) -> dict[str, floa
 METRICS = ("psnr", "y_psnr", "ms_ssim")
 
 
-def _encode_distributed(input_path, output: Path, settings: EncodeSettings, options: FileOptions, say: Say,
-                        rank: int, world: int, local_world: int) -> FileReport | None:
+def _encode_distributed(
+    input_path,
+    output: Path,
+    settings: EncodeSettings,
+    options: FileOptions,
+    say: Say,
+    rank: int,
+    world: int,
+    local_world: int,
+) -> FileReport | None:
     """One process per torchrun rank: rank 0 plans and writes, every rank encodes every world-th segment.
 
     Results are Python objects (plans, reports, streams) and travel over gloo whatever the

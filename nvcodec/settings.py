@@ -85,8 +85,9 @@ def check_settings(settings: EncodeSettings) -> Family:
         if not settings.rate_training or settings.quant_bits is not None:
             raise UsageError("--lambda prices bits during rate-aware training: drop --rate-training off and --bits")
     if family.requires_rate_training and (not settings.rate_training or settings.quant_bits is not None):
-        raise UsageError(f"--model {family.name} trains its latents against their rate: drop --rate-training off "
-                         "and --bits")
+        raise UsageError(
+            f"--model {family.name} trains its latents against their rate: drop --rate-training off and --bits"
+        )
     try:
         family.check_encode_options(dict(settings.objective_options))
     except ValueError as exc:

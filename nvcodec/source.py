@@ -78,8 +78,9 @@ def _bit_depth(pix_fmt: str | None) -> int:
     return max((c.bits for c in descriptor.components), default=8)
 
 
-def scan(path: str | os.PathLike, frames: FrameRange | None = None,
-         resize: Size | None = None) -> tuple[SourceInfo, np.ndarray]:
+def scan(
+    path: str | os.PathLike, frames: FrameRange | None = None, resize: Size | None = None
+) -> tuple[SourceInfo, np.ndarray]:
     """Decode the input once: its description and uint8 luma thumbnails [T, 36, 64]."""
     path = Path(path)
     if not path.exists():
@@ -93,12 +94,15 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
         for picture in pictures:  # one picture in memory at a time, as for a video file
             rgb = read_picture(picture, resize)
             if shape is not None and rgb.shape != shape:
-                raise InputError(f"{path}: pictures change size ({shape[1]}x{shape[0]} -> {rgb.shape[1]}x"
-                                 f"{rgb.shape[0]} at {picture.name}); use --resize WxH")
+                raise InputError(
+                    f"{path}: pictures change size ({shape[1]}x{shape[0]} -> {rgb.shape[1]}x"
+                    f"{rgb.shape[0]} at {picture.name}); use --resize WxH"
+                )
             shape = rgb.shape
             thumbs.append(_thumbnail(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        info = SourceInfo(path, shape[1], shape[0], len(pictures), Fraction(25), Colour(), None, None, start, resize,
-                          False)
+        info = SourceInfo(
+            path, shape[1], shape[0], len(pictures), Fraction(25), Colour(), None, None, start, resize, False
+        )
         return info, np.stack(thumbs)
     with open_video(path) as container:
         stream = container.streams.video[0]
@@ -125,7 +129,9 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
             if not thumbs:
                 raise InputError(f"{path}: cannot decode video ({exc})") from None
         if not thumbs:
-            raise InputError(f"{path}: no frames in the range {start}:{stop}" if frames else f"{path}: video has zero frames")
+            raise InputError(
+                f"{path}: no frames in the range {start}:{stop}" if frames else f"{path}: video has zero frames"
+            )
         width, height = resize if resize is not None else size
         notes = []
         depth = _bit_depth(stream.codec_context.pix_fmt)
@@ -133,14 +139,28 @@ def scan(path: str | os.PathLike, frames: FrameRange | None = None,
             notes.append(f"{depth}-bit input ({stream.codec_context.pix_fmt}): coded as 8-bit RGB")
         others = len(container.streams) - 1 - min(1, len(container.streams.audio))
         if others:
-            notes.append(f"{others} other stream(s) (a second audio track, subtitles, data) left out: only the "
-                         "video and the first audio track are carried")
+            notes.append(
+                f"{others} other stream(s) (a second audio track, subtitles, data) left out: only the "
+                "video and the first audio track are carried"
+            )
         seekable = None not in pts and len(set(pts)) == len(pts)
         if seekable and _variable_rate(pts, stream.time_base, rate):
             notes.append(f"variable frame rate: coded at its average {float(rate):.3f} fps (frame times not kept)")
-        info = SourceInfo(path, width, height, len(thumbs), rate, stream_colour(stream),
-                          tuple(pts) if seekable else None, stream.time_base if seekable else None, start, resize,
-                          bool(container.streams.audio), to_end, tuple(notes))
+        info = SourceInfo(
+            path,
+            width,
+            height,
+            len(thumbs),
+            rate,
+            stream_colour(stream),
+            tuple(pts) if seekable else None,
+            stream.time_base if seekable else None,
+            start,
+            resize,
+            bool(container.streams.audio),
+            to_end,
+            tuple(notes),
+        )
     return info, np.stack(thumbs)
 
 
@@ -160,8 +180,11 @@ def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if info.frame_pts is None:  # no usable time stamps: count frames from the start
-            arrays = [frame_to_rgb(f, info.resize) for i, f in enumerate(container.decode(stream))
-                      if info.first_index + start <= i < info.first_index + stop]
+            arrays = [
+                frame_to_rgb(f, info.resize)
+                for i, f in enumerate(container.decode(stream))
+                if info.first_index + start <= i < info.first_index + stop
+            ]
         else:
             wanted = {p: k for k, p in enumerate(info.frame_pts[start:stop])}
             container.seek(min(wanted), stream=stream, backward=True, any_frame=False)
@@ -173,8 +196,10 @@ def read_frames(info: SourceInfo, start: int, stop: int) -> Video:
                     break
             arrays = [found[k] for k in sorted(found)]
     if len(arrays) != stop - start:
-        raise InputError(f"{info.path}: frames {start}:{stop} could not be read again ({len(arrays)} found); "
-                         "the input changed since it was scanned, or it cannot seek (convert it to .mkv)")
+        raise InputError(
+            f"{info.path}: frames {start}:{stop} could not be read again ({len(arrays)} found); "
+            "the input changed since it was scanned, or it cannot seek (convert it to .mkv)"
+        )
     return Video(np.stack(arrays), info.fps, info.colour)
 
 
@@ -196,8 +221,10 @@ def read_audio(info: SourceInfo) -> bytes | None:
                 track = out.add_stream_from_template(audio)
                 copy_audio_packets(container, audio, out, track, begin, end, keep_before=info.first_index == 0)
         except (av.FFmpegError, ValueError) as exc:
-            raise InputError(f"{info.path}: its audio track ({audio.codec_context.name}) cannot be carried "
-                             f"({exc}); drop it first, e.g. ffmpeg -i IN -an -c:v copy OUT") from None
+            raise InputError(
+                f"{info.path}: its audio track ({audio.codec_context.name}) cannot be carried "
+                f"({exc}); drop it first, e.g. ffmpeg -i IN -an -c:v copy OUT"
+            ) from None
     return buffer.getvalue()
 
 

@@ -153,6 +153,7 @@ UUID = bytes(range(16))  # user_data_unregistered starts with a 16-byte UUID
 
 def _sei_message(kind: int, payload: bytes) -> bytes:
     """payloadType and payloadSize as 0xFF runs plus a last byte, then the payload (RBSP bytes)."""
+
     def ff_coded(value: int) -> bytes:
         return b"\xff" * (value // 255) + bytes([value % 255])
 
@@ -163,7 +164,9 @@ H264_SPS = b"\x00\x00\x00\x01" + b"\x67\x42\x00\x0a\xf8\x41\xa2"  # 4 + 7 bytes
 H264_SLICE = b"\x00\x00\x01" + b"\x65\x88\x84\x00\x21\xff\xee"  # 3 + 7 bytes
 # user data of 300 bytes (two size bytes), one of whose zero pairs needs an emulation-prevention 0x03
 USER_TEXT = UUID + b"x264 - core 165 - H.264/MPEG-4 AVC codec \x00\x00\x01".ljust(284, b"o")
-H264_VERSION_SEI = b"\x00\x00\x01\x06" + _sei_message(5, USER_TEXT).replace(b"\x00\x00\x01", b"\x00\x00\x03\x01") + b"\x80"
+H264_VERSION_SEI = (
+    b"\x00\x00\x01\x06" + _sei_message(5, USER_TEXT).replace(b"\x00\x00\x01", b"\x00\x00\x03\x01") + b"\x80"
+)
 H264_RECOVERY_SEI = b"\x00\x00\x01\x06" + _sei_message(6, b"\x84") + b"\x80"  # recovery point: kept
 H264_MIXED_SEI = b"\x00\x00\x01\x06" + _sei_message(5, UUID) + _sei_message(6, b"\x84") + b"\x80"  # kept whole
 
@@ -291,25 +294,40 @@ def test_missing_codec_is_skipped_not_fatal(tmp_path, monkeypatch):
     assert "png" not in results.outputs and "no libx265" in open(results.outputs["markdown"]).read()
 
 
-OLD_CSV_HEADER = ("clip,codec,curve,knob,knob_value,file_bytes,version_sei_bytes,bpp,psnr,y_psnr,ms_ssim,encode_seconds,"
-                  "decode_seconds,width,height,frames,version,stream,from_cache,key")
+OLD_CSV_HEADER = (
+    "clip,codec,curve,knob,knob_value,file_bytes,version_sei_bytes,bpp,psnr,y_psnr,ms_ssim,encode_seconds,"
+    "decode_seconds,width,height,frames,version,stream,from_cache,key"
+)
 
 
 def test_nvcodec_points_are_reused_from_a_csv(tmp_path):
     """Re-measuring only the anchors: the nvcodec rows of an older rd_points.csv come back unchanged."""
-    rows = [f"bigbuckbunny,nvcodec,nvcodec nerv 300s cpu,bpp_target,{b},{n},,{8 * n / (32 * 32 * 2)},{q},{q},0.9,"
-            f"300,0.1,32,32,2,nvcodec 0.1,streams/x.nvc,False,k{n}" for b, n, q in ((1.0, 256, 27.0), (2.0, 512, 31.0))]
+    rows = [
+        f"bigbuckbunny,nvcodec,nvcodec nerv 300s cpu,bpp_target,{b},{n},,{8 * n / (32 * 32 * 2)},{q},{q},0.9,"
+        f"300,0.1,32,32,2,nvcodec 0.1,streams/x.nvc,False,k{n}"
+        for b, n, q in ((1.0, 256, 27.0), (2.0, 512, 31.0))
+    ]
     old = tmp_path / "old.csv"
     old.write_text("\n".join([OLD_CSV_HEADER, *rows]) + "\n")
-    config = BenchConfig(out_dir=str(tmp_path / "rd"), clips=(ClipSpec(None, frames=(0, 2), resize=(32, 32)),),
-                         anchors=("x264",), crfs=(20, 30, 40), plot=False, nvcodec_points=str(old))
+    config = BenchConfig(
+        out_dir=str(tmp_path / "rd"),
+        clips=(ClipSpec(None, frames=(0, 2), resize=(32, 32)),),
+        anchors=("x264",),
+        crfs=(20, 30, 40),
+        plot=False,
+        nvcodec_points=str(old),
+    )
     results = run_benchmark(config, log=None)
     reused = [p for p in results.points if p.codec == "nvcodec"]
-    assert [(p.rate_bytes, p.file_bytes, p.psnr, p.from_cache) for p in reused] == [(256, 256, 27.0, True), (512, 512, 31.0, True)]
+    assert [(p.rate_bytes, p.file_bytes, p.psnr, p.from_cache) for p in reused] == [
+        (256, 256, 27.0, True),
+        (512, 512, 31.0, True),
+    ]
     assert [(b.test, b.anchor) for b in results.bd] == [("nvcodec nerv 300s cpu", "x264 medium")]
     again = report.read_csv(tmp_path / "rd" / "rd_points.csv")  # the new format reads back the same
-    assert [p.to_dict() for p in again] == [p.to_dict() | {"rate_counted": q.rate_counted, "settings": {}}
-                                             for p, q in zip(results.points, again)]
+    assert [p.to_dict() for p in again] == [
+        p.to_dict() | {"rate_counted": q.rate_counted, "settings": {}} for p, q in zip(results.points, again)
+    ]
     wrong = BenchConfig(**{**config.__dict__, "clips": (ClipSpec(None, frames=(0, 2), resize=(64, 32)),)})
     with pytest.raises(UsageError, match="32x32x2"):
         run_benchmark(wrong, log=None)

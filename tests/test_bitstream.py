@@ -83,15 +83,36 @@ def test_conformance_frames_within_tolerance(name):
 
 def test_on_disk_enums_match_the_spec_tables():
     """Wire identifiers are literals mirrored in bitstream_spec.md Annex A."""
-    assert [c.value for c in fmt.ChunkType] == [b"NHDR", b"ARCH", b"TENS", b"NEND", b"wHSH", b"mETA", b"SIDX", b"SEGM",
-                                             b"aUDI"]
+    assert [c.value for c in fmt.ChunkType] == [
+        b"NHDR",
+        b"ARCH",
+        b"TENS",
+        b"NEND",
+        b"wHSH",
+        b"mETA",
+        b"SIDX",
+        b"SEGM",
+        b"aUDI",
+    ]
     assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1, "CONTEXT": 2}
     assert {a.name: a.value for a in QuantAxis} == {"PER_CHANNEL": 0, "PER_TENSOR": 255}
     assert {c.name: c.value for c in fmt.ConfigFormat} == {"JSON": 0, "ZSTD_JSON": 1}
     assert fmt.SIGNATURE == bytes([0x8B, 0x4E, 0x56, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
     spec = (CONFORMANCE.parent.parent / "bitstream_spec.md").read_text()
-    for text in ["`NHDR`", "`ARCH`", "`TENS`", "`NEND`", "`wHSH`", "`mETA`", "8B 4E 56 43 0D 0A 1A 0A",
-                 "| 0 | CATEGORICAL", "| 1 | GEOMETRIC", "| 2 | CONTEXT", "| 255 | PER_TENSOR", "| 0 | PER_CHANNEL"]:
+    for text in [
+        "`NHDR`",
+        "`ARCH`",
+        "`TENS`",
+        "`NEND`",
+        "`wHSH`",
+        "`mETA`",
+        "8B 4E 56 43 0D 0A 1A 0A",
+        "| 0 | CATEGORICAL",
+        "| 1 | GEOMETRIC",
+        "| 2 | CONTEXT",
+        "| 255 | PER_TENSOR",
+        "| 0 | PER_CHANNEL",
+    ]:
         assert text in spec, text
 
 
@@ -212,7 +233,15 @@ def test_zstd_bomb_in_config_is_refused(conformance_bytes):
     import zstandard
 
     bomb = zstandard.ZstdCompressor(write_content_size=True).compress(b"{" + b" " * (1 << 20) + b"}")
-    payload = leb128(4) + b"nerv" + (1).to_bytes(2, "little") + bytes([fmt.ConfigFormat.ZSTD_JSON]) + leb128(len(bomb)) + bomb + leb128(0)
+    payload = (
+        leb128(4)
+        + b"nerv"
+        + (1).to_bytes(2, "little")
+        + bytes([fmt.ConfigFormat.ZSTD_JSON])
+        + leb128(len(bomb))
+        + bomb
+        + leb128(0)
+    )
     with pytest.raises(errors.LimitError):
         fmt._parse_arch(payload, fmt.DEFAULT_LIMITS)
 
@@ -221,8 +250,11 @@ def test_bad_config_and_unknown_family_are_arch_errors(conformance_bytes, tmp_pa
     from nvcodec.render import build_backbone
 
     nvc = fmt.read(conformance_bytes)
-    for config in [{**nvc.arch.config, "mlp_hidden": "16"}, {**nvc.arch.config, "evil": 1},
-                   {**nvc.arch.config, "mlp_hidden": 10**9}]:
+    for config in [
+        {**nvc.arch.config, "mlp_hidden": "16"},
+        {**nvc.arch.config, "evil": 1},
+        {**nvc.arch.config, "mlp_hidden": 10**9},
+    ]:
         arch = fmt.ArchRecord("nerv", 1, config, nvc.arch.shapes)
         with pytest.raises(errors.ArchitectureError):
             build_backbone(fmt.NvcFile(nvc.header, arch, nvc.tensors, nvc.weights_sha256))
@@ -255,8 +287,10 @@ def test_strict_json_and_overflowing_shapes(conformance_bytes):
     payload += bytes([4]) + b"".join(leb128(d) for d in wrapping)
     with pytest.raises(errors.LimitError):
         fmt._parse_arch(payload, fmt.DEFAULT_LIMITS)
-    meta_list = insert_before_end(conformance_bytes, make_chunk(b"mETA", __import__("zstandard").ZstdCompressor(
-        write_content_size=True).compress(b"[1]")))
+    meta_list = insert_before_end(
+        conformance_bytes,
+        make_chunk(b"mETA", __import__("zstandard").ZstdCompressor(write_content_size=True).compress(b"[1]")),
+    )
     meta_list = meta_list.replace(b"mETA", b"mETA", 1)
     with pytest.raises(errors.StructureError):
         fmt.read(meta_list)
@@ -267,7 +301,9 @@ def test_left_over_payload_and_wrong_digest_are_payload_errors(conformance_bytes
 
     nvc = fmt.read(conformance_bytes)
     record = nvc.tensors[0]
-    padded = replace(record, coded=replace(record.coded, words=np.concatenate([record.coded.words, [7, 7, 7]]).astype("<u4")))
+    padded = replace(
+        record, coded=replace(record.coded, words=np.concatenate([record.coded.words, [7, 7, 7]]).astype("<u4"))
+    )
     with pytest.raises(errors.PayloadError):
         decompress_tensors(replace(nvc, tensors=(padded,) + nvc.tensors[1:]))
     with pytest.raises(errors.PayloadError):

@@ -96,17 +96,37 @@ def test_cli_bad_input_errors(tmp_path, runner, sample_path, encoded):
     assert "no such file" in line
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
     assert "not a video" in one_line_error(runner.invoke(main, ["encode", str(tmp_path / "bad.mp4"), "-o", "x.nvc"]), 3)
-    line = one_line_error(runner.invoke(main, ["encode", str(sample_path), "--frames", "0:2", "--resize", "32x18",
-                                               "--bpp", "0.01", "-o", str(tmp_path / "x.nvc")]), 4)
+    line = one_line_error(
+        runner.invoke(
+            main,
+            [
+                "encode",
+                str(sample_path),
+                "--frames",
+                "0:2",
+                "--resize",
+                "32x18",
+                "--bpp",
+                "0.01",
+                "-o",
+                str(tmp_path / "x.nvc"),
+            ],
+        ),
+        4,
+    )
     assert "cannot be met" in line and "raise --bpp" in line
     line = one_line_error(runner.invoke(main, ["encode", str(sample_path), "-o", str(tmp_path / "x.mp4")]), 2)
     assert ".nvc" in line
     line = one_line_error(runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "r.mkv"), "--scale", "2"]), 2)
     assert "pixel-wise" in line
-    line = one_line_error(runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "r.mkv"), "--frames", "50:60"]), 2)
+    line = one_line_error(
+        runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "r.mkv"), "--frames", "50:60"]), 2
+    )
     assert "8 frames" in line
-    line = one_line_error(runner.invoke(main, ["decode", str(sample_path), "-o", str(tmp_path / "r.mkv")]),
-                          errors.BitstreamError.exit_code)
+    line = one_line_error(
+        runner.invoke(main, ["decode", str(sample_path), "-o", str(tmp_path / "r.mkv")]),
+        errors.BitstreamError.exit_code,
+    )
     assert "signature" in line
 
 
@@ -222,8 +242,14 @@ def test_set_up_counts_once_against_the_budget(tiny_clip, tick_clock):
     cfg = TrainConfig(epochs=1, finetune_epochs=1, amp=False, train_seconds=2.0)
     seen = []
     set_up_started = tick_clock() - 0.5  # as if sizing and the trial took 0.5 s
-    fit(NeRV(NeRV.config_for_budget(36, 64, 8, 3_000)), tiny_clip.frames, cfg, torch.device("cpu"), seen.append,
-        clock_started=set_up_started)
+    fit(
+        NeRV(NeRV.config_for_budget(36, 64, 8, 3_000)),
+        tiny_clip.frames,
+        cfg,
+        torch.device("cpu"),
+        seen.append,
+        clock_started=set_up_started,
+    )
     assert 2.0 <= tick_clock.now - set_up_started <= 2.0 + 0.1  # the budget, set-up included
     assert {p.stage for p in seen} == {"train", "finetune"}
     finetune_steps = [p for p in seen if p.stage == "finetune"]
@@ -236,8 +262,11 @@ def test_train_time_and_epochs_are_exclusive(tiny_clip, tmp_path):
 
 
 def test_cli_bad_values_are_one_line_errors(runner):
-    for args, words in ([["encode", "x.mp4", "-o", "y.nvc", "--bpp", "abc"], "'--bpp'"],
-                        [["encode"], "INPUT"], [["decode", "x.nvc", "-o", "y.mkv", "--nope"], "--nope"]):
+    for args, words in (
+        [["encode", "x.mp4", "-o", "y.nvc", "--bpp", "abc"], "'--bpp'"],
+        [["encode"], "INPUT"],
+        [["decode", "x.nvc", "-o", "y.mkv", "--nope"], "--nope"],
+    ):
         result = runner.invoke(main, args)
         assert result.exit_code == 2
         lines = result.output.strip().splitlines()

@@ -33,6 +33,7 @@ def test_a_failing_compile_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken(fn, dynamic=False):
         def call(*args):
             raise RuntimeError("no toolchain")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)

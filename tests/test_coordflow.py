@@ -57,6 +57,7 @@ def test_stacked_layers_equal_one_network_per_layer():
     aspect = torch.tensor([1.0, 36 / 64])
     rgbs, alphas = [], []
     for i in range(n):
+
         def net(mlp, x, i=i):
             layers = [*mlp.hidden, mlp.last]
             for j, lin in enumerate(layers):
@@ -94,9 +95,17 @@ def test_translation_flow_moves_the_sampled_canvas():
 def test_config_validation_refuses_hostile_values():
     good = CoordFlow.config_for_budget(36, 64, 8, 6_000)
     assert CoordFlowConfig.from_json(good.to_json()) == good
-    for change in ({"layers": 0}, {"layers": 9}, {"color_hidden": 100_000}, {"flow_layers": 0},
-                   {"pe_levels_xy": 32, "pe_base_xy": 8.0}, {"pe_base_t": 0.5}, {"activation": "eval"},
-                   {"use_flow": 1}, {"layers": 2.0}):
+    for change in (
+        {"layers": 0},
+        {"layers": 9},
+        {"color_hidden": 100_000},
+        {"flow_layers": 0},
+        {"pe_levels_xy": 32, "pe_base_xy": 8.0},
+        {"pe_base_t": 0.5},
+        {"activation": "eval"},
+        {"use_flow": 1},
+        {"layers": 2.0},
+    ):
         with pytest.raises(errors.ArchitectureError):
             CoordFlowConfig.from_json({**good.to_json(), **change})
 
@@ -192,9 +201,13 @@ def test_stabilize_smooths_the_flow(encoded):
 
 def test_render_option_errors(encoded):
     path, _ = encoded
-    cases = [({"remove_layer": 2}, "layers 0..1"), ({"remove_layer": -1}, "layers 0..1"),
-             ({"stabilize": 0.0}, "sigma"), ({"stabilize": float("nan")}, "sigma"),
-             ({"colour": 1}, "cannot do it; encode with none")]
+    cases = [
+        ({"remove_layer": 2}, "layers 0..1"),
+        ({"remove_layer": -1}, "layers 0..1"),
+        ({"stabilize": 0.0}, "sigma"),
+        ({"stabilize": float("nan")}, "sigma"),
+        ({"colour": 1}, "cannot do it; encode with none"),
+    ]
     for options, message in cases:
         with pytest.raises(errors.UsageError, match=message):
             decode(path, request=RenderRequest(render_options=options))
@@ -208,8 +221,23 @@ def test_render_option_errors(encoded):
 def test_cli_applications_and_refusals(encoded, tmp_path, runner):
     path, _ = encoded
     out, seg = tmp_path / "out.mkv", tmp_path / "seg.mkv"
-    result = runner.invoke(main, ["decode", str(path), "-o", str(out), "--segmentation", str(seg),
-                                  "--remove-layer", "0", "--stabilize", "1.5", "--scale", "0.5"])
+    result = runner.invoke(
+        main,
+        [
+            "decode",
+            str(path),
+            "-o",
+            str(out),
+            "--segmentation",
+            str(seg),
+            "--remove-layer",
+            "0",
+            "--stabilize",
+            "1.5",
+            "--scale",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert read_video(out).frames.shape == read_video(seg).frames.shape == (8, 18, 32, 3)
     nerv = CONFORMANCE / "c1_nerv_9x17x3.nvc"
@@ -262,8 +290,8 @@ def test_interp_weight_is_checked(tiny_clip, tmp_path, runner):
         declaration("coordflow").check_encode_options({"interp_weight": -1.0})
     source = tmp_path / "in.mkv"
     write_video(source, tiny_clip)
-    result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "n.nvc"), "--model", "nerv",
-                                  "--interp-weight", "0.5"])
+    result = runner.invoke(
+        main, ["encode", str(source), "-o", str(tmp_path / "n.nvc"), "--model", "nerv", "--interp-weight", "0.5"]
+    )
     assert result.exit_code == errors.UsageError.exit_code
-    assert "--interp-weight is not an option of nerv; it applies to --model coordflow" \
-        in result.output
+    assert "--interp-weight is not an option of nerv; it applies to --model coordflow" in result.output

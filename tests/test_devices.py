@@ -61,8 +61,15 @@ def state_on(family: str, device: torch.device):
     torch.manual_seed(0)
     bpp = 1.5 if family == "grid" else 10.0  # each family's smallest model fits
     model = cls(RateControl(bpp, 64, 36, 4).size_model(cls))
-    rate = RateTerm(model, RateSettings(num_pixels=frames[..., 0].size, fixed_bits=800.0,
-                                        target_bits=bpp * frames[..., 0].size, **declaration(family).rate_overrides))
+    rate = RateTerm(
+        model,
+        RateSettings(
+            num_pixels=frames[..., 0].size,
+            fixed_bits=800.0,
+            target_bits=bpp * frames[..., 0].size,
+            **declaration(family).rate_overrides,
+        ),
+    )
     overrides = {k: v for k, v in declaration(family).train_overrides.items() if k in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(epochs=2, finetune_epochs=1, **{**overrides, "amp": False, "compile": False})
     objective, optimizer = training_state(model, frames, cfg, device, rate)
@@ -76,10 +83,20 @@ def test_everything_that_trains_follows_the_model_to_its_device(family):
     tensors = owned_tensors(model, prefix="model")
     tensors.update({f"rate.step{i}": p for i, p in enumerate(rate.step_parameters())})
     tensors.update(owned_tensors(rate.quantizers, prefix="rate.quantizers"))
-    tensors.update({f"optimizer.{g}.{i}": p for g, group in enumerate(optimizer.param_groups)
-                    for i, p in enumerate(group["params"])})
-    tensors.update({name: t for name, t in owned_tensors(objective, prefix="objective").items()
-                    if name.split(".")[1] not in HOST_TABLES})
+    tensors.update(
+        {
+            f"optimizer.{g}.{i}": p
+            for g, group in enumerate(optimizer.param_groups)
+            for i, p in enumerate(group["params"])
+        }
+    )
+    tensors.update(
+        {
+            name: t
+            for name, t in owned_tensors(objective, prefix="objective").items()
+            if name.split(".")[1] not in HOST_TABLES
+        }
+    )
     behind = sorted(name for name, t in tensors.items() if t.device != meta)
     assert not behind, f"{len(behind)} tensors left on another device, e.g. {behind[:6]}"
     assert any(name.startswith("rate.step") for name in tensors)

@@ -99,9 +99,19 @@ def test_config_from_untrusted_json():
     good = ENeRV.config_for_budget(36, 64, 8, 10_000)
     assert ENeRVConfig.from_json(good.to_json()) == good
     bad_values = [
-        {"strides": [1]}, {"channels": [8]}, {"fuse_heads": 0}, {"fuse_heads": 64, "head_dim": 4096},
-        {"fc_channels": 3}, {"dim": 0}, {"tin_dim": 5000}, {"activation": "exec"}, {"pe_levels": 256},
-        {"tin_pe_base": 0.5}, {"head_dim": True}, {"strides": [2, 2, 9]}, {"pe_base": "1.25"},
+        {"strides": [1]},
+        {"channels": [8]},
+        {"fuse_heads": 0},
+        {"fuse_heads": 64, "head_dim": 4096},
+        {"fc_channels": 3},
+        {"dim": 0},
+        {"tin_dim": 5000},
+        {"activation": "exec"},
+        {"pe_levels": 256},
+        {"tin_pe_base": 0.5},
+        {"head_dim": True},
+        {"strides": [2, 2, 9]},
+        {"pe_base": "1.25"},
     ]
     for change in bad_values:
         with pytest.raises(errors.ArchitectureError):

@@ -63,9 +63,13 @@ def test_half_and_integer_centred_tables():
 def test_integer_mlp_is_exact_whatever_the_batching():
     """Encoder and decoder evaluate the context model on different batches: same integers."""
     torch.manual_seed(0)
-    layers = [(fixed_point(np.random.default_rng(i).normal(0, 3, shape).astype(np.float32)),
-               fixed_point(np.random.default_rng(i + 9).normal(0, 3, shape[0]).astype(np.float32)))
-              for i, shape in enumerate([(16, 13), (16, 16), (2, 16)])]
+    layers = [
+        (
+            fixed_point(np.random.default_rng(i).normal(0, 3, shape).astype(np.float32)),
+            fixed_point(np.random.default_rng(i + 9).normal(0, 3, shape[0]).astype(np.float32)),
+        )
+        for i, shape in enumerate([(16, 13), (16, 16), (2, 16)])
+    ]
     inputs = torch.randint(-40, 40, (5000, 13)).to(torch.float64)
     whole = integer_mlp(inputs, layers)
     rows = torch.cat([integer_mlp(chunk, layers) for chunk in inputs.split(7)])
@@ -87,7 +91,9 @@ def test_conditional_coder_round_trip_and_estimate():
     coder.encode(symbols[1500:], centres2[1500:], scales[1500:])
     coded = coder.finish()
     decoder = ConditionalDecoder(coded)
-    back = np.concatenate([decoder.decode(centres2[:1500], scales[:1500]), decoder.decode(centres2[1500:], scales[1500:])])
+    back = np.concatenate(
+        [decoder.decode(centres2[:1500], scales[:1500]), decoder.decode(centres2[1500:], scales[1500:])]
+    )
     decoder.finish()
     assert np.array_equal(back, symbols)
     ideal = conditional_code_length(symbols, centres2, scales, 18)
@@ -156,7 +162,7 @@ def _corrupt_latent_words(data: bytes) -> bytes:
     body = bytearray(data[start + 4 : start + 8 + length])
     for k in range(len(body) - 24, len(body), 3):
         body[k] ^= 0xA5
-    return data[:start + 4] + bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little") + data[start + 12 + length:]
+    return data[: start + 4] + bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little") + data[start + 12 + length :]
 
 
 def test_corrupt_latent_payload_is_a_one_line_error(runner, tmp_path):

@@ -130,10 +130,16 @@ def test_fit_trains_encoder_then_embeddings(tiny_clip):
     assert not torch.equal(model.embeddings, before) and model.embeddings.abs().sum() > 0
 
 
-@pytest.mark.parametrize("change", [
-    {"channels": [10**6, 8, 8, 8]}, {"strides": [5, 2]}, {"kernels": [1, 3, 4, 5]}, {"embed_channels": 0},
-    {"activation": "nope"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"channels": [10**6, 8, 8, 8]},
+        {"strides": [5, 2]},
+        {"kernels": [1, 3, 4, 5]},
+        {"embed_channels": 0},
+        {"activation": "nope"},
+    ],
+)
 def test_hostile_configs_are_refused(change):
     cfg = backbone_class("hnerv").config_for_budget(36, 64, 8, 8000).to_json()
     with pytest.raises(errors.ArchitectureError):

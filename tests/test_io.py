@@ -9,9 +9,15 @@ from nvcodec import errors
 from nvcodec.io import Video, parse_frame_range, parse_size, read_video, write_video
 
 
-@pytest.mark.parametrize("name, lossless, tolerance", [
-    ("out.mkv", False, 0), ("out.mp4", True, 0), ("frames", False, 0), ("out.y4m", False, 2),
-])
+@pytest.mark.parametrize(
+    "name, lossless, tolerance",
+    [
+        ("out.mkv", False, 0),
+        ("out.mp4", True, 0),
+        ("frames", False, 0),
+        ("out.y4m", False, 2),
+    ],
+)
 def test_round_trip(tmp_path, tiny_clip, name, lossless, tolerance):
     write_video(tmp_path / name, tiny_clip, lossless=lossless)
     back = read_video(tmp_path / name)
@@ -103,8 +109,11 @@ def test_decode_to_file_reports_progress_and_writes_readable_files(tmp_path):
     calls = []
     old = os.umask(0o022)
     try:
-        count = decode_to_file(CONFORMANCE / "c2_nerv_36x64x2.nvc", tmp_path / "r.mkv",
-                               progress=lambda done, total, seconds: calls.append((done, total)))
+        count = decode_to_file(
+            CONFORMANCE / "c2_nerv_36x64x2.nvc",
+            tmp_path / "r.mkv",
+            progress=lambda done, total, seconds: calls.append((done, total)),
+        )
     finally:
         os.umask(old)
     assert count.frames == 2 and calls[-1] == (2, 2) and all(total == 2 for _, total in calls)

@@ -18,7 +18,16 @@ FORBIDDEN = {
     "models": ("compress", "bitstream", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "compress": ("bitstream", "models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
     "bitstream": ("models", "train", "render", "encoder", "decoder", "api", "cli", "bench"),
-    "train": ("families", "bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),  # families build on train
+    "train": (
+        "families",
+        "bitstream",
+        "render",
+        "encoder",
+        "decoder",
+        "api",
+        "cli",
+        "bench",
+    ),  # families build on train
     "families": ("bitstream", "render", "encoder", "decoder", "api", "cli", "bench"),
 }
 # a family's declaration and model are what the decoder loads: no training code in them
@@ -79,7 +88,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         path.append(unit)
         for other in sorted(graph.get(unit, ())):
             if state.get(other) == "open":
-                found.append(path[path.index(other):] + [other])
+                found.append(path[path.index(other) :] + [other])
             elif other not in state:
                 walk(other)
         path.pop()
@@ -101,8 +110,11 @@ def test_families_declare_and_build_without_training_code():
     bad = []
     for pattern in DECODER_SIDE:
         for path in sorted(PACKAGE.glob(pattern)):
-            bad += [f"{path.relative_to(PACKAGE.parent)} imports {name}" for name in imported_modules(path, True)
-                    if name.startswith("nvcodec.train") or name.endswith(".objective")]
+            bad += [
+                f"{path.relative_to(PACKAGE.parent)} imports {name}"
+                for name in imported_modules(path, True)
+                if name.startswith("nvcodec.train") or name.endswith(".objective")
+            ]
     assert not bad, "\n".join(bad)
 
 
@@ -113,6 +125,7 @@ def loaded_after(statement: str) -> set[str]:
 
 
 def test_the_cli_and_the_declarations_load_without_torch():
-    loaded = loaded_after("import nvcodec.cli, nvcodec.settings; from nvcodec.families import declarations; "
-                          "declarations()")
+    loaded = loaded_after(
+        "import nvcodec.cli, nvcodec.settings; from nvcodec.families import declarations; declarations()"
+    )
     assert "torch" not in loaded

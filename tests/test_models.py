@@ -48,8 +48,13 @@ def test_config_from_untrusted_json():
     good = NeRV.config_for_budget(36, 64, 8, 5_000)
     assert NeRVConfig.from_json(good.to_json()) == good
     bad_values = [
-        {"mlp_hidden": True}, {"mlp_hidden": 1.5}, {"strides": [2, 2]}, {"activation": "os.system"},
-        {"height": 0}, {"channels": "16"}, {"pe_base": "1.25"},
+        {"mlp_hidden": True},
+        {"mlp_hidden": 1.5},
+        {"strides": [2, 2]},
+        {"activation": "os.system"},
+        {"height": 0},
+        {"channels": "16"},
+        {"pe_base": "1.25"},
     ]
     for change in bad_values:
         with pytest.raises(errors.ArchitectureError):

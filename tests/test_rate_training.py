@@ -49,8 +49,9 @@ def test_proxy_modes():
     hard = q(weight)
     # exactly what the decoder rebuilds from the file's symbols and binary16 steps
     quantized = quantize_with_steps(weight.numpy(), q.file_steps())
-    assert np.array_equal(hard.detach().numpy(), dequantize(quantized.symbols, quantized.steps, quantized.shape,
-                                                            quantized.axis))
+    assert np.array_equal(
+        hard.detach().numpy(), dequantize(quantized.symbols, quantized.steps, quantized.shape, quantized.axis)
+    )
     hard.sum().backward()  # straight-through: gradients reach the weights' quantizer
     assert q.log_step.grad is not None
 
@@ -96,8 +97,9 @@ def test_step_scale_search_lands_on_target():
 
 def test_proxy_schedule_switches_as_planned(tiny_clip):
     model = NeRV(NeRV.config_for_budget(36, 64, 8, 3_000))
-    rate = RateTerm(model, RateSettings(num_pixels=tiny_clip.num_pixels, fixed_bits=800.0, target_bits=20_000.0,
-                                        proxy_start=0.5))
+    rate = RateTerm(
+        model, RateSettings(num_pixels=tiny_clip.num_pixels, fixed_bits=800.0, target_bits=20_000.0, proxy_start=0.5)
+    )
     modes = []
     for stage, fraction in [("train", 0.0), ("train", 0.49), ("train", 0.5), ("train", 0.9), ("finetune", 0.0)]:
         rate.schedule(stage, fraction)

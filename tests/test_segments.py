@@ -55,7 +55,9 @@ def test_segmented_layout_is_frozen():
     data = two_segment_file()
     assert data[8:12] == b"\x01\x00\x01\x00"  # version 1.1
     assert (len(data), hashlib.sha256(data).hexdigest()) == (
-        11051, "14737a09b0abd39a95e27cc28bdbdfec8febef0e4f0933011aaa2403a2e73441")
+        11051,
+        "14737a09b0abd39a95e27cc28bdbdfec8febef0e4f0933011aaa2403a2e73441",
+    )
 
 
 def _rewrite_index(data: bytes, edit) -> bytes:
@@ -65,16 +67,27 @@ def _rewrite_index(data: bytes, edit) -> bytes:
     payload = bytearray(data[reader_pos + 8 : reader_pos + 8 + length])
     edit(payload)
     body = b"SIDX" + bytes(payload)
-    return (data[: reader_pos + 4] + body + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
-            + data[reader_pos + 12 + length :])
+    return (
+        data[: reader_pos + 4]
+        + body
+        + (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+        + data[reader_pos + 12 + length :]
+    )
 
 
-@pytest.mark.parametrize("name, edit, error, words", [
-    ("frame count", lambda p: p.__setitem__(slice(5, 9), (4).to_bytes(4, "little")), StructureError,
-     "segment 1 must start at frame 4"),
-    ("overlap", lambda p: p.__setitem__(slice(33, 41), (20).to_bytes(8, "little")), StructureError, "overlaps"),
-    ("segment crc", lambda p: p.__setitem__(slice(21, 25), b"\0\0\0\0"), CRCError, "segment 0"),
-])
+@pytest.mark.parametrize(
+    "name, edit, error, words",
+    [
+        (
+            "frame count",
+            lambda p: p.__setitem__(slice(5, 9), (4).to_bytes(4, "little")),
+            StructureError,
+            "segment 1 must start at frame 4",
+        ),
+        ("overlap", lambda p: p.__setitem__(slice(33, 41), (20).to_bytes(8, "little")), StructureError, "overlaps"),
+        ("segment crc", lambda p: p.__setitem__(slice(21, 25), b"\0\0\0\0"), CRCError, "segment 0"),
+    ],
+)
 def test_forged_index_is_refused(tmp_path, name, edit, error, words):
     path = tmp_path / "forged.nvc"
     path.write_bytes(_rewrite_index(two_segment_file(), edit))
@@ -160,8 +173,21 @@ def write_clip_with_audio(path: Path, frames: np.ndarray, fps: int = 8) -> None:
     write_clip_with_tone(path, frames, fps, tone, 16000)
 
 
-ENCODE = ["--threads", "1", "encode", "--model", "nerv", "--bpp", "12", "--epochs", "2", "--no-amp",
-          "--segment-seconds", "1.5", "-q"]
+ENCODE = [
+    "--threads",
+    "1",
+    "encode",
+    "--model",
+    "nerv",
+    "--bpp",
+    "12",
+    "--epochs",
+    "2",
+    "--no-amp",
+    "--segment-seconds",
+    "1.5",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +235,25 @@ def test_parallel_and_torchrun_encodes_write_the_same_bytes(clip, tmp_path, monk
         pytest.skip("torchrun is not on PATH")
     out = tmp_path / "torchrun.nvc"
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "NVC_COMPILE": "0"}
-    subprocess.run([torchrun, "--nproc-per-node", "2", "--no-python", sys.executable, "-m", "nvcodec.cli",
-                    *ENCODE, str(clip), "-o", str(out)], check=True, timeout=300, env=env, capture_output=True)
+    subprocess.run(
+        [
+            torchrun,
+            "--nproc-per-node",
+            "2",
+            "--no-python",
+            sys.executable,
+            "-m",
+            "nvcodec.cli",
+            *ENCODE,
+            str(clip),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        timeout=300,
+        env=env,
+        capture_output=True,
+    )
     outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
 
@@ -218,8 +261,9 @@ def test_parallel_and_torchrun_encodes_write_the_same_bytes(clip, tmp_path, monk
 def test_fps_across_segments_is_refused(clip, tmp_path):
     out = tmp_path / "cut.nvc"
     assert CliRunner().invoke(main, [*ENCODE, str(clip), "-o", str(out)]).exit_code == 0
-    result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "x.mkv"), "--frames", "2:12",
-                                       "--fps", "16"])
+    result = CliRunner().invoke(
+        main, ["decode", str(out), "-o", str(tmp_path / "x.mkv"), "--frames", "2:12", "--fps", "16"]
+    )
     assert result.exit_code == 2 and "segments" in result.stderr
 
 
@@ -299,6 +343,7 @@ def test_interrupted_segmented_encode_resumes_to_the_same_file(clip, tmp_path, m
     work = tmp_path / ".resumed.nvc.segments"
     assert not out.exists() and (work / "segment_00000.nvc.json").is_file()
     done = []
+
     def noting(job, progress=None, say=None):  # which segments were already finished when their turn came
         done.append((job.index, Path(job.path + ".json").is_file()))
         return real(job, progress, say)

@@ -121,8 +121,9 @@ def test_flow_direction_is_in_normalized_units():
 def test_regularizer_is_zero_for_a_function_constant_along_the_flow():
     """A SIREN fitted to nothing but the constraint: f(x - u t) has J . (u, v, 1) = 0."""
     frames = moving_pattern(2.0)
-    objective = objective_for(Siren(SirenConfig(48, 64, 4, hidden=8, depth=2)), frames, torch.device("cpu"), "l2", 0,
-                              1, {"of_weight": 0.5})
+    objective = objective_for(
+        Siren(SirenConfig(48, 64, 4, hidden=8, depth=2)), frames, torch.device("cpu"), "l2", 0, 1, {"of_weight": 0.5}
+    )
 
     class Advected(torch.nn.Module):  # exact solution of the constraint for speed 2 px/frame (x += 2/64 per frame)
         def forward(self, c):
@@ -176,8 +177,10 @@ def test_pixelwise_decoding_scale_and_time(encoded):
 @pytest.mark.slow  # trains, or decodes in a subprocess
 def test_siren_decoder_imports_nothing_from_training(encoded):
     path, _ = encoded
-    code = ("import sys; from nvcodec.api import decode; decode(sys.argv[1]); "
-            "bad = [m for m in sys.modules if m.startswith('nvcodec.train') or m == 'cv2']; assert not bad, bad")
+    code = (
+        "import sys; from nvcodec.api import decode; decode(sys.argv[1]); "
+        "bad = [m for m in sys.modules if m.startswith('nvcodec.train') or m == 'cv2']; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 
 
@@ -190,8 +193,16 @@ def test_of_weight_reaches_training(odd_clip, tmp_path, monkeypatch):
         original(self, *args, options=options)
 
     monkeypatch.setattr(SirenObjective, "__init__", spy)
-    settings = EncodeSettings(model="siren", bpp=40.0, epochs=1, device="cpu", amp=False, resume=False,
-                              quant_bits=8, objective_options={"of_weight": 0.3})
+    settings = EncodeSettings(
+        model="siren",
+        bpp=40.0,
+        epochs=1,
+        device="cpu",
+        amp=False,
+        resume=False,
+        quant_bits=8,
+        objective_options={"of_weight": 0.3},
+    )
     report = encode(odd_clip, tmp_path / "odd.nvc", settings)
     assert {"of_weight": 0.3} in seen and report.num_frames == 3
     assert inspect(tmp_path / "odd.nvc")["metadata"]["settings"]["objective_options"] == {"of_weight": 0.3}
@@ -205,15 +216,29 @@ def one_line_error(result, code: int) -> str:
 
 
 def test_cli_of_weight(runner, sample_path, tmp_path):
-    base = ["encode", str(sample_path), "--frames", "0:2", "--resize", "17x9", "--epochs", "1", "--bpp", "40", "-q",
-            "--no-resume"]
+    base = [
+        "encode",
+        str(sample_path),
+        "--frames",
+        "0:2",
+        "--resize",
+        "17x9",
+        "--epochs",
+        "1",
+        "--bpp",
+        "40",
+        "-q",
+        "--no-resume",
+    ]
     line = one_line_error(runner.invoke(main, [*base, "-o", str(tmp_path / "a.nvc"), "--of-weight", "0.1"]), 2)
     assert "--of-weight is not an option" in line and "nerv" in line
-    line = one_line_error(runner.invoke(main, [*base, "-o", str(tmp_path / "b.nvc"), "--model", "siren",
-                                                "--of-weight", "1.5"]), 2)
+    line = one_line_error(
+        runner.invoke(main, [*base, "-o", str(tmp_path / "b.nvc"), "--model", "siren", "--of-weight", "1.5"]), 2
+    )
     assert "--of-weight 1.5 is outside [0, 0.999]" in line
-    result = runner.invoke(main, [*base, "-o", str(tmp_path / "c.nvc"), "--model", "siren", "--of-weight", "0",
-                                  "--json"])
+    result = runner.invoke(
+        main, [*base, "-o", str(tmp_path / "c.nvc"), "--model", "siren", "--of-weight", "0", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert inspect(tmp_path / "c.nvc")["metadata"]["settings"]["objective_options"] == {"of_weight": 0.0}
 

@@ -22,7 +22,9 @@ def test_cache_key_holds_the_budget_and_the_seed():
 
 
 def _point(rate: float, quality: float) -> RDPoint:
-    return RDPoint("c", "x265", "x265 medium", "crf", 0, 1, 1, rate, quality, quality, 0.9, 0, 0, 1, 1, 1, "", "", None, "", "")
+    return RDPoint(
+        "c", "x265", "x265 medium", "crf", 0, 1, 1, rate, quality, quality, 0.9, 0, 0, 1, 1, 1, "", "", None, "", ""
+    )
 
 
 def test_anchor_level_is_read_off_its_curve_in_log_rate():
@@ -46,4 +48,6 @@ def test_parity_time(psnrs, target, seconds, how):
     assert parity.how == how
     assert parity.seconds == (None if seconds is None else pytest.approx(seconds))
     text = parity.text(120.0)
-    assert ("extrapolated" in text) == (how == "extrapolated") and ("not within 120 s" in text) == (how == "not reached")
+    assert ("extrapolated" in text) == (how == "extrapolated") and ("not within 120 s" in text) == (
+        how == "not reached"
+    )

@@ -77,6 +77,7 @@ def clip(width: int, height: int) -> Video:
 @contextmanager
 def variant(layers: int = 2, use_flow: bool = True):
     """Size CoordFlow for the budget with another layer count / without flow (the file stores the config)."""
+
     def config_for_budget(height, width, num_frames, params):
         return CoordFlow.recipe(height, width, num_frames, params, layers=layers, use_flow=use_flow)
 
@@ -84,23 +85,42 @@ def variant(layers: int = 2, use_flow: bool = True):
         yield
 
 
-def budget_encode(video: Video, path: Path, bpp: float, cpu_seconds: float, objective_options: dict | None = None) -> dict:
+def budget_encode(
+    video: Video, path: Path, bpp: float, cpu_seconds: float, objective_options: dict | None = None
+) -> dict:
     """Encode with ``cpu_seconds`` of training; return the report and what was spent."""
     steps: list[int] = []
     start = time.process_time()
-    report = api.encode(video, path, api.EncodeSettings(model="coordflow", bpp=bpp, train_seconds=cpu_seconds,
-                                                        train_clock="cpu", device="cpu", resume=False,
-                                                        objective_options=objective_options or {}),
-                        progress=lambda p: steps.append(p.step))
+    report = api.encode(
+        video,
+        path,
+        api.EncodeSettings(
+            model="coordflow",
+            bpp=bpp,
+            train_seconds=cpu_seconds,
+            train_clock="cpu",
+            device="cpu",
+            resume=False,
+            objective_options=objective_options or {},
+        ),
+        progress=lambda p: steps.append(p.step),
+    )
     config = api.inspect(path)["model"]["config"]
-    return {"report": asdict(report), "steps": steps[-1], "train_cpu_seconds": cpu_seconds,
-            "encode_cpu_seconds": time.process_time() - start, "layers": config["layers"],
-            "use_flow": config["use_flow"], "color_hidden": config["color_hidden"]}
+    return {
+        "report": asdict(report),
+        "steps": steps[-1],
+        "train_cpu_seconds": cpu_seconds,
+        "encode_cpu_seconds": time.process_time() - start,
+        "layers": config["layers"],
+        "use_flow": config["use_flow"],
+        "color_hidden": config["color_hidden"],
+    }
 
 
 def cli(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "nvcodec.cli", "--threads", "1", *args], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "nvcodec.cli", "--threads", "1", *args], check=True, capture_output=True, text=True
+    )
     return out.stdout
 
 
@@ -117,21 +137,32 @@ def roundtrip(cpu_seconds: float) -> None:
     run = budget_encode(clip(320, 180), path, 0.2, cpu_seconds)
     rec, seg, inp = RESULTS / "bbb320_rec.mkv", RESULTS / "bbb320_segmentation.mp4", RESULTS / "bbb320_no_layer0.mp4"
     cli("decode", str(path), "-o", str(rec))
-    evaluation = json.loads(cli("eval", str(sample_clip_path()), str(rec), "--frames", "0:32", "--resize",
-                                "320x180", "--json"))
+    evaluation = json.loads(
+        cli("eval", str(sample_clip_path()), str(rec), "--frames", "0:32", "--resize", "320x180", "--json")
+    )
     cli("decode", str(path), "-o", str(RESULTS / "bbb320_lossy.mp4"), "--segmentation", str(seg))
     cli("decode", str(path), "-o", str(inp), "--remove-layer", "0")
     share = api.decode(path, request=api.RenderRequest(render_options={"segmentation": True})).frames
-    save("roundtrip", {"run": run, "nvc_eval": evaluation, "videos": [str(rec), str(seg), str(inp)],
-                       "segmentation_mean_rgb": share.reshape(-1, 3).mean(0).tolist()})
+    save(
+        "roundtrip",
+        {
+            "run": run,
+            "nvc_eval": evaluation,
+            "videos": [str(rec), str(seg), str(inp)],
+            "segmentation_mean_rgb": share.reshape(-1, 3).mean(0).tolist(),
+        },
+    )
 
 
 def ablation(cpu_seconds: float, bpp: float, size: tuple[int, int]) -> None:
     """Same clip, rate (so parameter budget) and CPU budget for the three variants of Table 5."""
     video = clip(*size)
     runs = {}
-    for label, layers, use_flow in [("2 layers + flow", 2, True), ("1 layer + flow", 1, True),
-                                    ("1 layer, no flow", 1, False)]:
+    for label, layers, use_flow in [
+        ("2 layers + flow", 2, True),
+        ("1 layer + flow", 1, True),
+        ("1 layer, no flow", 1, False),
+    ]:
         path = RESULTS / f"ablation_{size[0]}x{size[1]}_{layers}l_{'flow' if use_flow else 'noflow'}.nvc"
         with variant(layers, use_flow):
             runs[label] = budget_encode(video, path, bpp, cpu_seconds)
@@ -149,8 +180,15 @@ def upsampling(cpu_seconds: float, bpp: float) -> None:
     for mode in ("bilinear", "bicubic"):
         big = F.interpolate(frames, size=(180, 320), mode=mode, align_corners=False)
         baselines[mode] = psnr(high.frames, big.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    save("upsampling", {"run": run, "coordflow_x2_psnr": psnr(high.frames, up), "coded_160x90_psnr":
-                        run["report"]["psnr"], "baselines_psnr": baselines})
+    save(
+        "upsampling",
+        {
+            "run": run,
+            "coordflow_x2_psnr": psnr(high.frames, up),
+            "coded_160x90_psnr": run["report"]["psnr"],
+            "baselines_psnr": baselines,
+        },
+    )
 
 
 def interpolation(cpu_seconds: float, bpp: float, interp_weight: float) -> None:
@@ -178,12 +216,15 @@ def interpolation_scores(path: Path, full: Video) -> dict:
     def average(frames: np.ndarray) -> np.ndarray:
         return ((frames[:-1].astype(np.float64) + frames[1:]) / 2).round().astype(np.uint8)
 
-    return {"coordflow_odd_psnr": psnr(truth_odd, odd), "coordflow_even_psnr": psnr(full.frames[::2], doubled[0::2]),
-            "average_neighbours_psnr": psnr(truth_odd, average(full.frames[::2])),
-            "motion_compensated_neighbours_psnr": psnr(truth_odd, midpoint_frames(full.frames[::2])),
-            "repeat_previous_psnr": psnr(truth_odd, full.frames[0:-2:2]),
-            "average_decoded_neighbours_psnr": psnr(truth_odd, average(decoded)),
-            "repeat_decoded_previous_psnr": psnr(truth_odd, decoded[:-1])}
+    return {
+        "coordflow_odd_psnr": psnr(truth_odd, odd),
+        "coordflow_even_psnr": psnr(full.frames[::2], doubled[0::2]),
+        "average_neighbours_psnr": psnr(truth_odd, average(full.frames[::2])),
+        "motion_compensated_neighbours_psnr": psnr(truth_odd, midpoint_frames(full.frames[::2])),
+        "repeat_previous_psnr": psnr(truth_odd, full.frames[0:-2:2]),
+        "average_decoded_neighbours_psnr": psnr(truth_odd, average(decoded)),
+        "repeat_decoded_previous_psnr": psnr(truth_odd, decoded[:-1]),
+    }
 
 
 def global_motion(frames: np.ndarray) -> float:
@@ -198,13 +239,25 @@ def stabilization(cpu_seconds: float, bpp: float) -> None:
     clean = clip(160, 90)
     rng = np.random.default_rng(0)
     offsets = rng.normal(0, 1.5, size=(clean.num_frames, 2))
-    shaky = np.stack([cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), (160, 90),
-                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                      for f, (dx, dy) in zip(clean.frames, offsets)])
+    shaky = np.stack(
+        [
+            cv2.warpAffine(
+                f,
+                np.float32([[1, 0, dx], [0, 1, dy]]),
+                (160, 90),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT,
+            )
+            for f, (dx, dy) in zip(clean.frames, offsets)
+        ]
+    )
     path = RESULTS / "stabilization_shaky.nvc"
     run = budget_encode(Video(shaky, clean.fps), path, bpp, cpu_seconds)
-    motion = {"clean_input": global_motion(clean.frames), "shaky_input": global_motion(shaky),
-              "reconstruction": global_motion(api.decode(path).frames)}
+    motion = {
+        "clean_input": global_motion(clean.frames),
+        "shaky_input": global_motion(shaky),
+        "reconstruction": global_motion(api.decode(path).frames),
+    }
     for sigma in (1.0, 2.0, 4.0):
         out = api.decode(path, request=api.RenderRequest(render_options={"stabilize": sigma})).frames
         motion[f"stabilize_{sigma:g}"] = global_motion(out)
@@ -220,9 +273,17 @@ def denoising(cpu_seconds: float, bpp: float) -> None:
     run = budget_encode(Video(noisy, clean.fps), path, bpp, cpu_seconds)
     rec = api.decode(path).frames
     blur = np.stack([cv2.GaussianBlur(f, (3, 3), 0) for f in noisy])
-    save("denoising", {"run": run, "noise_sigma": 10, "reconstruction_vs_clean": psnr(clean.frames, rec),
-                       "reconstruction_vs_noisy": psnr(noisy, rec), "noisy_vs_clean": psnr(clean.frames, noisy),
-                       "gaussian_blur_3x3_vs_clean": psnr(clean.frames, blur)})
+    save(
+        "denoising",
+        {
+            "run": run,
+            "noise_sigma": 10,
+            "reconstruction_vs_clean": psnr(clean.frames, rec),
+            "reconstruction_vs_noisy": psnr(noisy, rec),
+            "noisy_vs_clean": psnr(clean.frames, noisy),
+            "gaussian_blur_3x3_vs_clean": psnr(clean.frames, blur),
+        },
+    )
 
 
 def flow_bits() -> None:
@@ -241,11 +302,20 @@ def flow_bits() -> None:
                 tensor.copy_(torch.from_numpy(quantize(tensor.numpy(), bits).dequantize()))
         times = model.frame_times(torch.arange(model.config.num_frames))
         from nvcodec.render import to_uint8
+
         frames = np.concatenate([to_uint8(model.render_frames(t[None])) for t in times])
     flow = sum(t.numel() for k, t in model.state_dict().items() if k.startswith("flow."))
-    save("flow_bits", {"quant_bits": bits, "flow_params": flow, "all_params": CoordFlow.count_params(model.config),
-                       "psnr_flow_at_bits_plus_4": as_written, "psnr_flow_at_colour_bits": psnr(source, frames),
-                       "extra_bytes_upper_bound": flow * 4 / 8})
+    save(
+        "flow_bits",
+        {
+            "quant_bits": bits,
+            "flow_params": flow,
+            "all_params": CoordFlow.count_params(model.config),
+            "psnr_flow_at_bits_plus_4": as_written,
+            "psnr_flow_at_colour_bits": psnr(source, frames),
+            "extra_bytes_upper_bound": flow * 4 / 8,
+        },
+    )
 
 
 def throughput() -> None:
@@ -265,14 +335,21 @@ def throughput() -> None:
                 loss.backward()
                 opt.step()
             pixels = 20 * objective.pixels_per_step
-            rows.append({"threads": threads, "bf16": amp, "params": CoordFlow.count_params(model.config),
-                         "pixels_per_cpu_second": pixels / (time.process_time() - cpu),
-                         "pixels_per_wall_second": pixels / (time.perf_counter() - wall)})
+            rows.append(
+                {
+                    "threads": threads,
+                    "bf16": amp,
+                    "params": CoordFlow.count_params(model.config),
+                    "pixels_per_cpu_second": pixels / (time.process_time() - cpu),
+                    "pixels_per_wall_second": pixels / (time.perf_counter() - wall),
+                }
+            )
     save("throughput", {"rows": rows, "note": "wall figures depend on the other jobs running on the machine"})
 
 
 def summary() -> str:
     """A markdown table of whatever results exist (written to results/coordflow/README.md)."""
+
     def load(name):
         path = RESULTS / f"{name}.json"
         return json.loads(path.read_text()) if path.is_file() else None
@@ -280,59 +357,88 @@ def summary() -> str:
     def budget(run):
         r = run["report"]
         if "train_cpu_seconds" in run:
-            return (f"{r['num_params']} params, {r['bpp']:.3f} bpp, {run['train_cpu_seconds']:g} CPU-s of training "
-                    f"({run['steps']} steps of {CoordFlowObjective.pixels_per_step} pixels)")
+            return (
+                f"{r['num_params']} params, {r['bpp']:.3f} bpp, {run['train_cpu_seconds']:g} CPU-s of training "
+                f"({run['steps']} steps of {CoordFlowObjective.pixels_per_step} pixels)"
+            )
         # runs made before the CPU budget was enforced inside fit(): epochs predicted from a timed step
-        return (f"{r['num_params']} params, {r['bpp']:.3f} bpp, {run['epochs']}+{run['finetune_epochs']} epochs "
-                f"({run['steps_per_epoch']} steps x {run['step_cpu_seconds'] * 1000:.0f} ms CPU, "
-                f"{'bf16' if run['amp'] else 'fp32'})")
+        return (
+            f"{r['num_params']} params, {r['bpp']:.3f} bpp, {run['epochs']}+{run['finetune_epochs']} epochs "
+            f"({run['steps_per_epoch']} steps x {run['step_cpu_seconds'] * 1000:.0f} ms CPU, "
+            f"{'bf16' if run['amp'] else 'fp32'})"
+        )
 
-    lines = ["# CoordFlow experiments (issue 3)", "", "Generated by `python benchmarks/experiments/coordflow_experiments.py "
-             "--summary` from the JSON files here; commands in the script's docstring.", "",
-             "| experiment | figure | value (dB or px) | run |", "|---|---|---|---|"]
-    if (rt := load("roundtrip")):
+    lines = [
+        "# CoordFlow experiments (issue 3)",
+        "",
+        "Generated by `python benchmarks/experiments/coordflow_experiments.py "
+        "--summary` from the JSON files here; commands in the script's docstring.",
+        "",
+        "| experiment | figure | value (dB or px) | run |",
+        "|---|---|---|---|",
+    ]
+    if rt := load("roundtrip"):
         run = rt["run"]
-        lines += [f"| round trip 320x180x32 @0.2 bpp | PSNR from the file (encoder report) | {run['report']['psnr']:.2f} | {budget(run)} |",
-                  f"| | `nvc eval` of `nvc decode` output | {rt['nvc_eval']['psnr']:.2f} | |"]
-    if (ab := load("ablation")):
+        lines += [
+            f"| round trip 320x180x32 @0.2 bpp | PSNR from the file (encoder report) | {run['report']['psnr']:.2f} | {budget(run)} |",
+            f"| | `nvc eval` of `nvc decode` output | {rt['nvc_eval']['psnr']:.2f} | |",
+        ]
+    if ab := load("ablation"):
         for label, run in ab["runs"].items():
-            lines.append(f"| ablation {ab['size'][0]}x{ab['size'][1]}x32 @{ab['bpp']:g} bpp | {label} | "
-                         f"{run['report']['psnr']:.2f} | {budget(run)} |")
-    if (up := load("upsampling")):
-        lines += [f"| upsampling 160x90 -> 320x180 | CoordFlow --scale 2 | {up['coordflow_x2_psnr']:.2f} | {budget(up['run'])} |",
-                  f"| | bilinear of the 160x90 frames | {up['baselines_psnr']['bilinear']:.2f} | |",
-                  f"| | bicubic of the 160x90 frames | {up['baselines_psnr']['bicubic']:.2f} | |",
-                  f"| | (CoordFlow at the coded 160x90) | {up['coded_160x90_psnr']:.2f} | |"]
+            lines.append(
+                f"| ablation {ab['size'][0]}x{ab['size'][1]}x32 @{ab['bpp']:g} bpp | {label} | "
+                f"{run['report']['psnr']:.2f} | {budget(run)} |"
+            )
+    if up := load("upsampling"):
+        lines += [
+            f"| upsampling 160x90 -> 320x180 | CoordFlow --scale 2 | {up['coordflow_x2_psnr']:.2f} | {budget(up['run'])} |",
+            f"| | bilinear of the 160x90 frames | {up['baselines_psnr']['bilinear']:.2f} | |",
+            f"| | bicubic of the 160x90 frames | {up['baselines_psnr']['bicubic']:.2f} | |",
+            f"| | (CoordFlow at the coded 160x90) | {up['coded_160x90_psnr']:.2f} | |",
+        ]
     for it in filter(None, (load("interpolation"), load("interpolation_interp"))):
         aid = f", --interp-weight {it['interp_weight']:g}" if it.get("interp_weight") else ""
-        lines += [f"| interpolation (odd frames 1..29{aid}) | CoordFlow at odd times | {it['coordflow_odd_psnr']:.2f} | {budget(it['run'])} |",
-                  f"| | average of the two true neighbours | {it['average_neighbours_psnr']:.2f} | |",
-                  f"| | repeat the previous true frame | {it['repeat_previous_psnr']:.2f} | |",
-                  f"| | motion-compensated midpoint of the true neighbours (OpenCV DIS) | {it['motion_compensated_neighbours_psnr']:.2f} | |",
-                  f"| | average of the two neighbours decoded from the file | {it['average_decoded_neighbours_psnr']:.2f} | |",
-                  f"| | repeat the previous decoded frame | {it['repeat_decoded_previous_psnr']:.2f} | |",
-                  f"| | (CoordFlow at the coded even frames) | {it['coordflow_even_psnr']:.2f} | |"]
-    if (st := load("stabilization")):
+        lines += [
+            f"| interpolation (odd frames 1..29{aid}) | CoordFlow at odd times | {it['coordflow_odd_psnr']:.2f} | {budget(it['run'])} |",
+            f"| | average of the two true neighbours | {it['average_neighbours_psnr']:.2f} | |",
+            f"| | repeat the previous true frame | {it['repeat_previous_psnr']:.2f} | |",
+            f"| | motion-compensated midpoint of the true neighbours (OpenCV DIS) | {it['motion_compensated_neighbours_psnr']:.2f} | |",
+            f"| | average of the two neighbours decoded from the file | {it['average_decoded_neighbours_psnr']:.2f} | |",
+            f"| | repeat the previous decoded frame | {it['repeat_decoded_previous_psnr']:.2f} | |",
+            f"| | (CoordFlow at the coded even frames) | {it['coordflow_even_psnr']:.2f} | |",
+        ]
+    if st := load("stabilization"):
         m = st["global_motion_px"]
-        lines += [f"| stabilization: mean frame-to-frame shift (px) | shaky input | {m['shaky_input']:.2f} | {budget(st['run'])} |",
-                  f"| | clean clip (before shaking) | {m['clean_input']:.2f} | |",
-                  f"| | reconstruction | {m['reconstruction']:.2f} | |"]
-        lines += [f"| | --stabilize {k.split('_')[1]} | {v:.2f} | |" for k, v in m.items()
-                  if k.startswith("stabilize_") and not k.endswith("clean")]
-    if (dn := load("denoising")):
-        lines += [f"| denoising (noise sigma 10) | reconstruction vs clean | {dn['reconstruction_vs_clean']:.2f} | {budget(dn['run'])} |",
-                  f"| | noisy input vs clean | {dn['noisy_vs_clean']:.2f} | |",
-                  f"| | 3x3 Gaussian blur of the input vs clean | {dn['gaussian_blur_3x3_vs_clean']:.2f} | |",
-                  f"| | reconstruction vs noisy input | {dn['reconstruction_vs_noisy']:.2f} | |"]
-    if (fb := load("flow_bits")):
-        lines += [f"| flow precision (round-trip file) | flow at quant bits + 4 (as written) | {fb['psnr_flow_at_bits_plus_4']:.2f} | "
-                  f"{fb['flow_params']} of {fb['all_params']} params, <= {fb['extra_bytes_upper_bound']:.0f} extra bytes |",
-                  f"| | flow at the colour bits ({fb['quant_bits']:.3g}) | {fb['psnr_flow_at_colour_bits']:.2f} | |"]
-    if (tp := load("throughput")):
+        lines += [
+            f"| stabilization: mean frame-to-frame shift (px) | shaky input | {m['shaky_input']:.2f} | {budget(st['run'])} |",
+            f"| | clean clip (before shaking) | {m['clean_input']:.2f} | |",
+            f"| | reconstruction | {m['reconstruction']:.2f} | |",
+        ]
+        lines += [
+            f"| | --stabilize {k.split('_')[1]} | {v:.2f} | |"
+            for k, v in m.items()
+            if k.startswith("stabilize_") and not k.endswith("clean")
+        ]
+    if dn := load("denoising"):
+        lines += [
+            f"| denoising (noise sigma 10) | reconstruction vs clean | {dn['reconstruction_vs_clean']:.2f} | {budget(dn['run'])} |",
+            f"| | noisy input vs clean | {dn['noisy_vs_clean']:.2f} | |",
+            f"| | 3x3 Gaussian blur of the input vs clean | {dn['gaussian_blur_3x3_vs_clean']:.2f} | |",
+            f"| | reconstruction vs noisy input | {dn['reconstruction_vs_noisy']:.2f} | |",
+        ]
+    if fb := load("flow_bits"):
+        lines += [
+            f"| flow precision (round-trip file) | flow at quant bits + 4 (as written) | {fb['psnr_flow_at_bits_plus_4']:.2f} | "
+            f"{fb['flow_params']} of {fb['all_params']} params, <= {fb['extra_bytes_upper_bound']:.0f} extra bytes |",
+            f"| | flow at the colour bits ({fb['quant_bits']:.3g}) | {fb['psnr_flow_at_colour_bits']:.2f} | |",
+        ]
+    if tp := load("throughput"):
         for row in tp["rows"]:
-            lines.append(f"| training throughput ({row['params']} params) | {row['threads']} thread(s), "
-                         f"{'bf16' if row['bf16'] else 'fp32'} | {row['pixels_per_cpu_second']:.0f} px/CPU-s, "
-                         f"{row['pixels_per_wall_second']:.0f} px/wall-s | |")
+            lines.append(
+                f"| training throughput ({row['params']} params) | {row['threads']} thread(s), "
+                f"{'bf16' if row['bf16'] else 'fp32'} | {row['pixels_per_cpu_second']:.0f} px/CPU-s, "
+                f"{row['pixels_per_wall_second']:.0f} px/wall-s | |"
+            )
     text = "\n".join(lines) + "\n"
     (RESULTS / "README.md").write_text(text)
     return text

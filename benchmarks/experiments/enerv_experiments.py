@@ -115,13 +115,22 @@ def _timed_encode(model_name: str, video: Video, bpp: float, budget_cpu: float, 
     decoded = decode(path)
     measured = psnr(video.frames, decoded.frames)
     assert measured == report.psnr, "report must equal a fresh decode of the file"
-    print(f"  {model_name}: {params} params, {epochs} epochs, step {1000 * step:.1f} ms CPU, "
-          f"{report.psnr:.2f} dB at {report.bpp:.4f} bpp", flush=True)
+    print(
+        f"  {model_name}: {params} params, {epochs} epochs, step {1000 * step:.1f} ms CPU, "
+        f"{report.psnr:.2f} dB at {report.bpp:.4f} bpp",
+        flush=True,
+    )
     return {
-        "model": model_name, "params": params, "epochs": epochs, "finetune_epochs": max(1, epochs // 5),
-        "step_cpu_ms": round(1000 * step, 2), "budget_cpu_s": budget_cpu,
+        "model": model_name,
+        "params": params,
+        "epochs": epochs,
+        "finetune_epochs": max(1, epochs // 5),
+        "step_cpu_ms": round(1000 * step, 2),
+        "budget_cpu_s": budget_cpu,
         "train_cpu_s": round(marks[-1] - start, 1) if marks else None,  # last progress report = end of training
-        "encode_cpu_s": round(total_cpu, 1), "psnr_redecoded": measured, "amp": amp,
+        "encode_cpu_s": round(total_cpu, 1),
+        "psnr_redecoded": measured,
+        "amp": amp,
         "report": asdict(report),
     }
 
@@ -146,24 +155,40 @@ def run_compare(args) -> dict:
     """NeRV vs E-NeRV on BBB 320x180 x 32 at the same parameter budget, rate target and CPU time."""
     video = bbb(args.frames, (320, 180))
     bpp = bpp_for_params(args.params, video)
-    rows = [timed_encode(name, video, bpp, args.budget_cpu, args.out / f"compare_{name}.nvc", args.amp)
-            for name in ("nerv", "enerv")]
-    return {"video": f"BBB 320x180 x {args.frames}", "param_budget": args.params, "bpp_target": bpp,
-            "threads": torch.get_num_threads(), "rows": rows}
+    rows = [
+        timed_encode(name, video, bpp, args.budget_cpu, args.out / f"compare_{name}.nvc", args.amp)
+        for name in ("nerv", "enerv")
+    ]
+    return {
+        "video": f"BBB 320x180 x {args.frames}",
+        "param_budget": args.params,
+        "bpp_target": bpp,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
 
 
 def run_epochs(args) -> dict:
     """NeRV at E-NeRV's epoch count from the equal-CPU run: the papers compare at equal schedules."""
     video = bbb(args.frames, (320, 180))
     bpp = bpp_for_params(args.params, video)
-    enerv = next(r for r in json.loads((args.out / "results.json").read_text())["compare"]["rows"] if r["model"] == "enerv")
+    enerv = next(
+        r for r in json.loads((args.out / "results.json").read_text())["compare"]["rows"] if r["model"] == "enerv"
+    )
     path = args.out / "epochs_nerv.nvc"
     settings = EncodeSettings(model="nerv", bpp=bpp, epochs=enerv["epochs"], device="cpu", amp=args.amp, resume=False)
     start = time.process_time()
     report = encode(video, path, settings)
-    row = {"model": "nerv", "params": report.num_params, "epochs": enerv["epochs"],
-           "finetune_epochs": max(1, enerv["epochs"] // 5), "step_cpu_ms": None,
-           "train_cpu_s": None, "encode_cpu_s": round(time.process_time() - start, 1), "report": asdict(report)}
+    row = {
+        "model": "nerv",
+        "params": report.num_params,
+        "epochs": enerv["epochs"],
+        "finetune_epochs": max(1, enerv["epochs"] // 5),
+        "step_cpu_ms": None,
+        "train_cpu_s": None,
+        "encode_cpu_s": round(time.process_time() - start, 1),
+        "report": asdict(report),
+    }
     print(f"  nerv at {enerv['epochs']} epochs: {report.psnr:.2f} dB at {report.bpp:.4f} bpp", flush=True)
     return {"video": f"BBB 320x180 x {args.frames}, equal epochs", "rows": [row, enerv]}
 
@@ -174,8 +199,12 @@ def run_interp(args) -> dict:
     even = Video(full.frames[0::2], full.fps / 2)
     odd_truth = full.frames[1:-1:2]  # frames 1, 3, ..., 13: between coded frames 0, 2, ..., 14
     bpp = bpp_for_params(args.interp_params, even)
-    result = {"video": "BBB 160x90, 16 frames; coded: 8 even frames", "param_budget": args.interp_params,
-              "bpp_target": bpp, "rows": []}
+    result = {
+        "video": "BBB 160x90, 16 frames; coded: 8 even frames",
+        "param_budget": args.interp_params,
+        "bpp_target": bpp,
+        "rows": [],
+    }
     for name in args.interp_models.split(","):
         path = args.out / f"interp_{name.replace(':', '_')}.nvc"
         row = timed_encode(name, even, bpp, args.interp_budget_cpu, path, args.amp)
@@ -185,42 +214,68 @@ def run_interp(args) -> dict:
         between = doubled[1::2]
         average_decoded = ((coded[:-1].astype(np.float64) + coded[1:]) / 2 + 0.5).astype(np.uint8)
         average_truth = ((even.frames[:-1].astype(np.float64) + even.frames[1:]) / 2 + 0.5).astype(np.uint8)
-        row.update({
-            "coded_frames_psnr": row["report"]["psnr"],
-            "odd_frames_psnr_by_time": psnr(odd_truth, between),
-            "odd_frames_psnr_average_of_decoded_neighbours": psnr(odd_truth, average_decoded),
-            "odd_frames_psnr_average_of_original_neighbours": psnr(odd_truth, average_truth),
-            "odd_frames_psnr_repeat_previous_decoded": psnr(odd_truth, coded[:-1]),
-        })
-        print(f"  {name}: odd frames by time {row['odd_frames_psnr_by_time']:.2f} dB, average of decoded "
-              f"neighbours {row['odd_frames_psnr_average_of_decoded_neighbours']:.2f} dB", flush=True)
+        row.update(
+            {
+                "coded_frames_psnr": row["report"]["psnr"],
+                "odd_frames_psnr_by_time": psnr(odd_truth, between),
+                "odd_frames_psnr_average_of_decoded_neighbours": psnr(odd_truth, average_decoded),
+                "odd_frames_psnr_average_of_original_neighbours": psnr(odd_truth, average_truth),
+                "odd_frames_psnr_repeat_previous_decoded": psnr(odd_truth, coded[:-1]),
+            }
+        )
+        print(
+            f"  {name}: odd frames by time {row['odd_frames_psnr_by_time']:.2f} dB, average of decoded "
+            f"neighbours {row['odd_frames_psnr_average_of_decoded_neighbours']:.2f} dB",
+            flush=True,
+        )
         result["rows"].append(row)
         args.save_partial("interp", result)
     return result
 
 
 def summary(results: dict) -> str:
-    lines = ["# E-NeRV experiments", "", "Produced by `benchmarks/experiments/enerv_experiments.py` (1 thread); PSNR/bpp from "
-             "the decoded .nvc file.", ""]
+    lines = [
+        "# E-NeRV experiments",
+        "",
+        "Produced by `benchmarks/experiments/enerv_experiments.py` (1 thread); PSNR/bpp from the decoded .nvc file.",
+        "",
+    ]
     if "steptime" in results:
-        lines += ["## CPU cost per training step (320x180, one frame, forward+backward+Adam)", "",
-                  "| model | params | bf16 autocast | step CPU ms |", "|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['params']} | {r['amp']} | {r['step_cpu_ms']} |" for r in results["steptime"]["rows"]]
+        lines += [
+            "## CPU cost per training step (320x180, one frame, forward+backward+Adam)",
+            "",
+            "| model | params | bf16 autocast | step CPU ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['model']} | {r['params']} | {r['amp']} | {r['step_cpu_ms']} |" for r in results["steptime"]["rows"]
+        ]
         lines.append("")
-    for key, title in (("compare", "Equal parameters and CPU time"), ("epochs", "Equal parameters and epochs"),
-                       ("interp", "Interpolation")):
+    for key, title in (
+        ("compare", "Equal parameters and CPU time"),
+        ("epochs", "Equal parameters and epochs"),
+        ("interp", "Interpolation"),
+    ):
         if key not in results:
             continue
         res = results[key]
-        lines += [f"## {title}: {res['video']}", "", "| model | params | epochs | step CPU ms | train CPU s | bpp | PSNR dB |"
-                  + (" odd by time | avg decoded nbrs | avg original nbrs |" if key == "interp" else ""),
-                  "|---|---|---|---|---|---|---|" + ("---|---|---|" if key == "interp" else "")]
+        lines += [
+            f"## {title}: {res['video']}",
+            "",
+            "| model | params | epochs | step CPU ms | train CPU s | bpp | PSNR dB |"
+            + (" odd by time | avg decoded nbrs | avg original nbrs |" if key == "interp" else ""),
+            "|---|---|---|---|---|---|---|" + ("---|---|---|" if key == "interp" else ""),
+        ]
         for r in res["rows"]:
-            line = (f"| {r['model']} | {r['params']} | {r['epochs']}+{r['finetune_epochs']} | {r['step_cpu_ms']} | "
-                    f"{r['train_cpu_s']} | {r['report']['bpp']:.4f} | {r['report']['psnr']:.2f} |")
+            line = (
+                f"| {r['model']} | {r['params']} | {r['epochs']}+{r['finetune_epochs']} | {r['step_cpu_ms']} | "
+                f"{r['train_cpu_s']} | {r['report']['bpp']:.4f} | {r['report']['psnr']:.2f} |"
+            )
             if key == "interp":
-                line += (f" {r['odd_frames_psnr_by_time']:.2f} | {r['odd_frames_psnr_average_of_decoded_neighbours']:.2f}"
-                         f" | {r['odd_frames_psnr_average_of_original_neighbours']:.2f} |")
+                line += (
+                    f" {r['odd_frames_psnr_by_time']:.2f} | {r['odd_frames_psnr_average_of_decoded_neighbours']:.2f}"
+                    f" | {r['odd_frames_psnr_average_of_original_neighbours']:.2f} |"
+                )
             lines.append(line)
         lines.append("")
     return "\n".join(lines)
@@ -234,8 +289,11 @@ def main() -> None:
     parser.add_argument("--budget-cpu", type=float, default=270.0, help="training CPU-seconds per model (compare)")
     parser.add_argument("--interp-params", type=int, default=100_000)
     parser.add_argument("--interp-budget-cpu", type=float, default=60.0)
-    parser.add_argument("--interp-models", default="enerv,enerv:tin_pe_base=1.05,nerv",
-                        help="tin_pe_base=1.05: the paper's interpolation setting of the norm branch (sec. 5.7)")
+    parser.add_argument(
+        "--interp-models",
+        default="enerv,enerv:tin_pe_base=1.05,nerv",
+        help="tin_pe_base=1.05: the paper's interpolation setting of the norm branch (sec. 5.7)",
+    )
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (both)")
     parser.add_argument("-o", "--out", type=Path, default=Path("benchmarks/experiments/results/enerv"))
     args = parser.parse_args()
@@ -254,8 +312,11 @@ def main() -> None:
     for name in args.only or list(runs):
         print(f"{name} ...", flush=True)
         started = time.monotonic()
-        results[name] = {**runs[name](args), "wall_s": round(time.monotonic() - started, 1),
-                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        results[name] = {
+            **runs[name](args),
+            "wall_s": round(time.monotonic() - started, 1),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
         store.write_text(json.dumps(results, indent=1))
         (args.out / "summary.md").write_text(summary(results))
     print(summary(results))

@@ -55,21 +55,39 @@ def bpp_for_params(params: int, video: Video) -> float:
 
 
 def run(name: str, video: Video, params: int, cpu_seconds: float, out: Path) -> dict:
-    settings = EncodeSettings(model=name, bpp=bpp_for_params(params, video), train_seconds=cpu_seconds,
-                              train_clock="cpu", device="cpu", amp=None, quant_bits=8.0, resume=False, seed=0)
+    settings = EncodeSettings(
+        model=name,
+        bpp=bpp_for_params(params, video),
+        train_seconds=cpu_seconds,
+        train_clock="cpu",
+        device="cpu",
+        amp=None,
+        quant_bits=8.0,
+        resume=False,
+        seed=0,
+    )
     marks: list[tuple[float, int]] = []
     start = time.process_time()
     report = encode(video, out, settings, progress=lambda p: marks.append((time.process_time(), p.step)))
     total = time.process_time() - start
-    return {"model": name, "steps": marks[-1][1] if marks else 0, "train_cpu_s": round(marks[-1][0] - start, 1)
-            if marks else None, "encode_cpu_s": round(total, 1), "report": asdict(report)}
+    return {
+        "model": name,
+        "steps": marks[-1][1] if marks else 0,
+        "train_cpu_s": round(marks[-1][0] - start, 1) if marks else None,
+        "encode_cpu_s": round(total, 1),
+        "report": asdict(report),
+    }
 
 
 def regression(name: str, args) -> dict:
     video = read_video(sample_clip_path(), (0, FRAMES), (WIDTH, HEIGHT))
     result = run(name, video, args.params, args.cpu_seconds, RESULTS / f"regression_{name}{args.suffix}.nvc")
-    result["setting"] = {"frames": FRAMES, "size": [WIDTH, HEIGHT], "params_budget": args.params,
-                         "cpu_seconds": args.cpu_seconds}
+    result["setting"] = {
+        "frames": FRAMES,
+        "size": [WIDTH, HEIGHT],
+        "params_budget": args.params,
+        "cpu_seconds": args.cpu_seconds,
+    }
     return result
 
 
@@ -83,8 +101,13 @@ def interpolation(name: str, args) -> dict:
     odd_true = full.frames[1 : FRAMES - 1 : 2]
     result["interpolated_psnr"] = psnr(odd_true, doubled[1::2])
     result["coded_frames_psnr"] = psnr(even.frames, doubled[0::2])
-    result["setting"] = {"train_frames": "0,2,...,30", "scored_frames": "1,3,...,29", "size": [WIDTH, HEIGHT],
-                         "params_budget": args.params, "cpu_seconds": args.cpu_seconds}
+    result["setting"] = {
+        "train_frames": "0,2,...,30",
+        "scored_frames": "1,3,...,29",
+        "size": [WIDTH, HEIGHT],
+        "params_budget": args.params,
+        "cpu_seconds": args.cpu_seconds,
+    }
     return result
 
 
@@ -92,20 +115,32 @@ def table() -> str:
     lines = ["# Frame-wise backbones: BBB 320x180, 32 frames, equal parameters and CPU time", ""]
     rows = sorted(RESULTS.glob("regression_*.json"))
     if rows:
-        lines += ["| model | params | steps | train CPU s | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| model | params | steps | train CPU s | bpp | PSNR (dB) | MS-SSIM |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for p in rows:
             r = json.loads(p.read_text())
             rep = r["report"]
-            lines.append(f"| {p.stem.removeprefix('regression_')} | {rep['num_params']} | {r['steps']} "
-                         f"| {r['train_cpu_s']} | {rep['bpp']:.4f} | {rep['psnr']:.2f} | {rep['ms_ssim']:.4f} |")
+            lines.append(
+                f"| {p.stem.removeprefix('regression_')} | {rep['num_params']} | {r['steps']} "
+                f"| {r['train_cpu_s']} | {rep['bpp']:.4f} | {rep['psnr']:.2f} | {rep['ms_ssim']:.4f} |"
+            )
     rows = sorted(RESULTS.glob("interpolation_*.json"))
     if rows:
-        lines += ["", "Interpolation: trained on the 16 even frames, PSNR of the 15 odd frames between them.", "",
-                  "| model | params | steps | train CPU s | coded frames PSNR | interpolated PSNR |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Interpolation: trained on the 16 even frames, PSNR of the 15 odd frames between them.",
+            "",
+            "| model | params | steps | train CPU s | coded frames PSNR | interpolated PSNR |",
+            "|---|---|---|---|---|---|",
+        ]
         for p in rows:
             r = json.loads(p.read_text())
-            lines.append(f"| {p.stem.removeprefix('interpolation_')} | {r['report']['num_params']} | {r['steps']} "
-                         f"| {r['train_cpu_s']} | {r['coded_frames_psnr']:.2f} | {r['interpolated_psnr']:.2f} |")
+            lines.append(
+                f"| {p.stem.removeprefix('interpolation_')} | {r['report']['num_params']} | {r['steps']} "
+                f"| {r['train_cpu_s']} | {r['coded_frames_psnr']:.2f} | {r['interpolated_psnr']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -135,8 +170,12 @@ def main() -> None:
                 print(f"{name} failed: {exc!r}", flush=True)
                 continue
             (RESULTS / f"{kind}_{name}{args.suffix}.json").write_text(json.dumps(result, indent=2))
-            print(json.dumps({k: v for k, v in result.items() if k != "report"}), result["report"]["psnr"],
-                  result["report"]["bpp"], flush=True)
+            print(
+                json.dumps({k: v for k, v in result.items() if k != "report"}),
+                result["report"]["psnr"],
+                result["report"]["bpp"],
+                flush=True,
+            )
     (RESULTS / "results.md").write_text(table())
     print(table())
 

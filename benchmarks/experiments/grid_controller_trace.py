@@ -40,12 +40,19 @@ def main() -> None:
     ratecontrol.LambdaController.update = traced
     torch.set_num_threads(2)
     video = read_video(sample_clip_path(), (0, 32), (320, 180))
-    settings = EncodeSettings(model="grid", bpp=args.bpp, train_seconds=args.train_time, train_clock="cpu",
-                              rate_options=json.loads(args.rate_options))
+    settings = EncodeSettings(
+        model="grid",
+        bpp=args.bpp,
+        train_seconds=args.train_time,
+        train_clock="cpu",
+        rate_options=json.loads(args.rate_options),
+    )
     report = encode(video, f"{args.output}/{args.label}.nvc", settings)
     t = np.array(trace)
-    print(f"{args.label}: target {args.bpp} bpp, {args.train_time:g} CPU-s, rate options {args.rate_options}: "
-          f"file {report.bpp:.4f} bpp, decoded PSNR {report.psnr:.2f} dB, {len(t)} controller updates")
+    print(
+        f"{args.label}: target {args.bpp} bpp, {args.train_time:g} CPU-s, rate options {args.rate_options}: "
+        f"file {report.bpp:.4f} bpp, decoded PSNR {report.psnr:.2f} dB, {len(t)} controller updates"
+    )
     for i in range(0, len(t), max(1, len(t) // 25)):
         print(f"  {i:6d} lambda {t[i, 0]:.3g} estimate/target {t[i, 1]:.3f}")
     print(f"  last   lambda {t[-1, 0]:.3g} estimate/target {t[-1, 1]:.3f}")

@@ -89,8 +89,17 @@ def epochs_for_budget(video: Video, hidden: int, of_weight: float, budget: float
     return epochs, cost
 
 
-def encode_run(video: Video, out: Path, hidden: int, of_weight: float, budget: float, *, bits: float | None = 8.0,
-               prune: float = 0.0, bpp: float | None = None) -> dict:
+def encode_run(
+    video: Video,
+    out: Path,
+    hidden: int,
+    of_weight: float,
+    budget: float,
+    *,
+    bits: float | None = 8.0,
+    prune: float = 0.0,
+    bpp: float | None = None,
+) -> dict:
     """One encode through api.encode; returns its report plus measured CPU times."""
     epochs, cost = epochs_for_budget(video, hidden, of_weight, budget)
     marks: list[float] = []
@@ -98,17 +107,35 @@ def encode_run(video: Video, out: Path, hidden: int, of_weight: float, budget: f
     def progress(p) -> None:
         marks.append(time.process_time())
 
-    settings = api.EncodeSettings(model="siren", bpp=bpp or bpp_for_hidden(video, hidden), epochs=epochs, seed=0,
-                                  device="cpu", amp=False, prune=prune, quant_bits=bits, resume=False,
-                                  objective_options={"of_weight": of_weight})
+    settings = api.EncodeSettings(
+        model="siren",
+        bpp=bpp or bpp_for_hidden(video, hidden),
+        epochs=epochs,
+        seed=0,
+        device="cpu",
+        amp=False,
+        prune=prune,
+        quant_bits=bits,
+        resume=False,
+        objective_options={"of_weight": of_weight},
+    )
     start = time.process_time()
     report = api.encode(video, out, settings, progress=progress)
     total = time.process_time() - start
-    record = {**report.__dict__, "hidden": hidden, "of_weight": of_weight, "epochs": epochs,
-              "step_cpu_seconds": round(cost, 4), "train_cpu_seconds": round(marks[-1] - marks[0], 1),
-              "encode_cpu_seconds": round(total, 1), "cpu_budget": budget}
-    print(json.dumps({k: record[k] for k in ("hidden", "of_weight", "epochs", "train_cpu_seconds", "psnr", "bpp")}),
-          flush=True)
+    record = {
+        **report.__dict__,
+        "hidden": hidden,
+        "of_weight": of_weight,
+        "epochs": epochs,
+        "step_cpu_seconds": round(cost, 4),
+        "train_cpu_seconds": round(marks[-1] - marks[0], 1),
+        "encode_cpu_seconds": round(total, 1),
+        "cpu_budget": budget,
+    }
+    print(
+        json.dumps({k: record[k] for k in ("hidden", "of_weight", "epochs", "train_cpu_seconds", "psnr", "bpp")}),
+        flush=True,
+    )
     return record
 
 
@@ -133,8 +160,12 @@ def run_interp(out: Path, budget: float) -> dict:
         record["interpolated_psnr_from_file"] = psnr(odd, doubled.frames[1::2])
         rows.append(record)
     baseline = psnr(odd, neighbour_average(video.frames[:15]))
-    result = {"experiment": "interp", "clip": f"BBB {SIZE[0]}x{SIZE[1]}, frames 0-15; fit on 0,2,..,14",
-              "neighbour_average_psnr": baseline, "runs": rows}
+    result = {
+        "experiment": "interp",
+        "clip": f"BBB {SIZE[0]}x{SIZE[1]}, frames 0-15; fit on 0,2,..,14",
+        "neighbour_average_psnr": baseline,
+        "runs": rows,
+    }
     (out / "interp.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -184,9 +215,17 @@ def run_cost(out: Path) -> dict:
         for _ in range(5):
             model(coords).square().mean().backward()
         timings["plain"] = (time.process_time() - start) / 5
-        rows.append({"hidden": hidden, "step_plain_s": round(plain, 4), "step_regularized_s": round(reg, 4),
-                     "ratio": round(reg / plain, 2), "per_4096_plain_s": round(timings["plain"], 4),
-                     "per_4096_jvp_s": round(timings["jvp"], 4), "per_4096_reverse_s": round(timings["reverse"], 4)})
+        rows.append(
+            {
+                "hidden": hidden,
+                "step_plain_s": round(plain, 4),
+                "step_regularized_s": round(reg, 4),
+                "ratio": round(reg / plain, 2),
+                "per_4096_plain_s": round(timings["plain"], 4),
+                "per_4096_jvp_s": round(timings["jvp"], 4),
+                "per_4096_reverse_s": round(timings["reverse"], 4),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     result = {"experiment": "cost", "batch": 16384, "of_fraction": 0.25, "rows": rows}
     (out / "cost.json").write_text(json.dumps(result, indent=2))
@@ -198,33 +237,56 @@ def write_markdown(out: Path) -> None:
     lines = ["# SIREN + optical-flow regularizer: measured results", ""]
     if (out / "cost.json").is_file():
         cost = json.loads((out / "cost.json").read_text())
-        lines += ["## Cost of the regularizer (CPU s, 1 thread; batch 16384, regularizer on 25%)", "",
-                  "| hidden | step plain | step regularized | ratio | 4096 px plain | + JVP (fwd-mode) | + reverse (create_graph) |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['hidden']} | {r['step_plain_s']} | {r['step_regularized_s']} | {r['ratio']} | "
-                  f"{r['per_4096_plain_s']} | {r['per_4096_jvp_s']} | {r['per_4096_reverse_s']} |" for r in cost["rows"]]
+        lines += [
+            "## Cost of the regularizer (CPU s, 1 thread; batch 16384, regularizer on 25%)",
+            "",
+            "| hidden | step plain | step regularized | ratio | 4096 px plain | + JVP (fwd-mode) | + reverse (create_graph) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['hidden']} | {r['step_plain_s']} | {r['step_regularized_s']} | {r['ratio']} | "
+            f"{r['per_4096_plain_s']} | {r['per_4096_jvp_s']} | {r['per_4096_reverse_s']} |"
+            for r in cost["rows"]
+        ]
         lines.append("")
     if (out / "interp.json").is_file():
         interp = json.loads((out / "interp.json").read_text())
-        lines += [f"## Interpolation ({interp['clip']}), PSNR from the .nvc", "",
-                  "| method | epochs | train CPU s | observed PSNR | interpolated PSNR | file bpp |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Interpolation ({interp['clip']}), PSNR from the .nvc",
+            "",
+            "| method | epochs | train CPU s | observed PSNR | interpolated PSNR | file bpp |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in interp["runs"]:
-            lines.append(f"| SIREN h{r['hidden']} lambda={r['of_weight']:g} | {r['epochs']} | {r['train_cpu_seconds']} | "
-                         f"{r['observed_psnr_from_file']:.2f} | {r['interpolated_psnr_from_file']:.2f} | {r['bpp']:.3f} |")
+            lines.append(
+                f"| SIREN h{r['hidden']} lambda={r['of_weight']:g} | {r['epochs']} | {r['train_cpu_seconds']} | "
+                f"{r['observed_psnr_from_file']:.2f} | {r['interpolated_psnr_from_file']:.2f} | {r['bpp']:.3f} |"
+            )
         lines += [f"| average of the two neighbours | - | - | - | {interp['neighbour_average_psnr']:.2f} | - |", ""]
     if (out / "narrow.json").is_file():
         narrow = json.loads((out / "narrow.json").read_text())
-        lines += [f"## Fitting with narrow networks ({narrow['clip']}), PSNR from the .nvc", "",
-                  "| hidden | params | lambda | epochs | train CPU s | PSNR | file bpp |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['hidden']} | {r['num_params']} | {r['of_weight']:g} | {r['epochs']} | {r['train_cpu_seconds']} | "
-                  f"{r['psnr']:.2f} | {r['bpp']:.3f} |" for r in narrow["runs"]]
+        lines += [
+            f"## Fitting with narrow networks ({narrow['clip']}), PSNR from the .nvc",
+            "",
+            "| hidden | params | lambda | epochs | train CPU s | PSNR | file bpp |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['hidden']} | {r['num_params']} | {r['of_weight']:g} | {r['epochs']} | {r['train_cpu_seconds']} | "
+            f"{r['psnr']:.2f} | {r['bpp']:.3f} |"
+            for r in narrow["runs"]
+        ]
         lines.append("")
     if (out / "roundtrip.json").is_file():
         r = json.loads((out / "roundtrip.json").read_text())["runs"][0]
-        lines += ["## Round trip through .nvc (default pipeline: --bpp 1.0, 10% pruning, landed quantization)", "",
-                  f"hidden {r['hidden']}, {r['num_params']} parameters, {r['epochs']} epochs ({r['train_cpu_seconds']} CPU s), "
-                  f"{r['file_bytes']} bytes = {r['bpp']:.3f} bpp at {r['quant_bits']}-bit steps; PSNR from the file "
-                  f"{r['psnr']:.2f} dB (decoded again: {r['psnr_redecoded']:.2f} dB), MS-SSIM {r['ms_ssim']:.4f}", ""]
+        lines += [
+            "## Round trip through .nvc (default pipeline: --bpp 1.0, 10% pruning, landed quantization)",
+            "",
+            f"hidden {r['hidden']}, {r['num_params']} parameters, {r['epochs']} epochs ({r['train_cpu_seconds']} CPU s), "
+            f"{r['file_bytes']} bytes = {r['bpp']:.3f} bpp at {r['quant_bits']}-bit steps; PSNR from the file "
+            f"{r['psnr']:.2f} dB (decoded again: {r['psnr_redecoded']:.2f} dB), MS-SSIM {r['ms_ssim']:.4f}",
+            "",
+        ]
     (out / "results.md").write_text("\n".join(lines))
 
 

@@ -32,9 +32,20 @@ __all__ = [
 ]
 
 _HOMES = {
-    "ANCHORS": "anchors", "Anchor": "anchors", "AnchorUnavailable": "anchors", "X264Anchor": "anchors",
-    "X265Anchor": "anchors", "SvtAv1Anchor": "anchors", "BDResult": "bjontegaard", "bd_psnr": "bjontegaard", "bd_rate": "bjontegaard",
-    "ClipSpec": "clips", "RDPoint": "points", "BenchConfig": "rd", "BenchResults": "rd", "run_benchmark": "rd",
+    "ANCHORS": "anchors",
+    "Anchor": "anchors",
+    "AnchorUnavailable": "anchors",
+    "X264Anchor": "anchors",
+    "X265Anchor": "anchors",
+    "SvtAv1Anchor": "anchors",
+    "BDResult": "bjontegaard",
+    "bd_psnr": "bjontegaard",
+    "bd_rate": "bjontegaard",
+    "ClipSpec": "clips",
+    "RDPoint": "points",
+    "BenchConfig": "rd",
+    "BenchResults": "rd",
+    "run_benchmark": "rd",
 }
 
 

@@ -114,7 +114,13 @@ class Anchor(ABC):
 
     def settings(self) -> dict[str, object]:
         """Everything that changes the output bytes (used in cache keys and reports)."""
-        return {"codec": self.name, "crf": self.crf, "preset": self.preset, "pix_fmt": self.pix_fmt, "threads": self.threads}
+        return {
+            "codec": self.name,
+            "crf": self.crf,
+            "preset": self.preset,
+            "pix_fmt": self.pix_fmt,
+            "threads": self.threads,
+        }
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -140,7 +146,9 @@ class PyAVAnchor(Anchor):
         if self.preset not in self.presets:
             raise UsageError(f"{self.name}: unknown preset {self.preset!r}; choose from {', '.join(self.presets)}")
         if self.pix_fmt not in self.pix_fmts:
-            raise UsageError(f"{self.name}: pixel format {self.pix_fmt!r} not supported; choose {' or '.join(self.pix_fmts)}")
+            raise UsageError(
+                f"{self.name}: pixel format {self.pix_fmt!r} not supported; choose {' or '.join(self.pix_fmts)}"
+            )
         low, high = self.crf_range
         if not low <= float(self.crf) <= high:
             raise UsageError(f"{self.name}: CRF {self.crf} outside {low:g}..{high:g}")

@@ -111,7 +111,9 @@ def _antiderivative(s: float, c0: float, c1: float, c2: float, c3: float) -> flo
     return s * (c0 + s * (c1 / 2 + s * (c2 / 3 + s * c3 / 4)))
 
 
-def _prepare(xs: Sequence[float], ys: Sequence[float], what: str, axis: str) -> tuple[np.ndarray, np.ndarray, str] | str:
+def _prepare(
+    xs: Sequence[float], ys: Sequence[float], what: str, axis: str
+) -> tuple[np.ndarray, np.ndarray, str] | str:
     """Sort by x; return (x, y, caveat) or an error string."""
     x, y = np.asarray(xs, float), np.asarray(ys, float)
     if x.shape != y.shape or x.ndim != 1:

@@ -73,8 +73,16 @@ def load_clip(spec: ClipSpec) -> Clip:
     return Clip(name, str(path), spec.frames, spec.resize, video, frames_digest(video))
 
 
-def write_clip_with_tone(path: Path, frames: np.ndarray, fps: int, tone: np.ndarray, sample_rate: int,
-                         codec: str = "ffv1", pix_fmt: str = "bgr0", options: dict[str, str] | None = None) -> None:
+def write_clip_with_tone(
+    path: Path,
+    frames: np.ndarray,
+    fps: int,
+    tone: np.ndarray,
+    sample_rate: int,
+    codec: str = "ffv1",
+    pix_fmt: str = "bgr0",
+    options: dict[str, str] | None = None,
+) -> None:
     """A test input as a real one comes: uint8 RGB ``frames`` [T, H, W, 3] in ``codec`` plus a mono
     AAC track of ``tone`` (float32 samples in [-1, 1] at ``sample_rate``)."""
     with av.open(str(path), "w") as out:

@@ -31,17 +31,43 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 
 
 @click.command("bench")
-@click.option("--clip", "clips", multiple=True, metavar="PATH", help="Video file or PNG folder (repeatable). Default: the Big Buck Bunny sample.")
-@click.option("--frames", default="0:32", show_default=True, help="Frame range A:B (B excluded); 'all' for every frame.")
+@click.option(
+    "--clip",
+    "clips",
+    multiple=True,
+    metavar="PATH",
+    help="Video file or PNG folder (repeatable). Default: the Big Buck Bunny sample.",
+)
+@click.option(
+    "--frames", default="0:32", show_default=True, help="Frame range A:B (B excluded); 'all' for every frame."
+)
 @click.option("--resize", default="320x180", show_default=True, help="Scale to WxH; 'none' keeps the size.")
-@click.option("-o", "--out", "out_dir", default="rd_out", show_default=True, help="Output folder (also holds the point cache).")
-@click.option("--anchors", default=",".join(ANCHORS), show_default=True, help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.")
+@click.option(
+    "-o", "--out", "out_dir", default="rd_out", show_default=True, help="Output folder (also holds the point cache)."
+)
+@click.option(
+    "--anchors",
+    default=",".join(ANCHORS),
+    show_default=True,
+    help=f"Anchors to run, comma-separated ({', '.join(ANCHORS)}); '' for none.",
+)
 @click.option("--presets", default="medium", show_default=True, help="x264/x265 presets, comma-separated.")
-@click.option("--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="x264/x265 CRFs.")
-@click.option("--svtav1-presets", default=SVTAV1_PRESET, show_default=True, help="SVT-AV1 presets (0-13), comma-separated.")
-@click.option("--svtav1-crf", "svtav1_crfs", default=",".join(f"{c:g}" for c in SVTAV1_CRFS), show_default=True,
-              help="SVT-AV1 CRFs (its scale is 1-63).")
-@click.option("--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format.")
+@click.option(
+    "--crf", "crfs", default=",".join(f"{c:g}" for c in DEFAULT_CRFS), show_default=True, help="x264/x265 CRFs."
+)
+@click.option(
+    "--svtav1-presets", default=SVTAV1_PRESET, show_default=True, help="SVT-AV1 presets (0-13), comma-separated."
+)
+@click.option(
+    "--svtav1-crf",
+    "svtav1_crfs",
+    default=",".join(f"{c:g}" for c in SVTAV1_CRFS),
+    show_default=True,
+    help="SVT-AV1 CRFs (its scale is 1-63).",
+)
+@click.option(
+    "--pix-fmt", type=click.Choice(PIX_FMTS), default="yuv420p", show_default=True, help="Anchor pixel format."
+)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Anchor encoder/decoder threads.")
 @click.option("--models", default="nerv", show_default=True, help="nvcodec families, comma-separated.")
 @click.option("--bpp", "bpps", default="0.05,0.1,0.2", show_default=True, help="nvcodec bpp targets.")
@@ -50,16 +76,37 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the preset's training epochs.")
-@click.option("--rate-training", "rate_training", type=click.Choice(["on", "off", "both"]), default="on",
-              show_default=True, help="nvcodec pipeline: rate-aware training, post-training quantization, or both "
-                                      "(two curves per family, for the ablation).")
-@click.option("--train-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
-              help="Clock of --train-time: wall, or process CPU seconds (equal compute whatever else runs).")
-@click.option("--train-time", "--train-seconds", "train_seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).")
-@click.option("--nvcodec-points", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Reuse the nvcodec rows of this rd_points.csv (same clip) instead of encoding; with --anchors-only "
-                   "this re-measures only the anchors.")
+@click.option(
+    "--rate-training",
+    "rate_training",
+    type=click.Choice(["on", "off", "both"]),
+    default="on",
+    show_default=True,
+    help="nvcodec pipeline: rate-aware training, post-training quantization, or both "
+    "(two curves per family, for the ablation).",
+)
+@click.option(
+    "--train-clock",
+    type=click.Choice(["wall", "cpu"]),
+    default="wall",
+    show_default=True,
+    help="Clock of --train-time: wall, or process CPU seconds (equal compute whatever else runs).",
+)
+@click.option(
+    "--train-time",
+    "--train-seconds",
+    "train_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Train every nvcodec point for this many wall-clock seconds (equal encode effort; overrides the preset).",
+)
+@click.option(
+    "--nvcodec-points",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Reuse the nvcodec rows of this rd_points.csv (same clip) instead of encoding; with --anchors-only "
+    "this re-measures only the anchors.",
+)
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:

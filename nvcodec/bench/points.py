@@ -213,8 +213,11 @@ class NvcodecJob:
             decoded = api.decode(str(stream_path), device=self.device).frames
             decode_seconds = time.perf_counter() - start
             scores = _score(clip, decoded)
-            extras["reported"] = {"psnr": float(report.psnr), "decode_seconds": float(report.decode_seconds),
-                                  "estimated_bytes": getattr(report, "estimated_bytes", None)}
+            extras["reported"] = {
+                "psnr": float(report.psnr),
+                "decode_seconds": float(report.decode_seconds),
+                "estimated_bytes": getattr(report, "estimated_bytes", None),
+            }
         else:
             decode_seconds = float(report.decode_seconds)
             scores = {"psnr": float(report.psnr), "y_psnr": float(report.y_psnr), "ms_ssim": float(report.ms_ssim)}

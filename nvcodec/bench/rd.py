@@ -164,8 +164,18 @@ def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job],
     if unknown:
         raise UsageError(f"unknown nvcodec model(s) {', '.join(unknown)}; available: {', '.join(known)}")
     jobs: list[Job] = [
-        NvcodecJob(m, b, config.nvc_preset, config.seed, config.device, config.epochs, nvcodec_version,
-                   config.train_seconds, config.train_clock, rate_aware)
+        NvcodecJob(
+            m,
+            b,
+            config.nvc_preset,
+            config.seed,
+            config.device,
+            config.epochs,
+            nvcodec_version,
+            config.train_seconds,
+            config.train_clock,
+            rate_aware,
+        )
         for m in dict.fromkeys(config.models)
         for rate_aware in config.rate_training
         for b in dict.fromkeys(config.bpps)
@@ -202,7 +212,12 @@ def _bd_entries(clip: str, points: list[RDPoint], pairs: list[tuple[str, str]]) 
         if test not in curves or anchor not in curves:
             continue
         ref, test_points = curves[anchor], curves[test]
-        args = ([p.bpp for p in ref], [p.psnr for p in ref], [p.bpp for p in test_points], [p.psnr for p in test_points])
+        args = (
+            [p.bpp for p in ref],
+            [p.psnr for p in ref],
+            [p.bpp for p in test_points],
+            [p.psnr for p in test_points],
+        )
         rate, quality = bd_rate(*args), bd_psnr(*args)
         notes = list(dict.fromkeys(n for n in (rate.reason, quality.reason) if n))
         entries.append(BDEntry(clip, test, anchor, rate.value, quality.value, "; ".join(notes)))
@@ -230,8 +245,10 @@ def _reused_points(config: BenchConfig, clip: Clip, log: Callable[[str], None]) 
     video = clip.video
     for p in rows:
         if (p.width, p.height, p.frames) != (video.width, video.height, video.num_frames):
-            raise UsageError(f"{config.nvcodec_points}: {p.curve} was measured on {p.width}x{p.height}x{p.frames}, "
-                             f"not on {clip.name} as given ({video.width}x{video.height}x{video.num_frames})")
+            raise UsageError(
+                f"{config.nvcodec_points}: {p.curve} was measured on {p.width}x{p.height}x{p.frames}, "
+                f"not on {clip.name} as given ({video.width}x{video.height}x{video.num_frames})"
+            )
     log(f"{clip.name}: {len(rows)} nvcodec points reused from {config.nvcodec_points}")
     return [replace(p, from_cache=True) for p in rows]
 
@@ -257,9 +274,11 @@ def measure_point(job: Job, clip: Clip, cache: PointCache, streams: Path, resume
 
 def point_line(point: RDPoint) -> str:
     """One progress line's worth of a point."""
-    return (f"{point.bpp:.4f} bpp, {point.psnr:.2f} dB RGB-PSNR, {point.y_psnr:.2f} dB Y-PSNR, "
-            f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
-            + (" [cached]" if point.from_cache else ""))
+    return (
+        f"{point.bpp:.4f} bpp, {point.psnr:.2f} dB RGB-PSNR, {point.y_psnr:.2f} dB Y-PSNR, "
+        f"MS-SSIM {point.ms_ssim:.4f} (encode {point.encode_seconds:.2f} s, decode {point.decode_seconds:.2f} s)"
+        + (" [cached]" if point.from_cache else "")
+    )
 
 
 def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = _stderr) -> BenchResults:

@@ -188,9 +188,7 @@ def markdown(results: "BenchResults", plot_problem: str | None = None) -> str:
                 "| test | anchor | BD-rate (%) | BD-PSNR (dB) | note |",
                 "|---|---|---:|---:|---|",
             ]
-            lines += [
-                f"| {b.test} | {b.anchor} | {_fmt(b.bd_rate, 1)} | {_fmt(b.bd_psnr, 2)} | {b.note} |" for b in bd
-            ]
+            lines += [f"| {b.test} | {b.anchor} | {_fmt(b.bd_rate, 1)} | {_fmt(b.bd_psnr, 2)} | {b.note} |" for b in bd]
         lines.append("")
     if results.skipped:
         lines += ["## Skipped or failed", ""]

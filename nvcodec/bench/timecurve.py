@@ -147,7 +147,9 @@ def run_time_curve(config: TimeCurveConfig, log: Callable[[str], None] = print) 
     return summary
 
 
-def _measure_anchors(clip: Clip, cache: PointCache, streams: Path, log: Callable[[str], None]) -> dict[str, list[RDPoint]]:
+def _measure_anchors(
+    clip: Clip, cache: PointCache, streams: Path, log: Callable[[str], None]
+) -> dict[str, list[RDPoint]]:
     curves: dict[str, list[RDPoint]] = {}
     for job in _anchor_jobs():
         point = measure_point(job, clip, cache, streams)
@@ -156,13 +158,28 @@ def _measure_anchors(clip: Clip, cache: PointCache, streams: Path, log: Callable
     return curves
 
 
-def _family_curve(config: TimeCurveConfig, clip: Clip, model: str, version: str, cache: PointCache, streams: Path,
-                  levels: dict[str, float], log: Callable[[str], None]) -> FamilyCurve:
+def _family_curve(
+    config: TimeCurveConfig,
+    clip: Clip,
+    model: str,
+    version: str,
+    cache: PointCache,
+    streams: Path,
+    levels: dict[str, float],
+    log: Callable[[str], None],
+) -> FamilyCurve:
     points: dict[float, list[RDPoint]] = {}
     for budget in config.budgets:
         for seed in range(config.seeds):
-            job = NvcodecJob(model, config.bpp, seed=seed, device=config.device, nvcodec_version=version,
-                             train_seconds=budget, train_clock="cpu")
+            job = NvcodecJob(
+                model,
+                config.bpp,
+                seed=seed,
+                device=config.device,
+                nvcodec_version=version,
+                train_seconds=budget,
+                train_clock="cpu",
+            )
             try:
                 point = measure_point(job, clip, cache, streams)
             except NvcError as exc:
@@ -173,10 +190,14 @@ def _family_curve(config: TimeCurveConfig, clip: Clip, model: str, version: str,
     curve = FamilyCurve(clip.name, model, points)
     budgets = list(config.budgets)
     means = [curve.mean_psnr(b, config.bpp) for b in budgets]
-    return dataclasses.replace(curve, parity=[parity_time(budgets, means, level, name) for name, level in levels.items()])
+    return dataclasses.replace(
+        curve, parity=[parity_time(budgets, means, level, name) for name, level in levels.items()]
+    )
 
 
-def _clip_summary(config: TimeCurveConfig, clip: Clip, curves: list[FamilyCurve], levels: dict[str, float]) -> dict[str, object]:
+def _clip_summary(
+    config: TimeCurveConfig, clip: Clip, curves: list[FamilyCurve], levels: dict[str, float]
+) -> dict[str, object]:
     longest = max(config.budgets)
     return {
         "clip": clip.describe(),
@@ -184,8 +205,13 @@ def _clip_summary(config: TimeCurveConfig, clip: Clip, curves: list[FamilyCurve]
         "families": {
             c.model: {
                 "budgets": [
-                    {"cpu_seconds": b, "seeds": len(c.points.get(b, [])), "landed": len(c.landed(b, config.bpp)),
-                     "psnr": [p.psnr for p in c.points.get(b, [])], "bpp": [p.bpp for p in c.points.get(b, [])]}
+                    {
+                        "cpu_seconds": b,
+                        "seeds": len(c.points.get(b, [])),
+                        "landed": len(c.landed(b, config.bpp)),
+                        "psnr": [p.psnr for p in c.points.get(b, [])],
+                        "bpp": [p.bpp for p in c.points.get(b, [])],
+                    }
                     for b in config.budgets
                 ],
                 "parity": {p.anchor: {**dataclasses.asdict(p), "text": p.text(longest)} for p in c.parity},
@@ -205,35 +231,58 @@ def _spread(psnrs: list[float]) -> str:
 
 def markdown(config: TimeCurveConfig, summary: dict[str, object]) -> str:
     """Per clip: the anchors' PSNR at the rate, each family's PSNR per budget (mean, min-max over seeds), parity times."""
-    lines = [f"# RGB-PSNR at {config.bpp:g} bpp against process-CPU seconds of training", "",
-             f"Points count only when the file lands within {LANDING_TOLERANCE:.0%} of {config.bpp:g} bpp; "
-             f"{config.seeds} seed(s) per point (mean, and min-max when several). Anchors' rate without their "
-             "version SEI / temporal delimiters.", ""]
+    lines = [
+        f"# RGB-PSNR at {config.bpp:g} bpp against process-CPU seconds of training",
+        "",
+        f"Points count only when the file lands within {LANDING_TOLERANCE:.0%} of {config.bpp:g} bpp; "
+        f"{config.seeds} seed(s) per point (mean, and min-max when several). Anchors' rate without their "
+        "version SEI / temporal delimiters.",
+        "",
+    ]
     longest = max(config.budgets)
     for name, clip in summary["clips"].items():
         levels = clip["anchors_psnr_at_rate"]
-        lines += [f"## {name}", "", "Anchors at that rate: "
-                  + ", ".join(f"{a} {q:.2f} dB" if math.isfinite(q) else f"{a} outside its measured range"
-                              for a, q in levels.items()), "",
-                  "| family | " + " | ".join(f"{b:g} s" for b in config.budgets) + " | "
-                  + " | ".join(f"time to {a}" for a in levels) + " |",
-                  "|---|" + "---:|" * (len(config.budgets) + len(levels))]
+        lines += [
+            f"## {name}",
+            "",
+            "Anchors at that rate: "
+            + ", ".join(
+                f"{a} {q:.2f} dB" if math.isfinite(q) else f"{a} outside its measured range" for a, q in levels.items()
+            ),
+            "",
+            "| family | "
+            + " | ".join(f"{b:g} s" for b in config.budgets)
+            + " | "
+            + " | ".join(f"time to {a}" for a in levels)
+            + " |",
+            "|---|" + "---:|" * (len(config.budgets) + len(levels)),
+        ]
         for model, family in clip["families"].items():
             cells = []
             for entry in family["budgets"]:
-                landed = [q for q, r in zip(entry["psnr"], entry["bpp"]) if abs(r / config.bpp - 1) <= LANDING_TOLERANCE]
+                landed = [
+                    q for q, r in zip(entry["psnr"], entry["bpp"]) if abs(r / config.bpp - 1) <= LANDING_TOLERANCE
+                ]
                 missed = entry["seeds"] - len(landed)
                 cells.append(_spread(landed) + (f" ({missed} missed the rate)" if missed else ""))
-            lines.append(f"| {model} | " + " | ".join(cells) + " | "
-                         + " | ".join(family["parity"][a]["text"] for a in levels) + " |")
+            lines.append(
+                f"| {model} | "
+                + " | ".join(cells)
+                + " | "
+                + " | ".join(family["parity"][a]["text"] for a in levels)
+                + " |"
+            )
         lines += ["", f"![PSNR against training time](time_curve_{name}.png)", ""]
-    lines.append(f"Times interpolate the mean PSNR linearly in log-time between budgets; past {longest:g} s an "
-                 "extrapolation from the last two budgets is marked as one.")
+    lines.append(
+        f"Times interpolate the mean PSNR linearly in log-time between budgets; past {longest:g} s an "
+        "extrapolation from the last two budgets is marked as one."
+    )
     return "\n".join(lines) + "\n"
 
 
-def write_plot(path: Path, config: TimeCurveConfig, clip: str, curves: list[FamilyCurve],
-               levels: dict[str, float]) -> str | None:
+def write_plot(
+    path: Path, config: TimeCurveConfig, clip: str, curves: list[FamilyCurve], levels: dict[str, float]
+) -> str | None:
     """PSNR against CPU seconds (log), mean with min-max bars per family; anchors as horizontal lines."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -63,8 +63,13 @@ def _index_payload(entries: list[SegmentEntry]) -> bytes:
     return w.getvalue()
 
 
-def write_segmented(header: fmt.VideoHeader, streams: list[bytes], frame_counts: list[int],
-                    audio: bytes | None = None, metadata: dict | None = None) -> bytes:
+def write_segmented(
+    header: fmt.VideoHeader,
+    streams: list[bytes],
+    frame_counts: list[int],
+    audio: bytes | None = None,
+    metadata: dict | None = None,
+) -> bytes:
     """One file of many single-segment streams (each a complete 1.0 stream of its frames)."""
     header = replace(header, min_reader_minor=SEGMENTED_MINOR)
     head = fmt.preamble(SEGMENTED_MINOR) + fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(header))
@@ -110,7 +115,10 @@ class NvcReader:
             return
         self._plain = None
         self.header = fmt.parse_header(payload, limits)
-        if self.header.min_reader_minor < SEGMENTED_MINOR or int.from_bytes(preamble[10:12], "little") < SEGMENTED_MINOR:
+        if (
+            self.header.min_reader_minor < SEGMENTED_MINOR
+            or int.from_bytes(preamble[10:12], "little") < SEGMENTED_MINOR
+        ):
             raise StructureError("a segmented file must carry version_minor and NHDR min_reader_minor of at least 1")
         _, index, after_index = self._chunk_at(after)
         self.segments = self._parse_index(index, after_index)
@@ -139,10 +147,14 @@ class NvcReader:
         head = self._read(offset, 8)
         length, kind = int.from_bytes(head[:4], "little"), head[4:]
         if length > self.file_bytes - offset - fmt.CHUNK_OVERHEAD:
-            raise TruncatedError(f"{kind.decode(errors='replace')} chunk at byte {offset} declares {length} bytes, "
-                                 "past the end of the file (truncated)")
+            raise TruncatedError(
+                f"{kind.decode(errors='replace')} chunk at byte {offset} declares {length} bytes, "
+                "past the end of the file (truncated)"
+            )
         if max_length is not None and length > max_length:
-            raise LimitError(f"{kind.decode(errors='replace')} chunk at byte {offset}: {length} bytes, above {max_length}")
+            raise LimitError(
+                f"{kind.decode(errors='replace')} chunk at byte {offset}: {length} bytes, above {max_length}"
+            )
         rest = self._read(offset + 8, length + 4)
         payload, crc = rest[:length], int.from_bytes(rest[length:], "little")
         if zlib.crc32(kind + payload) & 0xFFFFFFFF != crc:
@@ -153,8 +165,9 @@ class NvcReader:
         r = ByteReader(payload, "SIDX")
         count = r.uleb(self.limits.max_segments)
         if count < 1 or r.remaining != count * INDEX_ENTRY_BYTES:
-            raise StructureError(f"SIDX: {count} segments need {count * INDEX_ENTRY_BYTES} bytes of entries, "
-                                 f"found {r.remaining}")
+            raise StructureError(
+                f"SIDX: {count} segments need {count * INDEX_ENTRY_BYTES} bytes of entries, found {r.remaining}"
+            )
         entries, first, position = [], 0, after
         for i in range(count):
             e = SegmentEntry(r.u32(), r.u32(), r.u64(), r.u32(), r.u32())
@@ -207,10 +220,14 @@ class NvcReader:
         e = self.segments[index]
         if e.end > self.file_bytes:
             whole = self.complete()
-            have = f"frames 0:{self.segments[whole[-1]].stop_frame} decode" if whole and whole == list(
-                range(len(whole))) else "no leading segment is whole"
-            raise TruncatedError(f"segment {index} (frames {e.first_frame}:{e.stop_frame}) is cut off: the file is "
-                                 f"truncated ({have})")
+            have = (
+                f"frames 0:{self.segments[whole[-1]].stop_frame} decode"
+                if whole and whole == list(range(len(whole)))
+                else "no leading segment is whole"
+            )
+            raise TruncatedError(
+                f"segment {index} (frames {e.first_frame}:{e.stop_frame}) is cut off: the file is truncated ({have})"
+            )
         kind, payload, _ = self._chunk_at(e.offset)
         if kind != fmt.ChunkType.SEGM.value or len(payload) != e.length:
             raise StructureError(f"SIDX: segment {index} does not point at a SEGM chunk of {e.length} bytes")
@@ -225,8 +242,10 @@ class NvcReader:
         while self._peek_type(position) not in (None, fmt.ChunkType.NEND.value):
             kind, payload, position = self._chunk_at(position, self.limits.max_audio_bytes)
             if kind[0] < 97:
-                raise UnknownCriticalChunkError(f"unknown critical chunk {kind.decode(errors='replace')!r}: "
-                                                "written by a newer nvcodec; upgrade to decode it")
+                raise UnknownCriticalChunkError(
+                    f"unknown critical chunk {kind.decode(errors='replace')!r}: "
+                    "written by a newer nvcodec; upgrade to decode it"
+                )
             if kind in found:
                 raise StructureError(f"more than one {kind.decode(errors='replace')} chunk")
             found[kind] = payload

@@ -304,7 +304,9 @@ def parse_header(payload: bytes, limits: Limits) -> VideoHeader:
     width, height, frames, fps_num, fps_den = (r.u32() for _ in range(5))
     colour = [r.u8() for _ in range(4)]
     if min_minor > READER_MINOR:
-        raise UnsupportedVersionError(f"file needs a 1.{min_minor} decoder (this one reads 1.{READER_MINOR}); upgrade nvcodec")
+        raise UnsupportedVersionError(
+            f"file needs a 1.{min_minor} decoder (this one reads 1.{READER_MINOR}); upgrade nvcodec"
+        )
     if not (1 <= width <= limits.max_dimension and 1 <= height <= limits.max_dimension):
         raise LimitError(f"NHDR: frame size {width}x{height} outside 1..{limits.max_dimension}")
     if not 1 <= frames <= limits.max_frames:
@@ -342,7 +344,9 @@ def _parse_arch(payload: bytes, limits: Limits) -> ArchRecord:
     return ArchRecord(family, arch_version, config, tuple(shapes))
 
 
-def _parse_tensor(payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_index: int, limits: Limits) -> TensorRecord:
+def _parse_tensor(
+    payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_index: int, limits: Limits
+) -> TensorRecord:
     r = ByteReader(payload, f"TENS {expected_index}")
     index = r.uleb(limits.max_tensors)
     if index != expected_index:
@@ -383,7 +387,9 @@ def _parse_tensor(payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_
         if not (len(steps) == 1 and steps[0] == 1.0):
             raise StructureError(f"TENS {index}: a CONTEXT record has exactly one step, equal to 1")
         if sym_max - sym_min > MAX_CONTEXT_REACH:
-            raise LimitError(f"TENS {index}: CONTEXT symbol range [{sym_min}, {sym_max}] wider than {MAX_CONTEXT_REACH}")
+            raise LimitError(
+                f"TENS {index}: CONTEXT symbol range [{sym_min}, {sym_max}] wider than {MAX_CONTEXT_REACH}"
+            )
     words = r.array(r.uleb(r.remaining // 4), "<u4")
     return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words))
 
@@ -393,7 +399,10 @@ def unzstd(blob: bytes, limit: int, what: str) -> bytes:
         params = zstandard.get_frame_parameters(blob)
     except zstandard.ZstdError:
         raise StructureError(f"{what}: not a zstd frame") from None
-    if params.content_size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR) or params.content_size > limit:
+    if (
+        params.content_size in (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR)
+        or params.content_size > limit
+    ):
         raise LimitError(f"{what}: zstd content size missing or above {limit} bytes")
     try:
         return zstandard.ZstdDecompressor().decompress(blob, max_output_size=limit)

@@ -29,9 +29,12 @@ class ContextCodec(Protocol):
     def decode(self, index: int, coded: CodedSymbols, decoded: list[np.ndarray]) -> np.ndarray | None: ...
 
 
-def compress_tensors(tensors: list[np.ndarray], bits: float | list[float] | None = None,
-                     steps: list[np.ndarray] | None = None,
-                     context: ContextCodec | None = None) -> tuple[tuple[TensorRecord, ...], bytes]:
+def compress_tensors(
+    tensors: list[np.ndarray],
+    bits: float | list[float] | None = None,
+    steps: list[np.ndarray] | None = None,
+    context: ContextCodec | None = None,
+) -> tuple[tuple[TensorRecord, ...], bytes]:
     """Quantize and entropy-code each tensor: at one bit depth, one per tensor, or with given steps.
 
     ``steps`` (binary16, one array per tensor) are those learned by rate-aware training.
@@ -58,8 +61,10 @@ def decompress_tensors(nvc: NvcFile, context: ContextCodec | None = None) -> lis
         symbols = None if context is None else context.decode(record.index, record.coded, tensors)
         if symbols is None:
             if record.coded.model_id == ModelId.CONTEXT:
-                raise PayloadError(f"tensor {record.index}: the CONTEXT entropy model is not defined for "
-                                   f"this tensor of family {nvc.arch.family!r}")
+                raise PayloadError(
+                    f"tensor {record.index}: the CONTEXT entropy model is not defined for "
+                    f"this tensor of family {nvc.arch.family!r}"
+                )
             symbols = decode_symbols(record.coded, count)
         steps = record.steps
         if record.axis == QuantAxis.PER_CHANNEL and len(steps) != shape[0]:

@@ -66,8 +66,9 @@ def tables_from_outputs(outputs: torch.Tensor, sym_min: int, sym_max: int) -> tu
     return centres2.numpy(), scales.numpy()
 
 
-def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.Tensor,
-                 reach: float | None = None) -> torch.Tensor:
+def laplace_bits(
+    values: torch.Tensor, centre: torch.Tensor, scale_index: torch.Tensor, reach: float | None = None
+) -> torch.Tensor:
     """Bits of integer ``values`` under Laplace(centre, b(scale_index)) integrated over unit bins,
     with the centre rounded to a half-integer and the index to an integer as the file's tables are
     (straight-through): what the coder will spend. Differentiable in all three. Elementwise.
@@ -88,13 +89,17 @@ def laplace_bits(values: torch.Tensor, centre: torch.Tensor, scale_index: torch.
     # beyond half a bin: P = exp(-(d - 1/2) / b) (1 - exp(-1/b)) / 2, in logs
     tail = -(distance - 0.5).clamp_min(0.0) / b + torch.log(-torch.expm1(-1.0 / b)) - LN2
     # within half a bin of the centre: P = 1 - (exp(-(1/2 - d) / b) + exp(-(1/2 + d) / b)) / 2
-    near = torch.log((1.0 - 0.5 * (torch.exp(-(0.5 - distance).clamp_min(0.0) / b)
-                                   + torch.exp(-(0.5 + distance) / b))).clamp_min(MIN_PROBABILITY))
+    near = torch.log(
+        (1.0 - 0.5 * (torch.exp(-(0.5 - distance).clamp_min(0.0) / b) + torch.exp(-(0.5 + distance) / b))).clamp_min(
+            MIN_PROBABILITY
+        )
+    )
     bits = -torch.where(distance >= 0.5, tail, near) / LN2
     if reach is not None:  # + log2 of the table's mass: tails beyond R + 1.5 (integer centre) or
         # R + 1 and R + 2 (half-integer centre: one bin more below than above) are not in it
         half = torch.remainder(torch.round(2 * centre.detach()), 2.0) == 1
-        outside = torch.where(half, 0.5 * (torch.exp(-(reach + 1.0) / b) + torch.exp(-(reach + 2.0) / b)),
-                              torch.exp(-(reach + 1.5) / b))
+        outside = torch.where(
+            half, 0.5 * (torch.exp(-(reach + 1.0) / b) + torch.exp(-(reach + 2.0) / b)), torch.exp(-(reach + 1.5) / b)
+        )
         bits = bits + torch.log1p(-outside.clamp_max(1.0 - MIN_PROBABILITY)) / LN2
     return bits + (bits.clamp_max(MAX_SYMBOL_BITS) - bits).detach()

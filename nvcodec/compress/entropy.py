@@ -131,7 +131,9 @@ def encode_symbols(symbols: np.ndarray, model: ModelId | None = None) -> CodedSy
     categorical = CodedSymbols(ModelId.CATEGORICAL, sym_min, sym_max, counts, None, _encode(symbols, counts, sym_min))
     centre, decay = _fit_geometric(symbols, sym_min, sym_max)
     table = geometric_counts(sym_min, sym_max, centre, decay)
-    geometric = CodedSymbols(ModelId.GEOMETRIC, sym_min, sym_max, None, (centre, decay), _encode(symbols, table, sym_min))
+    geometric = CodedSymbols(
+        ModelId.GEOMETRIC, sym_min, sym_max, None, (centre, decay), _encode(symbols, table, sym_min)
+    )
     candidates = {ModelId.CATEGORICAL: categorical, ModelId.GEOMETRIC: geometric}
     if model is not None:
         return candidates[model]
@@ -180,14 +182,70 @@ def empirical_entropy_bits(symbols: np.ndarray) -> float:
 #   first = round(65536 * P(1) / P(0)), decay = round(65536 * exp(-1 / b_s)), both clamped to [1, 65535].
 # The integers are normative (bitstream_spec.md, A.3.1): a decoder uses this table, not the formula.
 SCALE_TABLE: tuple[tuple[int, int], ...] = (
-    (1, 1), (1, 1), (5, 1), (19, 1), (63, 1), (172, 2), (399, 10), (816, 39),
-    (1503, 127), (2538, 342), (3990, 789), (5908, 1594), (8308, 2879), (11174, 4734), (14450, 7191), (18051, 10221),
-    (21871, 13737), (25795, 17614), (29714, 21709), (33533, 25882), (37174, 30005), (40582, 33976), (43719, 37719), (46569, 41185),
-    (49126, 44344), (51399, 47187), (53401, 49719), (55152, 51953), (56674, 53908), (57990, 55610), (59123, 57082), (60095, 58350),
-    (60926, 59439), (61634, 60369), (62238, 61163), (62750, 61839), (63184, 62413), (63552, 62900), (63863, 63312), (64126, 63661),
-    (64348, 63955), (64536, 64204), (64694, 64414), (64827, 64592), (64939, 64741), (65034, 64867), (65113, 64973), (65180, 65062),
-    (65237, 65137), (65284, 65201), (65324, 65254), (65358, 65299), (65386, 65336), (65410, 65368), (65430, 65395), (65447, 65417),
-    (65461, 65436), (65473, 65452), (65483, 65465), (65491, 65477), (65499, 65486), (65504, 65494), (65509, 65501), (65514, 65506),
+    (1, 1),
+    (1, 1),
+    (5, 1),
+    (19, 1),
+    (63, 1),
+    (172, 2),
+    (399, 10),
+    (816, 39),
+    (1503, 127),
+    (2538, 342),
+    (3990, 789),
+    (5908, 1594),
+    (8308, 2879),
+    (11174, 4734),
+    (14450, 7191),
+    (18051, 10221),
+    (21871, 13737),
+    (25795, 17614),
+    (29714, 21709),
+    (33533, 25882),
+    (37174, 30005),
+    (40582, 33976),
+    (43719, 37719),
+    (46569, 41185),
+    (49126, 44344),
+    (51399, 47187),
+    (53401, 49719),
+    (55152, 51953),
+    (56674, 53908),
+    (57990, 55610),
+    (59123, 57082),
+    (60095, 58350),
+    (60926, 59439),
+    (61634, 60369),
+    (62238, 61163),
+    (62750, 61839),
+    (63184, 62413),
+    (63552, 62900),
+    (63863, 63312),
+    (64126, 63661),
+    (64348, 63955),
+    (64536, 64204),
+    (64694, 64414),
+    (64827, 64592),
+    (64939, 64741),
+    (65034, 64867),
+    (65113, 64973),
+    (65180, 65062),
+    (65237, 65137),
+    (65284, 65201),
+    (65324, 65254),
+    (65358, 65299),
+    (65386, 65336),
+    (65410, 65368),
+    (65430, 65395),
+    (65447, 65417),
+    (65461, 65436),
+    (65473, 65452),
+    (65483, 65465),
+    (65491, 65477),
+    (65499, 65486),
+    (65504, 65494),
+    (65509, 65501),
+    (65514, 65506),
 )
 NUM_SCALES = len(SCALE_TABLE)
 
@@ -241,7 +299,9 @@ class ConditionalEncoder:
         floors, keys = _context_keys(centres2, scales)
         residuals = np.asarray(symbols, np.int64) - floors + self.reach + 1
         for key in np.unique(keys):
-            self._coder.encode(residuals[keys == key].astype(np.int32), _context_model(self.reach, int(key), self._models))
+            self._coder.encode(
+                residuals[keys == key].astype(np.int32), _context_model(self.reach, int(key), self._models)
+            )
 
     def finish(self) -> CodedSymbols:
         words = self._coder.get_compressed().astype("<u4")

@@ -79,7 +79,9 @@ def scale_steps(tensors: list[np.ndarray], steps: list[np.ndarray], factor: floa
     scaled = []
     for weights, rows in zip(tensors, steps):
         floor = np.abs(weights.reshape(len(rows), -1)).max(axis=1) / 29_900  # binary16 rounding stays under 30,000
-        scaled.append(np.clip(np.maximum(rows.astype(np.float32) * factor, floor), MIN_STEP, MAX_STEP).astype(np.float16))
+        scaled.append(
+            np.clip(np.maximum(rows.astype(np.float32) * factor, floor), MIN_STEP, MAX_STEP).astype(np.float16)
+        )
     return scaled
 
 

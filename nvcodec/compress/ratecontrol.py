@@ -48,7 +48,9 @@ class RateControl:
     def size_model(self, family) -> object:
         """The config of ``family`` (a Backbone class) for the target; RateError if it cannot be met."""
         smallest = family.config_for_budget(self.height, self.width, self.frames, 0)
-        smallest_bpp = 8 * expected_file_bytes(family.network_params(smallest)) / (self.width * self.height * self.frames)
+        smallest_bpp = (
+            8 * expected_file_bytes(family.network_params(smallest)) / (self.width * self.height * self.frames)
+        )
         budget = param_budget(self.target_bytes)
         if budget < family.network_params(smallest):
             raise RateError(
@@ -80,8 +82,14 @@ class RateControl:
         """
         if size_at_dead_zone(PLAIN_ROUNDING) <= self.target_bytes * (1 + TOLERANCE):
             return PLAIN_ROUNDING
-        return _closest_by_bisection(size_at_dead_zone, self.target_bytes, PLAIN_ROUNDING, max(largest, PLAIN_ROUNDING),
-                                     grows=False, iterations=14)
+        return _closest_by_bisection(
+            size_at_dead_zone,
+            self.target_bytes,
+            PLAIN_ROUNDING,
+            max(largest, PLAIN_ROUNDING),
+            grows=False,
+            iterations=14,
+        )
 
 
 def param_budget(target_bytes: float, num_tensors_guess: int = 12) -> int:
@@ -96,8 +104,15 @@ def expected_file_bytes(params: int, num_tensors_guess: int = 12) -> int:
     return int(overhead + params * EXPECTED_BITS_PER_PARAM / 8)
 
 
-def _closest_by_bisection(size_at: Callable[[float], int], target_bytes: float, lo: float, hi: float,
-                          grows: bool, iterations: int, start: float | None = None) -> float:
+def _closest_by_bisection(
+    size_at: Callable[[float], int],
+    target_bytes: float,
+    lo: float,
+    hi: float,
+    grows: bool,
+    iterations: int,
+    start: float | None = None,
+) -> float:
     """The x in [lo, hi] (or ``start``) whose real size is closest to the target; stops within TOLERANCE.
 
     ``grows``: the size grows with x (else it falls). ``start`` is tried first, if given.
@@ -141,9 +156,15 @@ class LambdaController:
 
     MIN_LAMBDA, MAX_LAMBDA = 1e-8, 1e3
 
-    def __init__(self, target_bits: float | None, lam: float, gain: float = 0.05,
-                 max_log_error: float | None = None, release: float = 1.0,
-                 bounds: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        target_bits: float | None,
+        lam: float,
+        gain: float = 0.05,
+        max_log_error: float | None = None,
+        release: float = 1.0,
+        bounds: tuple[float, float] | None = None,
+    ) -> None:
         """``max_log_error`` bounds |log(estimated / target)| in one update: a model whose rate starts
         far below the target (latents initialized to zero) would otherwise drive lambda down by
         orders of magnitude before the rate has had time to grow. ``release`` multiplies the gain
@@ -167,12 +188,12 @@ class LambdaController:
         return self.lam
 
 
-def land_on_target_by_scale(size_at_scale: Callable[[float], int], target_bytes: float,
-                            iterations: int = 16) -> float:
+def land_on_target_by_scale(size_at_scale: Callable[[float], int], target_bytes: float, iterations: int = 16) -> float:
     """A common factor on all learned steps whose file lands closest to the target (1.0 if it does).
 
     The real size falls as the factor grows; bisection on log2(factor) in [-4, 4].
     """
-    exponent = _closest_by_bisection(lambda x: size_at_scale(2.0**x), target_bytes, -4.0, 4.0, grows=False,
-                                     iterations=iterations, start=0.0)
+    exponent = _closest_by_bisection(
+        lambda x: size_at_scale(2.0**x), target_bytes, -4.0, 4.0, grows=False, iterations=iterations, start=0.0
+    )
     return 2.0**exponent

@@ -91,7 +91,9 @@ class Family:
     summary: str  # one line for `nvc models`
     capabilities: frozenset[str]
     objective: Callable[[], type["Objective"]]  # imports the training objective when called (encoder only)
-    train_overrides: TrainOverrides = field(default_factory=dict)  # TrainConfig fields the paper sets (optimizer, lr, amp)
+    train_overrides: TrainOverrides = field(
+        default_factory=dict
+    )  # TrainConfig fields the paper sets (optimizer, lr, amp)
     encode_options: tuple[Option, ...] = ()  # the objective's knobs
     render_options: tuple[Option, ...] = ()  # Backbone.set_render_options keywords
     rate_overrides: RateOverrides = field(default_factory=dict)  # train.rate.RateSettings fields the family needs

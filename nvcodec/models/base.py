@@ -99,8 +99,9 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def largest_within(cls, recipe: "typing.Callable[[int], BackboneConfig]", params: int, low: int = 4,
-                       high: int = 1024) -> BackboneConfig:
+    def largest_within(
+        cls, recipe: "typing.Callable[[int], BackboneConfig]", params: int, low: int = 4, high: int = 1024
+    ) -> BackboneConfig:
         """``recipe(c)`` for the largest width c in [low, high) whose parameter count is <= ``params``.
 
         The shared sizing search of ``config_for_budget``; ``recipe(low)`` when even that is too big.

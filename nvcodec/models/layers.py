@@ -19,8 +19,9 @@ class PositionalEncoding(nn.Module):
         # on the CPU even inside a `torch.device("meta")` block (model sizing): meta's arange goes through
         # decompositions whose first use imports torch._dynamo, 1.3 s before an encode could say anything
         cpu = torch.device("cpu")
-        freqs = math.pi * torch.pow(torch.tensor(base, dtype=torch.float64, device=cpu),
-                                    torch.arange(levels, dtype=torch.float64, device=cpu))
+        freqs = math.pi * torch.pow(
+            torch.tensor(base, dtype=torch.float64, device=cpu), torch.arange(levels, dtype=torch.float64, device=cpu)
+        )
         self.register_buffer("freqs", freqs.to(torch.float32), persistent=False)
         self.out_features = 2 * levels
 
@@ -69,8 +70,11 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int, activation: str) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), ACTIVATIONS[activation](),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            ACTIVATIONS[activation](),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -113,4 +117,3 @@ def base_grid(height: int, width: int, strides: tuple[int, ...]) -> tuple[int, i
     """The feature grid a stack of upsampling strides starts from (the frame is then cropped)."""
     total = math.prod(strides)
     return math.ceil(height / total), math.ceil(width / total)
-

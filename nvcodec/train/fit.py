@@ -174,8 +174,9 @@ class Checkpoint:
     def __init__(self, path: Path | None) -> None:
         self.path = path
 
-    def save(self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, position: Position, extra=(),
-             steps=()) -> None:
+    def save(
+        self, model: Backbone, opt: torch.optim.Optimizer, masks: dict, position: Position, extra=(), steps=()
+    ) -> None:
         if self.path is None:
             return
         arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -189,8 +190,9 @@ class Checkpoint:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
-    def load(self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device,
-             expected_run: dict, extra=(), steps=()) -> tuple[Position, dict] | None:
+    def load(
+        self, model: Backbone, opt: torch.optim.Optimizer, device: torch.device, expected_run: dict, extra=(), steps=()
+    ) -> tuple[Position, dict] | None:
         """Restore a checkpoint of the same run; None (start over) for none or another run's."""
         if self.path is None or not self.path.is_file():
             return None
@@ -240,8 +242,9 @@ def _run_identity(model: Backbone, cfg: TrainConfig, rate: RateTerm | NoRate) ->
     return identity if rate.identity() is None else {**identity, "rate": rate.identity()}
 
 
-def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | NoRate = NO_RATE,
-               own=()) -> torch.optim.Optimizer:
+def _optimizer(
+    model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: RateTerm | NoRate = NO_RATE, own=()
+) -> torch.optim.Optimizer:
     """Adam(W) over the model (but the parameters the objective updates itself, ``own``), the
     objective's encoder-side parameters and the learned steps (own lr scale)."""
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
@@ -254,8 +257,9 @@ def _optimizer(model: Backbone, cfg: TrainConfig, lr: float, extra=(), rate: Rat
     return kind(groups, lr=lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-def training_state(model: Backbone, frames: np.ndarray, cfg: TrainConfig, device: torch.device,
-                   rate: RateTerm | None = None) -> tuple[Objective, torch.optim.Optimizer]:
+def training_state(
+    model: Backbone, frames: np.ndarray, cfg: TrainConfig, device: torch.device, rate: RateTerm | None = None
+) -> tuple[Objective, torch.optim.Optimizer]:
     """The model, its rate term, objective and optimizer, all on ``device``.
 
     The encoder builds the model and its rate term on the CPU (sizing, the fixed bits); whatever
@@ -305,8 +309,13 @@ def fit(
     stages = _stages(cfg)
     loop = _Loop(model, objective, opt, term, cfg, device, Checkpoint(checkpoint), say)
     position = loop.resume(Position(_run_identity(model, cfg, term)), stages)
-    loop.report = _Reporter(progress, 0 if cfg.train_seconds else sum(s.epochs for s in stages) * loop.steps_per_epoch,
-                            cfg.train_seconds, cfg.train_clock, finishing_seconds)
+    loop.report = _Reporter(
+        progress,
+        0 if cfg.train_seconds else sum(s.epochs for s in stages) * loop.steps_per_epoch,
+        cfg.train_seconds,
+        cfg.train_clock,
+        finishing_seconds,
+    )
     for index in range(position.stage, len(stages)):
         resumed = index == position.stage
         spent = position.spent if resumed else 0.0
@@ -324,8 +333,17 @@ class _Loop:
     """One run's training state between stages: the optimizer (new after pruning), the pruning
     masks, the global step count and the checkpoint timer."""
 
-    def __init__(self, model: Backbone, objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | NoRate,
-                 cfg: TrainConfig, device: torch.device, ckpt: Checkpoint, say: Callable[[str], None] | None) -> None:
+    def __init__(
+        self,
+        model: Backbone,
+        objective: Objective,
+        opt: torch.optim.Optimizer,
+        rate: RateTerm | NoRate,
+        cfg: TrainConfig,
+        device: torch.device,
+        ckpt: Checkpoint,
+        say: Callable[[str], None] | None,
+    ) -> None:
         self.model, self.objective, self.opt, self.rate = model, objective, opt, rate
         self.cfg, self.device, self.ckpt, self.say = cfg, device, ckpt, say
         self.steps_per_epoch = objective.steps_per_epoch
@@ -338,8 +356,9 @@ class _Loop:
 
     def resume(self, start: Position, stages: list[Stage]) -> Position:
         """The checkpoint's position if it holds this run (its weights, moments and masks restored), else ``start``."""
-        restored = self.ckpt.load(self.model, self.opt, self.device, start.run, self.objective.extra_parameters(),
-                                  self.rate.step_parameters())
+        restored = self.ckpt.load(
+            self.model, self.opt, self.device, start.run, self.objective.extra_parameters(), self.rate.step_parameters()
+        )
         position = start
         if restored is not None:
             position, self.masks = restored
@@ -348,8 +367,9 @@ class _Loop:
         return position
 
     def save(self, position: Position) -> None:
-        self.ckpt.save(self.model, self.opt, self.masks, position, self.objective.extra_parameters(),
-                       self.rate.step_parameters())
+        self.ckpt.save(
+            self.model, self.opt, self.masks, position, self.objective.extra_parameters(), self.rate.step_parameters()
+        )
 
     def run_stage(self, stages: list[Stage], index: int, epoch: int, spent: float, position: Position) -> None:
         """Stage ``index`` from epoch ``epoch`` (``spent`` seconds of its budget already gone) to its end."""
@@ -357,8 +377,9 @@ class _Loop:
         if stage.name == "finetune" and not self.masks and position.epoch == 0:
             self.masks = magnitude_masks(self.model, cfg.prune_amount)
             apply_masks(self.model, self.masks)
-            self.opt = _optimizer(self.model, cfg, stage.lr, self.objective.extra_parameters(), self.rate,
-                                  self.objective.own_parameters())
+            self.opt = _optimizer(
+                self.model, cfg, stage.lr, self.objective.extra_parameters(), self.rate, self.objective.own_parameters()
+            )
         budget = None if cfg.train_seconds is None else cfg.train_seconds * stage.share
         clock = _StageClock(stage.epochs, self.steps_per_epoch, budget, cfg.train_clock, spent)
         done_before = sum(s.share for s in stages[:index])
@@ -370,8 +391,13 @@ class _Loop:
                 if fraction >= 1.0:
                     break
                 self.train_step(stage, index, epoch, batch, fraction)
-                self.report.add(stage.name, self.step, done_before + stage.share * clock.fraction(epoch, batch + 1),
-                                *self.last_losses, self.last_bpp)
+                self.report.add(
+                    stage.name,
+                    self.step,
+                    done_before + stage.share * clock.fraction(epoch, batch + 1),
+                    *self.last_losses,
+                    self.last_bpp,
+                )
             epoch += 1
             if self.ckpt.path is not None and time.monotonic() - self.last_save > cfg.checkpoint_seconds:
                 self.save(replace(position, stage=index, epoch=epoch, spent=clock.spent(), rate=self.rate.state()))
@@ -384,8 +410,17 @@ class _Loop:
             group["lr"] = _lr_at(fraction, stage.lr, self.cfg.warmup) * group.get("lr_scale", 1.0)
         self.rate.schedule(stage.name, fraction)
         loss, mse, bits = _eager_on_error(
-            self.objective, self.say, _forward_backward, self.objective, self.opt, self.rate, self.step, self.cfg.seed,
-            (index * 1_000_003 + epoch, batch), autocast_for(self.device, self.cfg.amp))
+            self.objective,
+            self.say,
+            _forward_backward,
+            self.objective,
+            self.opt,
+            self.rate,
+            self.step,
+            self.cfg.seed,
+            (index * 1_000_003 + epoch, batch),
+            autocast_for(self.device, self.cfg.amp),
+        )
         self.opt.step()
         self.objective.update(self.opt.param_groups[0]["lr"])
         if self.masks:
@@ -396,8 +431,15 @@ class _Loop:
         self.last_losses = (loss, mse)
 
 
-def _forward_backward(objective: Objective, opt: torch.optim.Optimizer, rate: RateTerm | NoRate, step: int, seed: int,
-                      position: tuple[int, int], autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _forward_backward(
+    objective: Objective,
+    opt: torch.optim.Optimizer,
+    rate: RateTerm | NoRate,
+    step: int,
+    seed: int,
+    position: tuple[int, int],
+    autocast,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One step's gradients: (loss, mse, the rate estimate in bits if this step priced it), all
     detached device tensors, so that nothing waits for the device here."""
     opt.zero_grad(set_to_none=True)
@@ -446,8 +488,14 @@ class _Reporter:
 
     interval = 0.5  # seconds between reports
 
-    def __init__(self, progress: ProgressFn | None, total_steps: int, budget: float | None = None,
-                 clock: str = "wall", finishing_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        progress: ProgressFn | None,
+        total_steps: int,
+        budget: float | None = None,
+        clock: str = "wall",
+        finishing_seconds: float = 0.0,
+    ) -> None:
         self.progress, self.total = progress, total_steps
         self.budget, self.read_clock, self.finishing = budget, CLOCKS[clock], finishing_seconds
         self.loss: torch.Tensor | float = 0.0
@@ -511,5 +559,16 @@ class _Reporter:
         if self.progress is None:
             return
         self.reported = self.fraction
-        self.progress(Progress(self.stage, self.step, self.total, self.fraction, float(self.loss),
-                               psnr_from_mse(float(self.mse)), elapsed, max(0.0, eta), self.bpp))
+        self.progress(
+            Progress(
+                self.stage,
+                self.step,
+                self.total,
+                self.fraction,
+                float(self.loss),
+                psnr_from_mse(float(self.mse)),
+                elapsed,
+                max(0.0, eta),
+                self.bpp,
+            )
+        )

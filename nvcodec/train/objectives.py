@@ -21,8 +21,15 @@ from .compiled import maybe_compiled
 from .losses import LOSSES
 
 
-def objective_for(model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
-                  batch_frames: int = 1, options: dict | None = None) -> "Objective":
+def objective_for(
+    model: Backbone,
+    frames: np.ndarray,
+    device: torch.device,
+    loss: str,
+    seed: int,
+    batch_frames: int = 1,
+    options: dict | None = None,
+) -> "Objective":
     """``options``: the family's encode options (its declaration checks them). The family is the
     model's: its class carries its declaration (``Backbone.declaration``)."""
     cls = type(model).declaration.objective()
@@ -49,8 +56,9 @@ class Objective:
     rate = None  # train.rate.RateTerm when training is rate-aware (set by fit)
     compile = False  # set by fit: run ``kernel`` functions through torch.compile (train/compiled.py)
 
-    def __init__(self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int,
-                 batch_frames: int) -> None:
+    def __init__(
+        self, model: Backbone, frames: np.ndarray, device: torch.device, loss: str, seed: int, batch_frames: int
+    ) -> None:
         self.model = model
         self.device = device
         self.loss_fn = LOSSES[loss]
@@ -107,7 +115,9 @@ class FrameObjective(Objective):
 
     def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
         if epoch != self._order_epoch:
-            self._order = torch.randperm(self.num_frames, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            self._order = torch.randperm(
+                self.num_frames, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            )
             self._order_epoch = epoch
         return self._order[index * self.batch_frames : (index + 1) * self.batch_frames].to(self.device)
 

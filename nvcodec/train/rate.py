@@ -44,7 +44,9 @@ class RateSettings:
     calibrate: bool = True  # set the steps to meet the target as each proxy phase starts (else start at 6 bits)
     max_log_error: float | None = None  # bound on one controller update's |log(estimate / target)| (None: none)
     controller_gain: float = 0.05  # log(lambda) moves by gain x log(estimate / target) at each estimate
-    controller_release: float = 1.0  # the gain's multiplier while the estimate is under the target, lambda above its start
+    controller_release: float = (
+        1.0  # the gain's multiplier while the estimate is under the target, lambda above its start
+    )
     lam_floor: float | None = None  # lambda stays at or above lam_floor x its start (None: unbounded)
     lam_ceiling: float | None = None  # ... and at or below lam_ceiling x its start
     lam_x_bpp: float | None = None  # with a target: lambda starts at lam_x_bpp / target bpp instead of ``lam``
@@ -73,11 +75,18 @@ class RateTerm:
             raise ValueError(f"rate-aware training needs every coded tensor to be a parameter: {missing}")
         self.params = [params[name] for name in self.names]
         # placeholders: ``calibrate`` sets every step when the proxy starts, from the weights trained by then
-        self.quantizers = [LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
-                           for n, p in zip(self.names, self.params)]
-        self.controller = LambdaController(settings.target_bits, settings.start_lambda(), settings.controller_gain,
-                                            settings.max_log_error, settings.controller_release,
-                                            (settings.lam_floor or 0.0, settings.lam_ceiling or math.inf))
+        self.quantizers = [
+            LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
+            for n, p in zip(self.names, self.params)
+        ]
+        self.controller = LambdaController(
+            settings.target_bits,
+            settings.start_lambda(),
+            settings.controller_gain,
+            settings.max_log_error,
+            settings.controller_release,
+            (settings.lam_floor or 0.0, settings.lam_ceiling or math.inf),
+        )
         self.calibrated = ""  # the last proxy mode whose start set the steps to meet the target ("" none yet)
         self._swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -270,11 +279,21 @@ class RateTerm:
     def identity(self) -> dict:
         """What a resumed run must share with the interrupted one."""
         s = self.settings
-        return {"target_bits": s.target_bits, "lam": s.lam, "num_pixels": s.num_pixels,
-                "train_proxy": s.train_proxy.value, "step_lr_scale": s.step_lr_scale,
-                "every": s.every, "proxy_start": s.proxy_start, "max_log_error": s.max_log_error,
-                "controller_gain": s.controller_gain, "controller_release": s.controller_release,
-                "lam_floor": s.lam_floor, "lam_ceiling": s.lam_ceiling, "lam_x_bpp": s.lam_x_bpp}
+        return {
+            "target_bits": s.target_bits,
+            "lam": s.lam,
+            "num_pixels": s.num_pixels,
+            "train_proxy": s.train_proxy.value,
+            "step_lr_scale": s.step_lr_scale,
+            "every": s.every,
+            "proxy_start": s.proxy_start,
+            "max_log_error": s.max_log_error,
+            "controller_gain": s.controller_gain,
+            "controller_release": s.controller_release,
+            "lam_floor": s.lam_floor,
+            "lam_ceiling": s.lam_ceiling,
+            "lam_x_bpp": s.lam_x_bpp,
+        }
 
 
 class NoRate:

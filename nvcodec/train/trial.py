@@ -65,8 +65,9 @@ class _TimedSteps:
         self.seconds = min(self.seconds, (time.perf_counter() - start) / steps)
 
 
-def _step_seconds(model: Backbone, frames: np.ndarray, device: torch.device,
-                  options: tuple[bool, ...]) -> tuple[dict[bool, float], int]:
+def _step_seconds(
+    model: Backbone, frames: np.ndarray, device: torch.device, options: tuple[bool, ...]
+) -> tuple[dict[bool, float], int]:
     """Seconds per step at each precision: the best of ROUNDS rounds, the precisions taking turns,
     so that a moment of noise on the machine does not pick the slower one."""
     runs = {amp: _TimedSteps(model, frames, device, amp) for amp in options}
@@ -103,5 +104,9 @@ def run_trial(model: Backbone, frames: np.ndarray, device: torch.device, request
     amp = requested_amp if requested_amp is not None else timings.get(True, math.inf) < 0.9 * timings[False]
     trial_frames = min(TRIAL_FRAMES, len(frames))
     # steps per epoch grow with the frame count, both for frame batches and for pixel batches
-    return Trial(amp, timings[amp], max(1, round(per_epoch * len(frames) / trial_frames)),
-                 _render_seconds(model, frames, torch.device(DECODE_DEVICE)))
+    return Trial(
+        amp,
+        timings[amp],
+        max(1, round(per_epoch * len(frames) / trial_frames)),
+        _render_seconds(model, frames, torch.device(DECODE_DEVICE)),
+    )

@@ -27,14 +27,23 @@ HERE = Path(__file__).parent
 VECTORS = {
     # name: (config, bits, description)
     "c1_nerv_9x17x3": (
-        NeRVConfig(height=9, width=17, num_frames=3, mlp_hidden=16, stem_channels=4, strides=(2,), channels=(6,),
-                   pe_levels=8),
+        NeRVConfig(
+            height=9, width=17, num_frames=3, mlp_hidden=16, stem_channels=4, strides=(2,), channels=(6,), pe_levels=8
+        ),
         8.0,
         "NeRV 9x17, 3 frames, seeded weights, 8-bit steps: GEOMETRIC models, odd size (pad + crop)",
     ),
     "c2_nerv_36x64x2": (
-        NeRVConfig(height=36, width=64, num_frames=2, mlp_hidden=24, stem_channels=8, strides=(2, 2),
-                   channels=(12, 8), pe_levels=16),
+        NeRVConfig(
+            height=36,
+            width=64,
+            num_frames=2,
+            mlp_hidden=24,
+            stem_channels=8,
+            strides=(2, 2),
+            channels=(12, 8),
+            pe_levels=16,
+        ),
         6.0,
         "NeRV 36x64, 2 frames, 6-bit steps: CATEGORICAL and GEOMETRIC models, a one-symbol (all-zero) "
         "tensor, per-channel and per-tensor steps",
@@ -64,8 +73,9 @@ def grid_vector() -> tuple[list[np.ndarray], list[np.ndarray]]:
     for level in range(1, config.levels):
         name = f"latents.{level}"
         tensors[name] = np.rint(rng.laplace(0.0, 1.5, tensors[name].shape)).astype(np.float32)
-    steps = [np.ones(1, np.float16) if name.startswith("latents.") else quantize(t, 8.0).steps
-             for name, t in tensors.items()]
+    steps = [
+        np.ones(1, np.float16) if name.startswith("latents.") else quantize(t, 8.0).steps for name, t in tensors.items()
+    ]
     return list(tensors.values()), steps
 
 

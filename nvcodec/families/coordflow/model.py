@@ -31,8 +31,14 @@ from . import COORDFLOW
 
 # Colour of each layer in a segmentation map (layer 0 red, 1 green, 2 blue, ...).
 PALETTE = (
-    (1.0, 0.2, 0.2), (0.2, 0.9, 0.2), (0.2, 0.4, 1.0), (1.0, 0.9, 0.1),
-    (0.9, 0.2, 0.9), (0.1, 0.9, 0.9), (1.0, 0.6, 0.1), (0.6, 0.6, 0.6),
+    (1.0, 0.2, 0.2),
+    (0.2, 0.9, 0.2),
+    (0.2, 0.4, 1.0),
+    (1.0, 0.9, 0.1),
+    (0.9, 0.2, 0.9),
+    (0.1, 0.9, 0.9),
+    (1.0, 0.6, 0.1),
+    (0.6, 0.6, 0.6),
 )
 MAX_LAYERS = len(PALETTE)
 # Parameter counts of the paper's S / M / L models (Table 1, UVG 1080p); ``paper_size`` scales the recipe to them.
@@ -82,8 +88,12 @@ def encoding_for_geometry(height: int, width: int, num_frames: int) -> dict:
     top_t = max(1.0, (num_frames - 1) / 2)
     levels_t = max(1, min(12, math.ceil(math.log2(top_t)) + 1))
     base_t = top_t ** (1 / (levels_t - 1)) if levels_t > 1 else 1.0
-    return {"pe_base_xy": round(top_xy ** (1 / (levels_xy - 1)), 4), "pe_levels_xy": levels_xy,
-            "pe_base_t": round(max(1.0, base_t), 4), "pe_levels_t": levels_t}
+    return {
+        "pe_base_xy": round(top_xy ** (1 / (levels_xy - 1)), 4),
+        "pe_levels_xy": levels_xy,
+        "pe_base_t": round(max(1.0, base_t), 4),
+        "pe_levels_t": levels_t,
+    }
 
 
 class StackedLinear(nn.Module):
@@ -120,8 +130,16 @@ class StackedLinear(nn.Module):
 class StackedMLP(nn.Module):
     """n MLPs of the same shape, evaluated together (act after every layer but the last)."""
 
-    def __init__(self, n: int, in_features: int, hidden: int, depth: int, out_features: int, activation: str,
-                 zero_last: bool = False) -> None:
+    def __init__(
+        self,
+        n: int,
+        in_features: int,
+        hidden: int,
+        depth: int,
+        out_features: int,
+        activation: str,
+        zero_last: bool = False,
+    ) -> None:
         super().__init__()
         widths = [in_features] + [hidden] * depth
         self.hidden = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(widths, widths[1:]))
@@ -154,13 +172,15 @@ class CoordFlow(PixelBackbone):
         self.pe_xy = PositionalEncoding(config.pe_base_xy, config.pe_levels_xy)
         self.pe_t = PositionalEncoding(config.pe_base_t, config.pe_levels_t)
         if config.use_flow:
-            self.flow = StackedMLP(n, self.pe_t.out_features, config.flow_hidden, config.flow_layers, 4,
-                                   config.activation, zero_last=True)
+            self.flow = StackedMLP(
+                n, self.pe_t.out_features, config.flow_hidden, config.flow_layers, 4, config.activation, zero_last=True
+            )
         color_in = 2 * self.pe_xy.out_features + self.pe_t.out_features
         self.color = StackedMLP(n, color_in, config.color_hidden, config.color_layers, 4, config.activation)
         longest = max(config.height, config.width)
-        self.register_buffer("aspect", torch.tensor([config.width / longest, config.height / longest]),
-                             persistent=False)
+        self.register_buffer(
+            "aspect", torch.tensor([config.width / longest, config.height / longest]), persistent=False
+        )
         self.register_buffer("palette", torch.tensor(PALETTE[:n]), persistent=False)
         self._segmentation = False
         self._removed: int | None = None
@@ -169,8 +189,9 @@ class CoordFlow(PixelBackbone):
 
     # --- sizing -------------------------------------------------------------------------
     @classmethod
-    def recipe(cls, height: int, width: int, num_frames: int, params: int, layers: int = 2,
-               use_flow: bool = True) -> CoordFlowConfig:
+    def recipe(
+        cls, height: int, width: int, num_frames: int, params: int, layers: int = 2, use_flow: bool = True
+    ) -> CoordFlowConfig:
         """The widest colour network within ``params``; the flow network is a quarter as wide.
 
         That keeps about 98% of the parameters in the colour networks, the paper's proportion
@@ -178,9 +199,16 @@ class CoordFlow(PixelBackbone):
         """
 
         def config(width_c: int) -> CoordFlowConfig:
-            return CoordFlowConfig(height, width, num_frames, layers=layers, use_flow=use_flow, color_hidden=width_c,
-                                   flow_hidden=max(8, min(512, width_c // 4)),
-                                   **encoding_for_geometry(height, width, num_frames))
+            return CoordFlowConfig(
+                height,
+                width,
+                num_frames,
+                layers=layers,
+                use_flow=use_flow,
+                color_hidden=width_c,
+                flow_hidden=max(8, min(512, width_c // 4)),
+                **encoding_for_geometry(height, width, num_frames),
+            )
 
         lo, hi = 4, 2048  # bisection: the count grows with the width
         if cls.count_params(config(lo)) > params:
@@ -224,7 +252,9 @@ class CoordFlow(PixelBackbone):
             raw = self._smoothed(times, raw)
         return raw
 
-    def layer_outputs(self, coords: torch.Tensor, frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer_outputs(
+        self, coords: torch.Tensor, frames: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """coords [N, 3] as (x, y, t) in [0, 1] -> (RGB [n, N, 3] in [0, 1], alpha logits [n, N]).
 
         ``frames`` [N]: the coded frame each coordinate lies on, when it is known (training): the
@@ -264,8 +294,9 @@ class CoordFlow(PixelBackbone):
         return rgb
 
     # --- decode-time applications -------------------------------------------------------
-    def set_render_options(self, segmentation: bool = False, remove_layer: int | None = None,
-                           stabilize: float | None = None) -> None:
+    def set_render_options(
+        self, segmentation: bool = False, remove_layer: int | None = None, stabilize: float | None = None
+    ) -> None:
         """Rendering switches (see the module docstring); each is checked here.
 
         ``stabilize`` is a Gaussian sigma in coded frames: every layer's (log s, theta, dx, dy) at a
@@ -303,4 +334,3 @@ class CoordFlow(PixelBackbone):
         kernel = kernel / kernel.sum(1, keepdim=True).clamp_min(1e-12)
         smooth = torch.einsum("ut,ntc->nuc", kernel, frames)
         return smooth.to(raw.dtype)
-

@@ -88,8 +88,9 @@ class CoordFlowObjective(PixelObjective):
         coords[:, 2] += 0.5 / (t - 1)  # ... half a frame later
         return coords, self.rows(self.midpoints, flat).float().div_(255.0)
 
-    def coded_loss(self, coords: torch.Tensor, frames: torch.Tensor, gt: torch.Tensor,
-                   w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def coded_loss(
+        self, coords: torch.Tensor, frames: torch.Tensor, gt: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(eq. 5 + gamma x eq. 6 on pixels of the coded frames, the mixed prediction [N, 3])."""
         rgb, alpha = self.model.layer_outputs(coords, frames)
         rgb, alpha = rgb.float(), alpha.float()

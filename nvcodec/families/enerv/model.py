@@ -215,9 +215,18 @@ class ENeRV(Backbone):
             width_now = 3 * c if i == 0 else max(width_now // 2, max(4, c // 2))
             channels.append(width_now)
         return ENeRVConfig(
-            height, width, num_frames, strides=strides, channels=tuple(channels), fc_channels=c, dim=dim,
-            t_hidden=2 * dim, head_dim=head_dim, fuse_heads=max(1, min(8, 2 * dim // head_dim)),
-            ffn_dim=max(4, dim // 2), tin_dim=max(4, dim // 2),
+            height,
+            width,
+            num_frames,
+            strides=strides,
+            channels=tuple(channels),
+            fc_channels=c,
+            dim=dim,
+            t_hidden=2 * dim,
+            head_dim=head_dim,
+            fuse_heads=max(1, min(8, 2 * dim // head_dim)),
+            ffn_dim=max(4, dim // 2),
+            tin_dim=max(4, dim // 2),
         )
 
     @classmethod

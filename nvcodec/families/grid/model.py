@@ -72,8 +72,11 @@ class GridConfig(BackboneConfig):
     def level_shape(self, k: int) -> tuple[int, int, int]:
         """Grid k's size (k = 0 is the coarsest)."""
         factor = 2 ** (self.levels - 1 - k)
-        return (math.ceil(self.num_frames / self.frames_per_slice(k)), math.ceil(self.height / factor),
-                math.ceil(self.width / factor))
+        return (
+            math.ceil(self.num_frames / self.frames_per_slice(k)),
+            math.ceil(self.height / factor),
+            math.ceil(self.width / factor),
+        )
 
 
 def _parity(slices: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -82,8 +85,14 @@ def _parity(slices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (slices[:, None, None] + ys[None, :, None] + xs[None, None, :]) % 2
 
 
-def context_features(grid: torch.Tensor, coarser: torch.Tensor | None, level: int, slices: torch.Tensor,
-                     offset: int = 0, coarser_offset: int = 0) -> torch.Tensor:
+def context_features(
+    grid: torch.Tensor,
+    coarser: torch.Tensor | None,
+    level: int,
+    slices: torch.Tensor,
+    offset: int = 0,
+    coarser_offset: int = 0,
+) -> torch.Tensor:
     """The context model's inputs for every position of ``slices`` of ``grid``: [n, H, W, 13].
 
     Neighbours outside the grid are 0; the six same-grid neighbours are 0 at first-pass positions.
@@ -95,8 +104,17 @@ def context_features(grid: torch.Tensor, coarser: torch.Tensor | None, level: in
     slices = slices.to(grid.device)
     padded = F.pad(grid, (1, 1, 1, 1, 1, 1))
     s = slices + 1
-    same = torch.stack([padded[s - 1, 1:-1, 1:-1], padded[s + 1, 1:-1, 1:-1], padded[s, :-2, 1:-1],
-                        padded[s, 2:, 1:-1], padded[s, 1:-1, :-2], padded[s, 1:-1, 2:]], dim=-1)
+    same = torch.stack(
+        [
+            padded[s - 1, 1:-1, 1:-1],
+            padded[s + 1, 1:-1, 1:-1],
+            padded[s, :-2, 1:-1],
+            padded[s, 2:, 1:-1],
+            padded[s, 1:-1, :-2],
+            padded[s, 1:-1, 2:],
+        ],
+        dim=-1,
+    )
     parity = _parity(slices + offset, height, width).to(grid.dtype)
     same = same * parity[..., None]
     if coarser is None:
@@ -129,13 +147,21 @@ class Grid(Backbone):
     def __init__(self, config: GridConfig) -> None:
         super().__init__(config)
         width, channels = config.context_width, config.synthesis_width
-        self.context = nn.Sequential(nn.Linear(CONTEXT_INPUTS, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                                     nn.Linear(width, 2))
-        self.synthesis = nn.Sequential(nn.Conv2d(config.levels, channels, 1), nn.GELU(),
-                                       nn.Conv2d(channels, channels, 1), nn.GELU(), nn.Conv2d(channels, 3, 1))
+        self.context = nn.Sequential(
+            nn.Linear(CONTEXT_INPUTS, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2)
+        )
+        self.synthesis = nn.Sequential(
+            nn.Conv2d(config.levels, channels, 1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 1),
+            nn.GELU(),
+            nn.Conv2d(channels, 3, 1),
+        )
         self.refine = nn.ModuleList(nn.Conv2d(3, 3, 3, padding=1) for _ in range(2))
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(config.level_shape(k))) for k in range(config.levels))
-        self.slice_estimates: list[torch.Tensor] | None = None  # bits per slice of each grid (training's running estimate)
+        self.slice_estimates: list[torch.Tensor] | None = (
+            None  # bits per slice of each grid (training's running estimate)
+        )
         if not self.context[-1].weight.is_meta:
             with torch.no_grad():  # start predicting small scales: untrained latents are all zero
                 self.context[-1].weight.mul_(0.1)
@@ -149,14 +175,18 @@ class Grid(Backbone):
     def config_for_budget(cls, height: int, width: int, num_frames: int, params: int) -> GridConfig:
         """One size for every rate: lambda, not the parameter count, sets what the latents spend."""
         if height * width > MAX_FRAME_PIXELS:
-            raise UsageError(f"--model grid takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
-                             f"{width}x{height}: scale the input down with --resize, or use another --model")
+            raise UsageError(
+                f"--model grid takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
+                f"{width}x{height}: scale the input down with --resize, or use another --model"
+            )
         config = GridConfig(height, width, num_frames)
         latents = sum(math.prod(config.level_shape(k)) for k in range(config.levels))
         finest = math.prod(config.level_shape(config.levels - 1))
         if latents > MAX_PARAMS // 2 or finest > MAX_TENSOR_ELEMENTS:
-            raise UsageError(f"--model grid would hold {latents} latents for {num_frames} frames of {width}x{height}, "
-                             f"above the decoder's limit: encode fewer frames (--frames) or a smaller size (--resize)")
+            raise UsageError(
+                f"--model grid would hold {latents} latents for {num_frames} frames of {width}x{height}, "
+                f"above the decoder's limit: encode fewer frames (--frames) or a smaller size (--resize)"
+            )
         return config
 
     @classmethod
@@ -173,15 +203,18 @@ class Grid(Backbone):
     def macs_per_pixel(self) -> float:
         """Decoder multiply-adds per output pixel: context model (per latent), upsampling, synthesis."""
         cfg = self.config
-        latents = sum(math.prod(cfg.level_shape(k)) for k in range(cfg.levels)) / (cfg.num_frames * cfg.height * cfg.width)
+        latents = sum(math.prod(cfg.level_shape(k)) for k in range(cfg.levels)) / (
+            cfg.num_frames * cfg.height * cfg.width
+        )
         w, c = cfg.context_width, cfg.synthesis_width
         context = CONTEXT_INPUTS * w + w * w + 2 * w
         synthesis = cfg.levels * c + c * c + 3 * c + 2 * 27 * 3
         return latents * context + 6 * cfg.levels + synthesis
 
     # --- rendering ----------------------------------------------------------------------
-    def synthesize(self, frames: torch.Tensor, grids: list[torch.Tensor] | None = None,
-                   offsets: list[int] | None = None) -> torch.Tensor:
+    def synthesize(
+        self, frames: torch.Tensor, grids: list[torch.Tensor] | None = None, offsets: list[int] | None = None
+    ) -> torch.Tensor:
         """Frame indices [B] -> RGB [B, 3, H, W] (unclamped) from ``grids`` (default: the latents),
         which may be windows starting at slices ``offsets``."""
         cfg = self.config
@@ -211,8 +244,14 @@ class Grid(Backbone):
         return self.synthesize(frames)
 
     # --- rate (training) ----------------------------------------------------------------
-    def slice_bits(self, grids: list[torch.Tensor], level: int, slices: torch.Tensor,
-                   offsets: list[int] | None = None, reach: float | None = None) -> torch.Tensor:
+    def slice_bits(
+        self,
+        grids: list[torch.Tensor],
+        level: int,
+        slices: torch.Tensor,
+        offsets: list[int] | None = None,
+        reach: float | None = None,
+    ) -> torch.Tensor:
         """Bits of ``slices`` of grid ``level`` (values as given: noisy or rounded) under the float
         context model, one sum per slice [n]; differentiable in the values and the context MLP.
         ``grids`` may be windows starting at ``offsets``; ``slices`` index the window. ``reach``:
@@ -239,7 +278,8 @@ class Grid(Backbone):
             with torch.no_grad():
                 self.slice_estimates = [
                     torch.cat([self.slice_bits(grids, level, slices, reach=reach) for slices in _chunks(grid)])
-                    for level, (grid, reach) in enumerate(zip(grids, map(self.level_reach, range(len(grids)))))]
+                    for level, (grid, reach) in enumerate(zip(grids, map(self.level_reach, range(len(grids)))))
+                ]
         return float(sum(float(bits.sum()) for bits in self.slice_estimates))
 
     # --- coding -------------------------------------------------------------------------
@@ -269,8 +309,11 @@ class LatentCodec:
             return None
         # everything the tables depend on: the context MLP, the coarser grid (a context input) and the symbols
         inputs = self.context + ([index - 1] if self.levels[index] > 0 else [])
-        key = hashlib.sha256(b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in inputs)
-                             + symbols.astype("<i8").tobytes() + index.to_bytes(4, "little")).digest()
+        key = hashlib.sha256(
+            b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in inputs)
+            + symbols.astype("<i8").tobytes()
+            + index.to_bytes(4, "little")
+        ).digest()
         if key not in self._coded:
             sym_min, sym_max = int(symbols.min()), int(symbols.max())
             if sym_min == sym_max:  # one-symbol alphabet: the record's range says it all
@@ -299,8 +342,9 @@ class LatentCodec:
         decoder.finish()
         return grid.reshape(-1).numpy().astype(np.int64)
 
-    def _passes(self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], coder, sym_min: int,
-                sym_max: int) -> None:
+    def _passes(
+        self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], coder, sym_min: int, sym_max: int
+    ) -> None:
         """The two checkerboard passes over one grid: the encoder codes ``grid``, the decoder fills it in."""
         level = self.levels[index]
         coarser = torch.from_numpy(decoded[index - 1].astype(np.float64)) if level > 0 else None
@@ -315,16 +359,18 @@ class LatentCodec:
                 flat[where] = torch.from_numpy(coder.decode(centres2, scales).astype(np.float64))
 
     @staticmethod
-    def _tables(layers, grid: torch.Tensor, coarser: torch.Tensor | None, level: int, parity: int,
-                sym_min: int, sym_max: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def _tables(
+        layers, grid: torch.Tensor, coarser: torch.Tensor | None, level: int, parity: int, sym_min: int, sym_max: int
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """(flat positions, doubled centres, scale indices) of one pass, in raster order (t, y, x)."""
         positions, centres, scales = [], [], []
         plane = grid.shape[1] * grid.shape[2]
         for slices in _chunks(grid):
             features = context_features(grid, coarser, level, slices)
             chosen = (features[..., CONTEXT_INPUTS - 2] == parity).reshape(-1)
-            c, s = tables_from_outputs(integer_mlp(features.reshape(-1, CONTEXT_INPUTS)[chosen], layers),
-                                       sym_min, sym_max)
+            c, s = tables_from_outputs(
+                integer_mlp(features.reshape(-1, CONTEXT_INPUTS)[chosen], layers), sym_min, sym_max
+            )
             positions.append(torch.nonzero(chosen).reshape(-1) + int(slices[0]) * plane)
             centres.append(c)
             scales.append(s)

@@ -11,7 +11,11 @@ def objective():
     return EmbeddingObjective
 
 
-HNERV = Family("hnerv", "frame-wise: coded per-frame embeddings -> NeRV blocks (HNeRV)",
-               frozenset({FRAMEWISE, ANY_TIME}), objective,
-               train_overrides={"lr": 1e-3})  # the paper's Adam lr with cosine decay (fit's schedule)
+HNERV = Family(
+    "hnerv",
+    "frame-wise: coded per-frame embeddings -> NeRV blocks (HNeRV)",
+    frozenset({FRAMEWISE, ANY_TIME}),
+    objective,
+    train_overrides={"lr": 1e-3},
+)  # the paper's Adam lr with cosine decay (fit's schedule)
 DECLARATIONS = (HNERV,)

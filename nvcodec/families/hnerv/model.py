@@ -162,9 +162,16 @@ class HNeRV(EmbeddingBackbone):
         embed = embedding_channels(num_frames, base_grid(height, width, strides), params)
 
         def recipe(c: int) -> HNeRVConfig:
-            return HNeRVConfig(height, width, num_frames, embed_channels=embed,
-                               stem_channels=c, strides=strides, channels=reduced_widths(c, len(strides), 4),
-                               kernels=hnerv_kernels(len(strides)))
+            return HNeRVConfig(
+                height,
+                width,
+                num_frames,
+                embed_channels=embed,
+                stem_channels=c,
+                strides=strides,
+                channels=reduced_widths(c, len(strides), 4),
+                kernels=hnerv_kernels(len(strides)),
+            )
 
         return cls.largest_within(recipe, params)
 
@@ -177,5 +184,3 @@ class HNeRV(EmbeddingBackbone):
         for block in self.blocks:
             x = block(x)
         return torch.sigmoid(self.head(x))[:, :, : self.config.height, : self.config.width]
-
-

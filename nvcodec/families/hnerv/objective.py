@@ -42,8 +42,9 @@ class FrameEncoder(nn.Module):
     The input is padded (replicate) to a multiple of S, as the decoder's output is cropped.
     """
 
-    def __init__(self, strides: tuple[int, ...], out_channels: int, in_channels: int = 3,
-                 width: int = ENCODER_WIDTH) -> None:
+    def __init__(
+        self, strides: tuple[int, ...], out_channels: int, in_channels: int = 3, width: int = ENCODER_WIDTH
+    ) -> None:
         super().__init__()
         self.total = math.prod(strides)
         layers: list[nn.Module] = []
@@ -138,7 +139,9 @@ class EmbeddingObjective(FrameObjective):
         idx = self.frame_batch(epoch, index)
         gt = self.frames(idx)
         with autocast:
-            embeds = self.quantization_proxy(self.encode(idx), idx) if self.encoding else self.model.frame_embeddings(idx)
+            embeds = (
+                self.quantization_proxy(self.encode(idx), idx) if self.encoding else self.model.frame_embeddings(idx)
+            )
             out = self.predict(embeds)
         loss, pred = self.score(out, idx, gt)
         mse = error_255(pred.detach(), gt)

@@ -4,6 +4,7 @@ conv blocks to a whole frame. The baseline the other frame-wise families build o
 from ...models.capabilities import ANY_TIME, FRAMEWISE
 from .. import Family, frames_objective
 
-NERV = Family("nerv", "frame-wise: t -> MLP -> upsampling conv blocks (NeRV)", frozenset({FRAMEWISE, ANY_TIME}),
-              frames_objective)
+NERV = Family(
+    "nerv", "frame-wise: t -> MLP -> upsampling conv blocks (NeRV)", frozenset({FRAMEWISE, ANY_TIME}), frames_objective
+)
 DECLARATIONS = (NERV,)

@@ -82,8 +82,15 @@ class NeRV(Backbone):
 
         def recipe(c: int) -> NeRVConfig:
             channels = tuple(max(4, round(c / 1.25 ** (i + 1))) for i in range(len(strides)))
-            return NeRVConfig(height, width, num_frames, mlp_hidden=max(16, c), stem_channels=max(2, c // 2),
-                              strides=strides, channels=channels)
+            return NeRVConfig(
+                height,
+                width,
+                num_frames,
+                mlp_hidden=max(16, c),
+                stem_channels=max(2, c // 2),
+                strides=strides,
+                channels=channels,
+            )
 
         return cls.largest_within(recipe, params, low=2)
 

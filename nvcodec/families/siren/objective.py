@@ -32,7 +32,9 @@ from ...train.motion import dis_flow
 from ...train.objectives import PixelObjective, error_255
 
 
-def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_dot(
+    model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(coords), J_f(coords) . direction), both [N, 3], by forward-mode autograd.
 
     The tangent stays differentiable with respect to the parameters (backward through the
@@ -44,7 +46,9 @@ def jacobian_dot(model: torch.nn.Module, coords: torch.Tensor, direction: torch.
     return primal, tangent
 
 
-def jacobian_dot_reverse(model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_dot_reverse(
+    model: torch.nn.Module, coords: torch.Tensor, direction: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same as ``jacobian_dot`` by reverse mode: one ``create_graph`` backward per channel."""
     coords = coords.detach().requires_grad_(True)
     out = model(coords)
@@ -75,8 +79,9 @@ class SirenObjective(PixelObjective):
             self.of_count = max(1, math.ceil(self.options["of_fraction"] * self.pixels_per_step))
             self.flow_seconds = time.process_time() - start
 
-    def regularized_loss(self, coords: torch.Tensor, direction: torch.Tensor,
-                         gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def regularized_loss(
+        self, coords: torch.Tensor, direction: torch.Tensor, gt: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the paper's loss, the prediction [N, 3]); the flow term on the first len(direction) pixels."""
         pred, tangent = self.model.value_and_tangent(coords, direction)
         data = torch.mean((pred - gt) ** 2)

@@ -11,8 +11,18 @@ def wavelet_objective():
     return WaveletObjective
 
 
-SNERV_B = Family("snerv-b", "frame-wise: embeddings + Haar wavelet bands, MFU and HFR (SNeRV)",
-                 frozenset({FRAMEWISE, ANY_TIME}), wavelet_objective, train_overrides={"lr": 1e-3})
-SNERV_T = Family("snerv-t", "frame-wise: SNeRV with the temporal extension (groups of frames)",
-                 frozenset({FRAMEWISE, ANY_TIME}), wavelet_objective, train_overrides={"lr": 1e-3})
+SNERV_B = Family(
+    "snerv-b",
+    "frame-wise: embeddings + Haar wavelet bands, MFU and HFR (SNeRV)",
+    frozenset({FRAMEWISE, ANY_TIME}),
+    wavelet_objective,
+    train_overrides={"lr": 1e-3},
+)
+SNERV_T = Family(
+    "snerv-t",
+    "frame-wise: SNeRV with the temporal extension (groups of frames)",
+    frozenset({FRAMEWISE, ANY_TIME}),
+    wavelet_objective,
+    train_overrides={"lr": 1e-3},
+)
 DECLARATIONS = (SNERV_B, SNERV_T)

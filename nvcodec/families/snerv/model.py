@@ -108,8 +108,9 @@ class BandHead(nn.Module):
         super().__init__()
         self.low = nn.Conv2d(channels, 3, 3, padding=1)
         self.high = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), ACTIVATIONS[activation](),
-                          nn.Conv2d(hidden, 3, 3, padding=1))
+            nn.Sequential(
+                nn.Conv2d(channels, hidden, 3, padding=1), ACTIVATIONS[activation](), nn.Conv2d(hidden, 3, 3, padding=1)
+            )
             for _ in range(3)
         )
 
@@ -163,9 +164,17 @@ class SNeRVB(SNeRVDecoderMixin, EmbeddingBackbone):
         embed = embedding_channels(num_frames, base_grid(*band, strides), params)
 
         def recipe(c: int) -> SNeRVConfig:
-            return cls.config_cls(height, width, num_frames, embed_channels=embed,
-                                  stem_channels=c, strides=strides, channels=reduced_widths(c, len(strides), 4),
-                                  kernels=hnerv_kernels(len(strides)), res_blocks=residual_blocks_for(params))
+            return cls.config_cls(
+                height,
+                width,
+                num_frames,
+                embed_channels=embed,
+                stem_channels=c,
+                strides=strides,
+                channels=reduced_widths(c, len(strides), 4),
+                kernels=hnerv_kernels(len(strides)),
+                res_blocks=residual_blocks_for(params),
+            )
 
         return cls.largest_within(recipe, params)
 
@@ -208,8 +217,9 @@ class TemporalUpBlock(nn.Module):
     frame's features [B, C, h, w] from all three instead.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, kernel: int, activation: str,
-                 merge: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, kernel: int, activation: str, merge: bool
+    ) -> None:
         super().__init__()
         self.up = NeRVBlock(in_channels, out_channels, stride, activation, kernel)
         self.mix = nn.Conv2d(3 * out_channels, out_channels if merge else 3 * out_channels, 1)

@@ -28,8 +28,9 @@ class WaveletObjective(EmbeddingObjective):
         with torch.no_grad():
             # the target's wavelet bands, computed and kept in host memory like the frames (rows go to the
             # device per step)
-            bands = torch.cat([haar_dwt(self.target[idx].float().div_(255.0))
-                               for idx in torch.arange(self.num_frames).split(8)])
+            bands = torch.cat(
+                [haar_dwt(self.target[idx].float().div_(255.0)) for idx in torch.arange(self.num_frames).split(8)]
+            )
             self.bands = bands.pin_memory() if self.device.type == "cuda" else bands
         self.size = tuple(self.target.shape[-2:])
 
@@ -55,7 +56,9 @@ class WaveletObjective(EmbeddingObjective):
     def encode(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         embeds = {"embeddings": self.encoders["embeddings"](self.band_rows(idx, 3))}
         if "temporal" in self.encoders:
-            embeds["backward"], embeds["forward"] = self.encoders["temporal"](self.pair_lows(torch.cat([idx, idx + 1]))).chunk(2)
+            embeds["backward"], embeds["forward"] = self.encoders["temporal"](
+                self.pair_lows(torch.cat([idx, idx + 1]))
+            ).chunk(2)
         return embeds
 
     @torch.no_grad()
