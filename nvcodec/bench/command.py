@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..choices import TRAIN_CLOCKS
 from ..errors import NvcError, UsageError
 from ..io import parse_frame_range, parse_size
 from .anchors import ANCHORS, DEFAULT_CRFS, PIX_FMTS, SVTAV1_CRFS, SVTAV1_PRESET
@@ -87,7 +88,7 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
 )
 @click.option(
     "--train-clock",
-    type=click.Choice(["wall", "cpu"]),
+    type=click.Choice(TRAIN_CLOCKS),
     default="wall",
     show_default=True,
     help="Clock of --train-time: wall, or process CPU seconds (equal compute whatever else runs).",
