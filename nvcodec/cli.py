@@ -7,6 +7,7 @@ the traceback), so a hostile file never produces a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -247,6 +248,20 @@ def _file_report_lines(report) -> list[str]:
     return lines + notes
 
 
+# encode's options that set an EncodeSettings field under another name (the flag is what a user types)
+SETTING_OF_OPTION = {"train_time": "train_seconds", "bits": "quant_bits", "checkpoint_every": "checkpoint_seconds"}
+
+
+def _encode_settings(options: dict) -> EncodeSettings:
+    """EncodeSettings from encode's options; the options that are no setting are the family's knobs."""
+    named = {SETTING_OF_OPTION.get(name, name): value for name, value in options.items()}
+    fields = {f.name for f in dataclasses.fields(EncodeSettings)}
+    chosen = {name: value for name, value in named.items() if name in fields}
+    chosen["rate_training"] = chosen["rate_training"] == "on" and chosen["quant_bits"] is None
+    knobs = {name: value for name, value in named.items() if name not in fields and value is not None}
+    return EncodeSettings(**chosen, objective_options=knobs)
+
+
 @main.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write.")
@@ -360,60 +375,14 @@ def _file_report_lines(report) -> list[str]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_family_options("encode")
 @click.pass_context
-def encode(
-    ctx,
-    input_path,
-    output,
-    model,
-    bpp,
-    preset,
-    epochs,
-    train_time,
-    train_clock,
-    frames,
-    resize,
-    seed,
-    device,
-    amp,
-    prune,
-    loss,
-    bits,
-    rate_training,
-    lam,
-    resume,
-    checkpoint_every,
-    segment_seconds,
-    jobs,
-    audio,
-    as_json,
-    quiet,
-    **family_options,
-):
+def encode(ctx, input_path, output, frames, resize, segment_seconds, jobs, audio, as_json, quiet, **options):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
     from .settings import check_settings
 
     if not output.endswith(".nvc"):
         raise UsageError(f"-o {output}: the output of encode must end in .nvc")
-    settings = EncodeSettings(
-        model=model,
-        bpp=bpp,
-        preset=preset,
-        epochs=epochs,
-        train_seconds=train_time,
-        train_clock=train_clock,
-        seed=seed,
-        device=device,
-        amp=amp,
-        prune=prune,
-        loss=loss,
-        quant_bits=bits,
-        resume=resume,
-        checkpoint_seconds=checkpoint_every,
-        rate_training=rate_training == "on" and bits is None,
-        lam=lam,
-        objective_options={k: v for k, v in family_options.items() if v is not None},
-    )
+    settings = _encode_settings(options)
     check_settings(settings)  # every option, then the output, then the input: all before torch loads
     check_writable(output)
     from .io import parse_frame_range, parse_size
