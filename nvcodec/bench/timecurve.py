@@ -61,8 +61,10 @@ class Parity:
             return f"not within {longest:g} s"
         if self.how == "before the shortest budget":
             return f"at or before {self.seconds:g} s"
-        mark = " (extrapolated)" if self.how == "extrapolated" else ""
-        return f"{self.seconds:.0f} s{mark}"
+        if self.how == "extrapolated":  # an estimate, not a measurement; far past the data it is no figure
+            guess = f"about {self.seconds:.0f} s" if self.seconds <= 100 * longest else f"beyond {100 * longest:g} s"
+            return f"not within {longest:g} s (extrapolated: {guess})"
+        return f"{self.seconds:.0f} s"
 
 
 @dataclass(frozen=True)
