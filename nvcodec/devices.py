@@ -107,10 +107,13 @@ def host_frames(frames, device: torch.device) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] as a host tensor [T, 3, H, W] to copy from batch by batch: pinned
     for a GPU (asynchronous copies), the frames themselves on the CPU. A whole segment never goes
     to GPU memory at once (8 s of 1080p is about 1.2 GB of uint8, 5 GB as floats)."""
-    tensor = torch.from_numpy(frames)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()  # pinned as stored, so that views of it stay pinned
-    return tensor.permute(0, 3, 1, 2)
+    return host_table(torch.from_numpy(frames), device).permute(0, 3, 1, 2)  # pinned as stored: views stay pinned
+
+
+def host_table(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A per-frame or per-pixel table an objective copies rows of to ``device`` each step: pinned
+    for a GPU (asynchronous copies), the tensor itself on the CPU."""
+    return tensor.pin_memory() if device.type == "cuda" else tensor
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

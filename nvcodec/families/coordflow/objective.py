@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from ...devices import to_device
+from ...devices import host_table, to_device
 from ...train.motion import midpoint_frames
 from ...train.objectives import PixelObjective, error_255
 
@@ -74,10 +74,10 @@ class CoordFlowObjective(PixelObjective):
         super().__init__(*args)
         self.take_options(options)
         frames = self.target.permute(0, 2, 3, 1).numpy()  # the host frames [T, H, W, 3]
-        self.weights = torch.from_numpy(pixel_weights(frames)).reshape(-1)  # host; rows go to the device per step
+        self.weights = host_table(torch.from_numpy(pixel_weights(frames)).reshape(-1), self.device)  # rows per step
         self.interp_weight = float(self.options["interp_weight"]) if len(frames) > 1 else 0.0
         if self.interp_weight > 0:
-            self.midpoints = torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3)  # uint8, host
+            self.midpoints = host_table(torch.from_numpy(midpoint_frames(frames)).reshape(-1, 3), self.device)
 
     def midpoint_sample(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(coords [N, 3] at times k + 1/2, their motion-compensated colours [N, 3]), seeded like ``sample``."""

@@ -28,6 +28,7 @@ import math
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from ...devices import host_table
 from ...train.motion import dis_flow
 from ...train.objectives import PixelObjective, error_255
 
@@ -75,7 +76,8 @@ class SirenObjective(PixelObjective):
             frames = self.target.permute(0, 2, 3, 1).numpy()  # the host frames [T, H, W, 3]
             velocity = torch.from_numpy(dis_flow(frames)).reshape(-1, 2)  # [T*H*W, 2] pixels per frame
             scale = torch.tensor([1.0 / w, 1.0 / h], dtype=torch.float32)
-            self.directions = torch.cat([velocity * scale, torch.full((velocity.shape[0], 1), 1.0 / (t - 1))], dim=1)
+            steps = torch.cat([velocity * scale, torch.full((velocity.shape[0], 1), 1.0 / (t - 1))], dim=1)
+            self.directions = host_table(steps, self.device)  # rows go to the device per step
             self.of_count = max(1, math.ceil(self.options["of_fraction"] * self.pixels_per_step))
             self.flow_seconds = time.process_time() - start
 

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ...devices import to_device
+from ...devices import host_table, to_device
 from ...models.layers import haar_dwt, haar_idwt
 from ..hnerv.objective import EmbeddingObjective, FrameEncoder
 from .model import SNeRVT
@@ -31,7 +31,7 @@ class WaveletObjective(EmbeddingObjective):
             bands = torch.cat(
                 [haar_dwt(self.target[idx].float().div_(255.0)) for idx in torch.arange(self.num_frames).split(8)]
             )
-            self.bands = bands.pin_memory() if self.device.type == "cuda" else bands
+            self.bands = host_table(bands, self.device)
         self.size = tuple(self.target.shape[-2:])
 
     def band_rows(self, idx: torch.Tensor, channels: int | None = None) -> torch.Tensor:
