@@ -13,7 +13,7 @@ import torch
 from nvcodec import errors
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode, inspect
 from nvcodec.bitstream import format as fmt
-from nvcodec.bitstream.tensors import decompress_tensors
+from nvcodec.bitstream.tensors import CONTEXT_LIMIT, compress_tensors, decompress_tensors
 from nvcodec.cli import main
 from nvcodec.compress.context import (
     fixed_point,
@@ -21,12 +21,15 @@ from nvcodec.compress.context import (
     laplace_bits,
 )
 from nvcodec.compress.entropy import (
+    MAX_ALPHABET,
+    MAX_CONTEXT_REACH,
     SCALE_TABLE,
     ConditionalDecoder,
     ConditionalEncoder,
     conditional_code_length,
     context_counts,
 )
+from nvcodec.compress.quantize import MAX_SYMBOL
 from nvcodec.families.grid.model import Grid, GridConfig
 from nvcodec.metrics import psnr
 
@@ -275,3 +278,28 @@ def test_latent_records_are_not_reused_across_different_coarser_grids():
     second = codec.encode(finest, decoded[finest].astype(np.int64).reshape(-1), decoded)
     assert second is not first
     assert np.array_equal(codec.decode(finest, second, decoded), decoded[finest].astype(np.int64).reshape(-1))
+
+
+def test_a_latent_range_wider_than_the_coder_and_a_too_fine_step_are_written_and_decoded():
+    """Whatever training produced is written: a latent grid spanning +-40,000 (CONTEXT allows R <= 32765,
+    step 1) is clamped to +-CONTEXT_LIMIT, and a weight whose learned step is the finest binary16
+    (an alphabet of 166,000 symbols) gets the finest step that fits; the file reads and decodes."""
+    nvc = fmt.read(VECTOR.read_bytes())
+    model = Grid(GridConfig.from_json(nvc.arch.config))
+    codec = model.context_codec()
+    names = list(model.coded_tensors())
+    tensors = [np.asarray(t, np.float32) for t in decompress_tensors(nvc, codec)]
+    finest, weight = names.index("latents.2"), 0
+    tensors[finest] = np.linspace(-40_000, 40_000, tensors[finest].size, dtype=np.float32).reshape(
+        tensors[finest].shape
+    )
+    tensors[weight] = np.linspace(-0.005, 0.005, tensors[weight].size, dtype=np.float32).reshape(tensors[weight].shape)
+    steps = [np.ones(1, np.float16) if i in codec.levels else record.steps for i, record in enumerate(nvc.tensors)]
+    steps[weight] = np.full_like(steps[weight], 2.0**-24)
+    records, digest = compress_tensors(tensors, steps=steps, context=model.context_codec())
+    again = fmt.read(fmt.write(fmt.NvcFile(nvc.header, nvc.arch, records, digest, {})))
+    decoded = decompress_tensors(again, Grid(GridConfig.from_json(nvc.arch.config)).context_codec())
+    assert np.array_equal(decoded[finest], np.clip(np.rint(tensors[finest]), -CONTEXT_LIMIT, CONTEXT_LIMIT))
+    assert records[finest].coded.sym_max - records[finest].coded.sym_min <= MAX_CONTEXT_REACH
+    assert records[weight].coded.sym_max - records[weight].coded.sym_min < MAX_ALPHABET
+    assert np.abs(decoded[weight] - tensors[weight]).max() <= 0.005 / MAX_SYMBOL

@@ -12,7 +12,7 @@ import torch
 from nvcodec.api import encode, inspect
 from nvcodec.compress.entropy import ModelId, encode_symbols
 from nvcodec.compress.proxy import LearnedQuantizer, ProxyMode, geometric_bits
-from nvcodec.compress.quantize import dequantize, quantize_with_steps, scale_steps
+from nvcodec.compress.quantize import MAX_SYMBOL, dequantize, quantize_with_steps, scale_steps
 from nvcodec.compress.ratecontrol import LambdaController, land_on_target_by_scale
 from nvcodec.families.nerv.model import NeRV
 from nvcodec.train.rate import RateSettings, RateTerm
@@ -57,9 +57,13 @@ def test_proxy_modes():
 
 
 def test_scaled_steps_keep_symbols_in_the_alphabet():
-    weights = [np.linspace(-1000, 1000, 64, dtype=np.float32).reshape(2, 32)]
-    steps = scale_steps(weights, [np.array([1e-3, 1e-3], np.float16)], 1.0)
-    assert np.abs(quantize_with_steps(weights[0], steps[0]).symbols).max() <= 30_000
+    """Large weights, and small ones whose floor falls between two binary16 subnormals (rounded to
+    nearest it lost a third: 44,000 levels where 32,767 fit)."""
+    for top in (1000.0, 0.00263):
+        weights = [np.linspace(-top, top, 64, dtype=np.float32).reshape(2, 32)]
+        steps = scale_steps(weights, [np.array([1e-3, 1e-3], np.float16)], 1e-9)
+        assert np.abs(quantize_with_steps(weights[0], steps[0]).symbols).max() <= MAX_SYMBOL
+        assert np.array_equal(quantize_with_steps(weights[0], np.full(2, 2.0**-24)).steps, steps[0])
 
 
 def test_lambda_controller_steers_toward_the_target():

@@ -11,18 +11,22 @@ from typing import Protocol
 
 import numpy as np
 
-from ..compress.entropy import CodedSymbols, ModelId, decode_symbols, encode_symbols
+from ..compress.entropy import MAX_CONTEXT_REACH, CodedSymbols, ModelId, decode_symbols, encode_symbols
 from ..compress.quantize import QuantAxis, dequantize, quantize, quantize_with_steps
 from ..errors import PayloadError
 from .format import NvcFile, TensorRecord, weights_digest
+
+CONTEXT_LIMIT = MAX_CONTEXT_REACH // 2  # |value| of a context-coded latent the writer keeps
 
 
 class ContextCodec(Protocol):
     """A family's coder for tensors under the CONTEXT entropy model (e.g. the grid family's latents).
 
-    Both methods see every tensor before ``index`` as the decoder reconstructs it, and return
-    None for a tensor they do not code.
+    ``encode`` and ``decode`` see every tensor before ``index`` as the decoder reconstructs it,
+    and return None for a tensor they do not code.
     """
+
+    def codes(self, index: int) -> bool: ...
 
     def encode(self, index: int, symbols: np.ndarray, decoded: list[np.ndarray]) -> CodedSymbols | None: ...
 
@@ -39,7 +43,16 @@ def compress_tensors(
 
     ``steps`` (binary16, one array per tensor) are those learned by rate-aware training.
     Returns the records and the digest of their reconstruction.
+
+    Whatever training produced is written: a step too fine for the coder's alphabet is widened
+    (``quantize_with_steps``), and a context-coded tensor, whose step is 1 by the format, is
+    clamped to +-``CONTEXT_LIMIT`` (bitstream_spec.md, A.3: R <= 32765).
     """
+    if context is not None:
+        latent = [context.codes(i) for i in range(len(tensors))]
+        tensors = [np.clip(t, -CONTEXT_LIMIT, CONTEXT_LIMIT) if c else t for t, c in zip(tensors, latent)]
+        if steps is not None:
+            steps = [np.ones(1, np.float16) if c else s for s, c in zip(steps, latent)]
     if steps is not None:
         quantized = [quantize_with_steps(t, s) for t, s in zip(tensors, steps)]
     else:

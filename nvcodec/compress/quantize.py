@@ -15,6 +15,7 @@ import numpy as np
 
 MIN_STEP = float(np.finfo(np.float16).smallest_subnormal)
 MAX_STEP = float(np.finfo(np.float16).max)
+MAX_SYMBOL = (1 << 15) - 1  # |symbol| bound: any tensor's alphabet then fits entropy.MAX_ALPHABET
 CHANNEL_STEP_MIN_ELEMENTS = 16  # per-channel steps only where a channel has this many weights
 
 
@@ -54,14 +55,14 @@ def quantize(weights: np.ndarray, bits: float) -> QuantizedTensor:
     shape = tuple(int(d) for d in weights.shape)
     axis = choose_axis(shape)
     rows = weights.reshape(shape[0] if axis == QuantAxis.PER_CHANNEL else 1, -1)
-    max_abs = np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
-    steps = np.clip(max_abs / levels_for_bits(bits), MIN_STEP, MAX_STEP).astype(np.float16)
-    return quantize_with_steps(weights, np.where(steps > 0, steps, np.float16(MIN_STEP)).astype(np.float16))
+    steps = np.clip(_row_max_abs(rows) / levels_for_bits(bits), MIN_STEP, MAX_STEP).astype(np.float16)
+    return quantize_with_steps(weights, steps)
 
 
 def quantize_with_steps(weights: np.ndarray, steps: np.ndarray) -> QuantizedTensor:
     """Quantize with given binary16 steps (learned by rate-aware training), one per row of ``choose_axis``
-    or a single one for the whole tensor."""
+    or a single one for the whole tensor. A step so fine that a symbol would pass ``MAX_SYMBOL`` is
+    widened to the finest that keeps it there: whatever training produced, the alphabet fits the coder."""
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     shape = tuple(int(d) for d in weights.shape)
     axis = choose_axis(shape)
@@ -70,19 +71,39 @@ def quantize_with_steps(weights: np.ndarray, steps: np.ndarray) -> QuantizedTens
         axis = QuantAxis.PER_TENSOR  # one step for the whole tensor (e.g. latent grids)
     if len(steps) != (shape[0] if axis == QuantAxis.PER_CHANNEL else 1):
         raise ValueError(f"{len(steps)} steps for a tensor of shape {shape} ({axis.name})")
+    steps = fitting_steps(weights.reshape(len(steps), -1), steps)
     symbols = np.rint(weights.reshape(len(steps), -1) / steps.astype(np.float32)[:, None]).astype(np.int64).ravel()
     return QuantizedTensor(shape, axis, steps, symbols)
 
 
 def scale_steps(tensors: list[np.ndarray], steps: list[np.ndarray], factor: float) -> list[np.ndarray]:
-    """Every step times ``factor``, as binary16, never so fine that a symbol passes +-30,000."""
-    scaled = []
-    for weights, rows in zip(tensors, steps):
-        floor = np.abs(weights.reshape(len(rows), -1)).max(axis=1) / 29_900  # binary16 rounding stays under 30,000
-        scaled.append(
-            np.clip(np.maximum(rows.astype(np.float32) * factor, floor), MIN_STEP, MAX_STEP).astype(np.float16)
-        )
-    return scaled
+    """Every step times ``factor``, as binary16 (widened as ``quantize_with_steps`` would)."""
+    return [
+        fitting_steps(weights.reshape(len(rows), -1), np.clip(rows.astype(np.float32) * factor, MIN_STEP, MAX_STEP))
+        for weights, rows in zip(tensors, steps)
+    ]
+
+
+def fitting_steps(rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``steps`` as binary16, each at least the finest that keeps its row's symbols within +-MAX_SYMBOL.
+
+    The floor is rounded up, not to nearest: among the binary16 subnormals a step rounded to
+    nearest can lose a third of its value (a floor meant for 29,900 levels gave 46,391, an
+    alphabet of 92,782 symbols, which the coder refused after a 300-s encode).
+    """
+    floor = _row_max_abs(rows) / np.float32(MAX_SYMBOL)
+    if not np.all(floor <= MAX_STEP):
+        raise ValueError("a weight is too large to quantize (|w| > 2^31): training diverged")
+    floor16 = np.clip(floor, MIN_STEP, MAX_STEP).astype(np.float16)
+    below = floor16.astype(np.float32) < floor
+    floor16[below] = np.nextafter(floor16[below], np.float16(np.inf))
+    steps16 = np.asarray(steps, np.float32).astype(np.float16)
+    return np.maximum(np.where(steps16 > 0, steps16, np.float16(MIN_STEP)), floor16).astype(np.float16)
+
+
+def _row_max_abs(rows: np.ndarray) -> np.ndarray:
+    """Largest |weight| of each row (0 for an empty tensor)."""
+    return np.abs(rows).max(axis=1) if rows.size else np.zeros(rows.shape[0], np.float32)
 
 
 def dequantize(symbols: np.ndarray, steps: np.ndarray, shape: tuple[int, ...], axis: QuantAxis) -> np.ndarray:

@@ -303,6 +303,9 @@ class LatentCodec:
         self.context = [names.index(name) for name in model.context_inputs()]
         self._coded: dict[bytes, CodedSymbols] = {}
 
+    def codes(self, index: int) -> bool:
+        return index in self.levels
+
     def encode(self, index: int, symbols: np.ndarray, decoded: list[np.ndarray]) -> CodedSymbols | None:
         """A CONTEXT record for a latent grid; None for any other tensor (coded as usual)."""
         if index not in self.levels:
