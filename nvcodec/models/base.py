@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ArchitectureError, UsageError
 from .capabilities import ANY_SCALE, ANY_TIME, FRAMEWISE, LAYERS, PIXELWISE  # noqa: F401  (re-exported)
+from .resampling import DETAIL_GAIN, is_upscale, resize
 
 MAX_PARAMS = 1 << 27  # a config asking for more is refused before anything is allocated
 
@@ -199,7 +200,19 @@ class PixelBackbone(Backbone):
         return torch.stack([(x + 0.5) / width, (y + 0.5) / height, self.frame_times(t)], dim=-1).float()
 
     def render_frames(self, t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        height, width = size or (self.config.height, self.config.width)
+        """Frames at times ``t``: the coded grid, or another size built from it (models/resampling.py)."""
+        coded = (self.config.height, self.config.width)
+        if size is None or tuple(size) == coded:
+            return self.render_grid(t, coded)
+        frames = resize(self.render_grid(t, coded), size)
+        if is_upscale(coded, size):  # the model's own detail above the coded grid's band
+            direct = self.render_grid(t, size)
+            frames += DETAIL_GAIN * (direct - resize(resize(direct, coded), size))
+        return frames
+
+    def render_grid(self, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The model evaluated at the pixel centres of a ``size`` = (height, width) grid (spec 8.5.1)."""
+        height, width = size
         ys = (torch.arange(height, device=t.device, dtype=torch.float32) + 0.5) / height
         xs = (torch.arange(width, device=t.device, dtype=torch.float32) + 0.5) / width
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)  # [H*W, 2] as (x, y)
