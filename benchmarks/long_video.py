@@ -5,7 +5,7 @@ bikes, carphone: each scene one of them, mirrored, reversed or recoloured, 3-9 s
 synthesized AAC tone track, and a clip a quarter as long; then runs every measurement the
 long-video issue asks for, one process at a time, and writes results.md and results.json.
 
-    python benchmarks/long_video.py -o benchmarks/results/long_video [--steps build,full,quarter,jobs,rd]
+    python benchmarks/long_video.py -o benchmarks/results/long_video [--steps build,full,quarter,jobs,rd,chains]
 """
 
 from __future__ import annotations
@@ -230,6 +230,48 @@ def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
     return records
 
 
+CHAIN_LAYOUTS = {
+    "one segment": ["--segment-seconds", "0"],
+    "2-4 s, cold": ["--segment-seconds", "4", "--chain-length", "1"],
+    "2-4 s, warm chains": ["--segment-seconds", "4"],
+}
+
+
+def step_chains(out: Path, clip: Path, seconds: float, threads: int, models: list[str], done: dict) -> dict:
+    """Cold segments against warm chains (issue 28) and one segment, per family, at the same total
+    training time (process CPU); records already in ``done`` (same command) are kept."""
+    records = dict(done)
+    for model in models:
+        for name, layout in CHAIN_LAYOUTS.items():
+            target = out / f"chains_{model}_{name.replace(' ', '').replace(',', '_')}.nvc"
+            command = nvc(
+                "--threads",
+                str(threads),
+                "encode",
+                str(clip),
+                "-o",
+                str(target),
+                "--model",
+                model,
+                "--bpp",
+                "0.05",
+                "-q",
+                "--json",
+                "--no-audio",
+                *layout,
+                "--train-time",
+                str(seconds),
+                "--train-clock",
+                "cpu",
+            )
+            key = f"{model}, {name}"
+            if records.get(key, {}).get("command") == " ".join(command):
+                continue
+            records[key] = encode_record(run(command))
+            print(f"{key}: {records[key]['psnr']:.2f} dB, {records[key]['video_bpp']:.4f} bpp", file=sys.stderr)
+    return records
+
+
 def write_markdown(results: dict, out: Path) -> None:
     """results.md: the figures of results.json as tables."""
     lines = [
@@ -323,6 +365,26 @@ def write_markdown(results: dict, out: Path) -> None:
                 "BD-rate over a curve.",
             ]
         lines.append("")
+    if "chains" in results:
+        anchor = results.get("x265")
+        lines += [
+            "## Warm chains (30 s clip, --bpp 0.05, 300 process-CPU s of training in all, 2 threads)",
+            "",
+            "Each segment of a warm chain starts from the model the previous segment's stream decodes to; "
+            "chains restart at scene cuts (this clip has one every 3-9 s) and after 4 segments.",
+            "",
+            "| family, layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | x265-medium bpp at that PSNR "
+            "| bits vs x265 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in results["chains"].items():
+            x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
+            versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
+            lines.append(
+                f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+                f"{r['wall_seconds']} | {versus} |"
+            )
+        lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -359,6 +421,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="per segment, for the full/quarter/jobs encodes")
     parser.add_argument("--rd-seconds", type=float, default=300, help="process-CPU seconds of training in all")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="nerv,coordflow", help="families of the chains step")
     args = parser.parse_args()
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -379,6 +442,11 @@ def main() -> None:
             results["jobs2"] = step_jobs(out, clips["quarter"], 30, ("--frames", "0:180", "--no-audio"))
         elif step == "x265":
             results["x265"] = step_x265(clips["quarter"])
+        elif step == "chains":
+            models = args.models.split(",")
+            results["chains"] = step_chains(
+                out, clips["quarter"], args.rd_seconds, args.threads, models, results.get("chains", {})
+            )
         elif step == "rd":
             results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)
         print(f"{step}: {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -366,6 +366,15 @@ def _encode_settings(options: dict) -> EncodeSettings:
     "one process per rank instead).",
 )
 @click.option(
+    "--chain-length",
+    type=click.IntRange(min=1),
+    default=FILE.chain_length,
+    show_default=True,
+    metavar="N",
+    help="Segments per chain: each segment of a chain starts from the model of the one before (chains "
+    "restart at scene cuts; 1: every segment starts from nothing). Segments stay independently decodable.",
+)
+@click.option(
     "--audio/--no-audio",
     default=FILE.audio,
     show_default=True,
@@ -375,7 +384,9 @@ def _encode_settings(options: dict) -> EncodeSettings:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @_family_options("encode")
 @click.pass_context
-def encode(ctx, input_path, output, frames, resize, segment_seconds, jobs, audio, as_json, quiet, **options):
+def encode(
+    ctx, input_path, output, frames, resize, segment_seconds, jobs, chain_length, audio, as_json, quiet, **options
+):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
     from .settings import check_settings
@@ -389,7 +400,13 @@ def encode(ctx, input_path, output, frames, resize, segment_seconds, jobs, audio
     from .segmented import encode_file
 
     options = FileOptions(
-        parse_frame_range(frames), parse_size(resize), segment_seconds, jobs, ctx.parent.params.get("threads"), audio
+        parse_frame_range(frames),
+        parse_size(resize),
+        segment_seconds,
+        jobs,
+        ctx.parent.params.get("threads"),
+        audio,
+        chain_length,
     )
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = encode_file(input_path, output, settings, options, progress=_progress_printer(quiet), log=log)

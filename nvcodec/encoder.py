@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -72,6 +72,30 @@ class EncodeReport:
 def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
     """Size the model for the target, or say why the target cannot be met."""
     return RateControl(target_bpp, video.width, video.height, video.num_frames).size_model(cls)
+
+
+def warm_started(cls: type[Backbone], prior_stream: bytes, video: Video) -> Backbone | None:
+    """The previous segment's decoded model, given this segment's geometry: a chain's warm start.
+
+    Its weights are the ones a decoder gets from that stream, so resuming, or encoding the chain
+    on another worker, starts from the same point. None (the segment starts cold) when the family
+    or a tensor's shape differs (e.g. per-frame embeddings of another frame count).
+    """
+    from .render import build_backbone
+
+    prior = build_backbone(nvc_format.read(prior_stream))
+    if type(prior) is not cls:
+        return None
+    config = replace(prior.config, height=video.height, width=video.width, num_frames=video.num_frames)
+    try:
+        model = cls(config)
+    except ValueError:
+        return None
+    theirs, mine = prior.coded_tensors(), model.coded_tensors()
+    if [tuple(t.shape) for t in theirs.values()] != [tuple(t.shape) for t in mine.values()]:
+        return None
+    model.load_state_dict(theirs, strict=False)
+    return model
 
 
 def file_metadata(settings: EncodeSettings) -> dict:
@@ -174,13 +198,16 @@ def encode(
     progress: Callable[[Progress], None] | None = None,
     log: Callable[[str], None] | None = None,
     metadata: bool = True,
+    warm: bytes | None = None,
 ) -> EncodeReport:
     """Fit, compress and write ``output``; then decode it and report what the decoder gives.
 
     ``metadata=False`` leaves out the mETA chunk (a segment of a longer file: the file has one).
+    ``warm``: the stream of the previous segment of a chain, whose decoded model training starts
+    from (``warm_started``).
     """
     say = log or (lambda _msg: None)
-    plan = plan_encode(video, output, settings, say, metadata)
+    plan = plan_encode(video, output, settings, say, metadata, warm)
     model = fit_model(plan, video, progress, say)
     coded = code(plan, model)
     write(plan, coded, video)
@@ -188,7 +215,12 @@ def encode(
 
 
 def plan_encode(
-    video: Video, output: str | Path, settings: EncodeSettings, say: Callable[[str], None], metadata: bool = True
+    video: Video,
+    output: str | Path,
+    settings: EncodeSettings,
+    say: Callable[[str], None],
+    metadata: bool = True,
+    warm: bytes | None = None,
 ) -> EncodePlan:
     family = check_settings(settings)
     if video.num_frames < 1:
@@ -203,7 +235,12 @@ def plan_encode(
     rate_aware = settings.rate_training and settings.quant_bits is None
     rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
-    model = cls(config)
+    model = warm_started(cls, warm, video) if warm is not None else None
+    if model is not None:
+        config = model.config
+        say(f"{cls.name}: starting from the previous segment's model (a warm chain)")
+    else:
+        model = cls(config)
     say(f"{cls.name}: timing a few training steps on {device.type} (precision, speed) ...")
     trial = run_trial(
         model, video.frames, device, family.train_overrides.get("amp", settings.amp)

@@ -76,6 +76,18 @@ def split(thumbs: np.ndarray, fps: float, max_seconds: float) -> list[Segment]:
     return [Segment(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+def chains(segments: list[Segment], cuts: set[int], length: int) -> list[tuple[int, ...]]:
+    """Segment indices grouped into chains of consecutive segments, each warm-started from the one
+    before: a chain starts at the first segment, at a segment that starts at a scene cut (its
+    content is new) and after ``length`` segments. Fixed by the plan alone, never by the workers."""
+    grouped: list[list[int]] = []
+    for index, segment in enumerate(segments):
+        if not grouped or segment.start in cuts or len(grouped[-1]) >= length:
+            grouped.append([])
+        grouped[-1].append(index)
+    return [tuple(chain) for chain in grouped]
+
+
 def difficulty(thumbs: np.ndarray, segment: Segment) -> float:
     """Detail (mean gradient) plus motion (mean frame difference) of the segment's thumbnails."""
     part = thumbs[segment.start : segment.stop].astype(np.float32)

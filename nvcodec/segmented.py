@@ -4,9 +4,13 @@
 * ``split``     closed segments at scene cuts, ``--segment-seconds`` long at most (scenes.py)
 * ``share``     one ``--bpp`` for the file, spent by each segment's difficulty; the training
                 budget shared by pixels; the precision decided once, so every worker trains alike
+* ``chain``     consecutive segments form warm chains (``--chain-length``, restarting at scene
+                cuts): a segment's training starts from the model the previous segment's stream
+                decodes to, so it need not learn the content afresh; the streams stay independent
 * ``encode``    each segment an independent stream (encoder.py), read from the input by seeking:
                 memory follows the segment length. Serially, in ``--jobs N`` processes, or one
-                segment per rank under ``torchrun`` (torch.distributed over gloo)
+                chain per rank under ``torchrun`` (torch.distributed over gloo): a worker takes
+                whole chains, so the bytes do not depend on the number of workers
 * ``assemble``  one file: index, audio, segments (bitstream/container.py), written atomically;
                 its quality is each segment's as measured by decoding that very stream with the
                 real decoder (every segment is read back from the file and must be those bytes)
@@ -41,7 +45,7 @@ from .errors import NvcError, RateError, UsageError
 from .fsutil import atomic_path, check_writable, write_measured
 from .metrics import bpp as bits_per_pixel
 from .presets import PRESETS, format_seconds
-from .scenes import Segment, difficulty, share_bits, split
+from .scenes import Segment, chains, difficulty, scene_cuts, share_bits, split
 from .settings import EncodeSettings, FileOptions, check_settings
 from .source import SourceInfo, read_audio, read_frames, scan
 from .versions import usable_cores
@@ -57,6 +61,7 @@ class SegmentJob:
     settings: EncodeSettings  # this segment's target and budget
     path: str  # its stream, in the work folder
     threads: int | None
+    warm_from: str | None = None  # the previous segment's stream in its chain (None: the chain's first)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class FilePlan:
     settings: tuple[EncodeSettings, ...]  # per segment
     work: Path  # folder of finished segment streams
     notes: tuple[str, ...]
+    chains: tuple[tuple[int, ...], ...]  # segment indices, each chain warm-started in order (scenes.chains)
 
     @property
     def plain(self) -> bool:
@@ -131,6 +137,7 @@ def plan_file(
 ) -> FilePlan:
     """Segments, each one's target and budget; the precision decided once for all of them."""
     segments = split(thumbs, float(source.fps), options.segment_seconds)
+    links = chains(segments, set(scene_cuts(thumbs, float(source.fps))), options.chain_length)
     frame_pixels = source.width * source.height
     pixels = [s.num_frames * frame_pixels for s in segments]
     total_bits = settings.bpp * source.num_pixels
@@ -151,7 +158,7 @@ def plan_file(
         budgets = [whole * p / sum(pixels) for p in pixels]
     per_segment = tuple(replace(settings, bpp=b / p, train_seconds=t) for b, p, t in zip(bits, pixels, budgets))
     work = output.with_name(f".{output.name}.segments")
-    return FilePlan(source, tuple(segments), per_segment, work, source.notes)
+    return FilePlan(source, tuple(segments), per_segment, work, source.notes, tuple(links))
 
 
 def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Segment], rates: list[float]) -> None:
@@ -210,6 +217,7 @@ def _fingerprint(plan: FilePlan) -> str:
         "size": stat.st_size,
         "mtime": stat.st_mtime_ns,
         "segments": [asdict(s) for s in plan.segments],
+        "chains": plan.chains,
         "settings": [asdict(s) for s in plan.settings],
         "first": plan.source.first_index,
         "resize": plan.source.resize,
@@ -229,10 +237,15 @@ def prepare_work(plan: FilePlan, resume: bool = True) -> None:
     stamp.write_text(fingerprint)
 
 
-def jobs_for(plan: FilePlan, threads: int | None) -> list[SegmentJob]:
+def jobs_for(plan: FilePlan, threads: int | None) -> list[list[SegmentJob]]:
+    """One list of jobs per chain, in the chain's order."""
+    path = [str(plan.work / f"segment_{i:05d}.nvc") for i in range(len(plan.segments))]
     return [
-        SegmentJob(i, plan.source, seg, s, str(plan.work / f"segment_{i:05d}.nvc"), threads)
-        for i, (seg, s) in enumerate(zip(plan.segments, plan.settings))
+        [
+            SegmentJob(i, plan.source, plan.segments[i], plan.settings[i], path[i], threads, path[i - 1] if k else None)
+            for k, i in enumerate(chain)
+        ]
+        for chain in plan.chains
     ]
 
 
@@ -250,8 +263,9 @@ def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> Se
         return SegmentResult(job.index, json.loads(done.read_text()), Path(job.path).read_bytes())
     Path(job.path).parent.mkdir(parents=True, exist_ok=True)  # a torchrun node without the shared folder
     video = read_frames(job.source, job.segment.start, job.segment.stop)
+    warm = Path(job.warm_from).read_bytes() if job.warm_from is not None else None
     try:
-        report = encode(video, job.path, job.settings, progress=progress, log=say, metadata=False)
+        report = encode(video, job.path, job.settings, progress=progress, log=say, metadata=False, warm=warm)
     except RateError as exc:
         raise RateError(f"segment {job.index} (frames {job.segment.start}:{job.segment.stop}): {exc}") from None
     record = asdict(report)
@@ -260,10 +274,16 @@ def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> Se
     return SegmentResult(job.index, record, Path(job.path).read_bytes())
 
 
-def _run_serial(jobs: list[SegmentJob], say: Say, progress) -> Iterator[SegmentResult]:
-    for job in jobs:
+def encode_chain(jobs: list[SegmentJob]) -> list[SegmentResult]:
+    """A chain's segments in order, each starting from the one before (a worker's unit of work)."""
+    return [encode_segment(job) for job in jobs]
+
+
+def _run_serial(chains: list[list[SegmentJob]], say: Say, progress) -> Iterator[SegmentResult]:
+    for job in (job for chain in chains for job in chain):
         say(
             f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, target {job.settings.bpp:.4f} bpp"
+            + (", from the previous segment's model" if job.warm_from else "")
         )
         yield encode_segment(job, progress, say)
 
@@ -299,12 +319,12 @@ def bind_device(device: str, slot: int) -> None:
         torch.cuda.set_device(torch.device(chosen))
 
 
-def _run_pool(jobs: list[SegmentJob], pool: ProcessPoolExecutor) -> Iterator[SegmentResult]:
-    """Results as they finish; the rest cancelled on an error or an interrupt."""
-    futures = [pool.submit(encode_segment, job) for job in jobs]
+def _run_pool(chains: list[list[SegmentJob]], pool: ProcessPoolExecutor) -> Iterator[SegmentResult]:
+    """Results chain by chain as they finish; the rest cancelled on an error or an interrupt."""
+    futures = [pool.submit(encode_chain, chain) for chain in chains]
     try:
         for future in as_completed(futures):
-            yield future.result()
+            yield from future.result()
     except BaseException:
         for future in futures:
             future.cancel()
@@ -337,6 +357,8 @@ def encode_file(
         raise UsageError("--segment-seconds must be 0 (one segment) or positive")
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if options.chain_length < 1:
+        raise UsageError("--chain-length must be at least 1")
     output = Path(output)
     check_writable(output)
     world = distributed_world()
@@ -346,17 +368,17 @@ def encode_file(
     plan = _plan(input_path, output, settings, options, say)
     if plan.plain:
         return _encode_single(plan, output, settings, progress, say, started)
-    workers = min(options.jobs, len(plan.segments))
+    workers = min(options.jobs, len(plan.chains))
     threads = options.threads or (max(1, usable_cores() // workers) if workers > 1 else None)
     if workers * (threads or 1) > usable_cores():
         say(
             f"note: {workers} jobs x {threads} threads is more than the {usable_cores()} cores: they will slow each other"
         )
     _announce(plan, settings, workers, threads, say)
-    jobs = jobs_for(plan, threads)
+    chain_jobs = jobs_for(plan, threads)
     with _workers(workers, settings.device) as pool:
-        results = _run_serial(jobs, say, progress) if pool is None else _run_pool(jobs, pool)
-        collected = _collect(results, len(jobs), say, started)
+        results = _run_serial(chain_jobs, say, progress) if pool is None else _run_pool(chain_jobs, pool)
+        collected = _collect(results, len(plan.segments), say, started)
     return assemble(plan, collected, output, settings, started, workers)
 
 
@@ -396,10 +418,19 @@ def _announce(plan: FilePlan, settings: EncodeSettings, workers: int, threads: i
         else f", {format_seconds(sum(s.train_seconds for s in plan.settings))} of training in all"
     )
     say(
-        f"{len(plan.segments)} segment(s) of {min(lengths):.1f}-{max(lengths):.1f} s, "
+        f"{len(plan.segments)} segment(s) of {min(lengths):.1f}-{max(lengths):.1f} s in {len(plan.chains)} chain(s), "
         f"{settings.bpp:g} bpp shared by difficulty{budget}; {workers} process(es)"
         + (f" x {threads} threads" if threads else "")
     )
+    for number, chain in enumerate(plan.chains, 1):
+        parts = [
+            f"{plan.segments[i].start}:{plan.segments[i].stop} {plan.settings[i].bpp:.4f} bpp"
+            + ("" if settings.epochs is not None else f" {format_seconds(plan.settings[i].train_seconds)}")
+            for i in chain
+        ]
+        say(
+            f"  chain {number} (segments {chain[0] + 1}-{chain[-1] + 1}; each from the one before): " + ", ".join(parts)
+        )
 
 
 def _collect(results: Iterator[SegmentResult], count: int, say: Say, started: float) -> list[SegmentResult]:
@@ -552,8 +583,8 @@ def _encode_distributed(
         plan, threads = shared[0]
         if plan.plain:  # a plain file, as without torchrun
             return _encode_single(plan, output, settings, None, say, started) if rank == 0 else None
-        mine = [job for job in jobs_for(plan, threads) if job.index % world == rank]
-        done = [encode_segment(job) for job in mine]
+        mine = [chain for index, chain in enumerate(jobs_for(plan, threads)) if index % world == rank]
+        done = [result for chain in mine for result in encode_chain(chain)]
         gathered: list | None = [None] * world if rank == 0 else None
         dist.gather_object(done, gathered, dst=0)
         if rank != 0:

@@ -51,6 +51,7 @@ class FileOptions:
     jobs: int = 1  # processes on this machine (torchrun sets its own)
     threads: int | None = None  # torch threads per process; default: the cores shared out
     audio: bool = True  # carry the input's audio track
+    chain_length: int = 4  # segments per warm-started chain (1: every segment trains from nothing)
 
 
 def check_settings(settings: EncodeSettings) -> Family:

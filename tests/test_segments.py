@@ -22,7 +22,7 @@ from nvcodec.bitstream.container import NvcReader, write_segmented
 from nvcodec.cli import main
 from nvcodec.errors import CRCError, StructureError, TruncatedError
 from nvcodec.io import read_video, sample_clip_path
-from nvcodec.scenes import SHARE_LIMITS, Segment, scene_cuts, share_bits, split
+from nvcodec.scenes import SHARE_LIMITS, Segment, chains, scene_cuts, share_bits, split
 from nvcodec.source import audio_packets, read_frames, scan
 from tests.conftest import CONFORMANCE
 
@@ -353,3 +353,41 @@ def test_interrupted_segmented_encode_resumes_to_the_same_file(clip, tmp_path, m
     assert done == [(0, True), (1, False)] and not work.exists()
     segmented.encode_file(clip, tmp_path / "straight.nvc", settings, options)
     assert out.read_bytes() == (tmp_path / "straight.nvc").read_bytes()
+
+
+def test_chains_restart_at_cuts_and_after_their_length():
+    segments = [Segment(0, 8), Segment(8, 16), Segment(16, 24), Segment(24, 32), Segment(32, 40)]
+    assert chains(segments, set(), 4) == [(0, 1, 2, 3), (4,)]
+    assert chains(segments, {16}, 4) == [(0, 1), (2, 3, 4)]
+    assert chains(segments, {16}, 1) == [(0,), (1,), (2,), (3,), (4,)]
+
+
+def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_path, monkeypatch):
+    """One scene in 3 segments: one chain, segments 2 and 3 start from the model before them (same
+    architecture), every segment still decodes on its own; 1 or 2 workers write the same file."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    clip = tmp_path / "pan.mkv"
+    write_clip_with_audio(clip, cut_clip(24, 24))
+    out = tmp_path / "chain.nvc"
+    talking = [arg for arg in ENCODE if arg != "-q"]
+    result = CliRunner().invoke(main, [*talking, str(clip), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 segment(s)" in result.output and "in 1 chain(s)" in result.output, result.output
+    assert result.output.count("starting from the previous segment's model") == 2
+    reader = NvcReader(out)
+    configs = [dict(fmt.read(reader.segment_bytes(i)).arch.config) for i in range(3)]
+    assert sum(c.pop("num_frames") for c in configs) == 24 and configs[0] == configs[1] == configs[2]
+    decoded = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "all.mkv")])
+    assert decoded.exit_code == 0, decoded.output
+    from nvcodec.metrics import psnr
+
+    measured = reader.metadata()["measured"]["psnr"]
+    assert psnr(read_video(clip).frames, read_video(tmp_path / "all.mkv").frames) == pytest.approx(measured, abs=1e-6)
+    outputs = []
+    for jobs in (1, 2):  # two chains, (1, 2) and (3): a worker takes a whole chain
+        path = tmp_path / f"jobs{jobs}.nvc"
+        args = [*talking, str(clip), "-o", str(path), "--chain-length", "2", "--jobs", str(jobs)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and "in 2 chain(s)" in result.output, result.output
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
