@@ -383,6 +383,13 @@ def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_pa
 
     measured = reader.metadata()["measured"]["psnr"]
     assert psnr(read_video(clip).frames, read_video(tmp_path / "all.mkv").frames) == pytest.approx(measured, abs=1e-6)
+    # cut inside the third segment: the two before it still decode, each on its own (a chain shares no bytes)
+    cut = tmp_path / "cut.nvc"
+    cut.write_bytes(out.read_bytes()[: reader.segments[2].offset + 100])
+    assert NvcReader(cut).complete() == [0, 1]
+    second = CliRunner().invoke(main, ["decode", str(cut), "-o", str(tmp_path / "second.mkv"), "--frames", "7:13"])
+    assert second.exit_code == 0, second.output
+    assert np.array_equal(read_video(tmp_path / "second.mkv").frames, read_video(tmp_path / "all.mkv").frames[7:13])
     outputs = []
     for jobs in (1, 2):  # two chains, (1, 2) and (3): a worker takes a whole chain
         path = tmp_path / f"jobs{jobs}.nvc"
