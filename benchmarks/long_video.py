@@ -237,13 +237,15 @@ CHAIN_LAYOUTS = {
 }
 
 
-def step_chains(out: Path, clip: Path, seconds: float, threads: int, models: list[str], done: dict) -> dict:
+def step_chains(
+    out: Path, clip: Path, seconds: float, threads: int, models: list[str], done: dict, layouts: dict = CHAIN_LAYOUTS
+) -> dict:
     """Cold segments against warm chains (issue 28) and one segment, per family, at the same total
     training time (process CPU); records already in ``done`` (same command) are kept."""
     records = dict(done)
     for model in models:
-        for name, layout in CHAIN_LAYOUTS.items():
-            target = out / f"chains_{model}_{name.replace(' ', '').replace(',', '_')}.nvc"
+        for name, layout in layouts.items():
+            target = out / f"chains_{clip.stem}_{model}_{name.replace(' ', '').replace(',', '_')}.nvc"
             command = nvc(
                 "--threads",
                 str(threads),
@@ -349,13 +351,7 @@ def write_markdown(results: dict, out: Path) -> None:
             "| x265-medium bpp at that PSNR | bits vs x265 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name, r in results["rd"].items():
-            x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
-            versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
-            lines.append(
-                f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
-                f"{r['wall_seconds']} | {r['peak_rss_mib']} | {versus} |"
-            )
+        lines += _rd_rows(results["rd"], anchor, memory=True)
         if anchor:
             lines += [
                 "",
@@ -365,31 +361,43 @@ def write_markdown(results: dict, out: Path) -> None:
                 "BD-rate over a curve.",
             ]
         lines.append("")
-    if "chains" in results:
-        anchor = results.get("x265")
+    for key, title, anchor in (
+        ("chains", "30 s clip, 300 process-CPU s of training in all", results.get("x265")),
+        ("chains_full", "2-minute clip, 600 process-CPU s of training in all", results.get("x265_full")),
+    ):
+        if key not in results:
+            continue
         lines += [
-            "## Warm chains (30 s clip, --bpp 0.05, 300 process-CPU s of training in all, 2 threads)",
+            f"## Warm chains ({title}, --bpp 0.05, 2 threads)",
             "",
             "Each segment of a warm chain starts from the model the previous segment's stream decodes to; "
-            "chains restart at scene cuts (this clip has one every 3-9 s) and after 4 segments.",
+            "chains restart at scene cuts (these clips have one every 3-9 s) and after 4 segments.",
             "",
             "| family, layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | x265-medium bpp at that PSNR "
             "| bits vs x265 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name, r in results["chains"].items():
-            x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
-            versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
-            lines.append(
-                f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
-                f"{r['wall_seconds']} | {versus} |"
-            )
+        lines += _rd_rows(results[key], anchor, memory=False)
         lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
+def _rd_rows(records: dict, anchor: dict | None, memory: bool) -> list[str]:
+    """One table row per encode: its rate, quality, time (and memory), and x265's bits at its PSNR."""
+    rows = []
+    for name, r in records.items():
+        x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
+        versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
+        rss = f" {r['peak_rss_mib']} |" if memory else ""
+        rows.append(
+            f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+            f"{r['wall_seconds']} |{rss} {versus} |"
+        )
+    return rows
+
+
 def step_x265(clip: Path) -> dict:
-    """x265 medium on the 30-s clip (the RD comparison's anchor): bpp and RGB-PSNR per CRF."""
+    """x265 medium on a clip (the RD comparisons' anchor): bpp and RGB-PSNR per CRF."""
     from nvcodec.bench.anchors import X265Anchor
     from nvcodec.metrics import bpp, psnr
 
@@ -421,7 +429,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="per segment, for the full/quarter/jobs encodes")
     parser.add_argument("--rd-seconds", type=float, default=300, help="process-CPU seconds of training in all")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default="nerv,coordflow", help="families of the chains step")
+    parser.add_argument("--models", default="nerv,coordflow", help="families of the chains steps")
+    parser.add_argument("--full-seconds", type=float, default=600, help="training in all, chains_full step")
     args = parser.parse_args()
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -442,10 +451,23 @@ def main() -> None:
             results["jobs2"] = step_jobs(out, clips["quarter"], 30, ("--frames", "0:180", "--no-audio"))
         elif step == "x265":
             results["x265"] = step_x265(clips["quarter"])
+        elif step == "x265_full":
+            results["x265_full"] = step_x265(clips["full"])
         elif step == "chains":
             models = args.models.split(",")
             results["chains"] = step_chains(
                 out, clips["quarter"], args.rd_seconds, args.threads, models, results.get("chains", {})
+            )
+        elif step == "chains_full":  # the 2-minute clip: segmented layouts only (one segment of 3000 frames is
+            # a memory test, not a comparison)
+            results["chains_full"] = step_chains(
+                out,
+                clips["full"],
+                args.full_seconds,
+                args.threads,
+                args.models.split(","),
+                results.get("chains_full", {}),
+                {k: v for k, v in CHAIN_LAYOUTS.items() if k != "one segment"},
             )
         elif step == "rd":
             results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)

@@ -362,8 +362,8 @@ def _encode_settings(options: dict) -> EncodeSettings:
     type=click.IntRange(min=1),
     default=FILE.jobs,
     show_default=True,
-    help="Segments encoded at once, each in its own process (the cores are shared out; under torchrun, "
-    "one process per rank instead).",
+    help="Chains of segments encoded at once, each in its own process (the cores are shared out; under "
+    "torchrun, one process per rank instead).",
 )
 @click.option(
     "--chain-length",

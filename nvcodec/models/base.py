@@ -204,6 +204,9 @@ class PixelBackbone(Backbone):
         coded = (self.config.height, self.config.width)
         if size is None or tuple(size) == coded:
             return self.render_grid(t, coded)
+        return torch.cat([self._resampled(time[None], coded, tuple(size)) for time in t])  # a frame at a time: memory
+
+    def _resampled(self, t: torch.Tensor, coded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         frames = resize(self.render_grid(t, coded), size)
         if is_upscale(coded, size):  # the model's own detail above the coded grid's band
             direct = self.render_grid(t, size)

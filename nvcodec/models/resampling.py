@@ -2,8 +2,8 @@
 
 Why a pixel-wise model is not simply evaluated on the output grid (issue 29, measured by
 ``benchmarks/any_scale.py``): training fits the function at the coded pixel centres only.
-Evaluated on a coarser grid it aliases (-0.5 to -0.7 dB against area-downscaling its own
-decode); on a finer grid its between-sample values carry, besides real detail, the same coding
+Evaluated on a coarser grid it aliases (at x0.5, -0.01 to -4.3 dB against area-downscaling its
+own decode on the benchmark's files); on a finer grid its between-sample values carry, besides real detail, the same coding
 error a filter would interpolate. So ``PixelBackbone.render_frames`` builds another size as
 
     low band:  the coded grid, rendered and resampled (Lanczos-3 up, area down)
@@ -15,8 +15,7 @@ and two more BBB seeds: of (family - bicubic of the native decode) at x2 and x1.
 the best mean (+0.09 dB at x2) but -0.06 and -0.14 dB on coordflow's BBB files, where the
 model's between-sample values are partly aliasing; gain 0.5 gave +0.07 dB and no loss beyond
 -0.02 dB. Downscaling uses no model detail: the true smaller frames are box averages, which
-area resampling of the coded grid already computes (rendering the model on the smaller grid
-aliased: -0.5 to -0.7 dB).
+area resampling of the coded grid already computes.
 
 Each resize is separable, as two dense matrices: out = M_h @ frame @ M_w^T, with half-pixel
 centres (as ``align_corners=False``) and edges replicated.
