@@ -388,6 +388,9 @@ def _rd_rows(records: dict, anchor: dict | None, memory: bool) -> list[str]:
     for name, r in records.items():
         x265 = x265_rate_at(anchor, r["psnr"]) if anchor else None
         versus = f"{x265:.4f} | {r['video_bpp'] / x265:.2f}x" if x265 else "- | -"
+        lowest = min(anchor.values(), key=lambda p: p["psnr"]) if anchor else None
+        if x265 is None and lowest and r["psnr"] < lowest["psnr"]:  # below x265's lowest point: a bound
+            versus = f"< {lowest['bpp']:.4f} | > {r['video_bpp'] / lowest['bpp']:.2f}x"
         rss = f" {r['peak_rss_mib']} |" if memory else ""
         rows.append(
             f"| {name} | {r['segments']} | {r['video_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
