@@ -95,6 +95,11 @@ def nvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "nvcodec.cli", *args]
 
 
+def encode_command(threads: int, clip: Path, target: Path, *args: str) -> list[str]:
+    """``nvc --threads T encode CLIP -o TARGET ARGS...``"""
+    return nvc("--threads", str(threads), "encode", str(clip), "-o", str(target), *args)
+
+
 def encode_record(result: dict) -> dict:
     report = json.loads(result["stdout"])
     keep = (
@@ -124,22 +129,7 @@ def step_full(out: Path, clip: Path, name: str, epochs: int, threads: int) -> di
     from nvcodec.source import audio_packets
 
     target = out / f"{name}.nvc"
-    record = encode_record(
-        run(
-            nvc(
-                "--threads",
-                str(threads),
-                "encode",
-                str(clip),
-                "-o",
-                str(target),
-                *ENCODE,
-                *SEGMENTS,
-                "--epochs",
-                str(epochs),
-            )
-        )
-    )
+    record = encode_record(run(encode_command(threads, clip, target, *ENCODE, *SEGMENTS, "--epochs", str(epochs))))
     info = run(nvc("info", str(target)))
     (out / f"{name}_info.txt").write_text(info["stdout"])
     middle = run(
@@ -209,13 +199,10 @@ def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
         target = out / f"rd_{segment_seconds}.nvc"
         records[name] = encode_record(
             run(
-                nvc(
-                    "--threads",
-                    str(threads),
-                    "encode",
-                    str(clip),
-                    "-o",
-                    str(target),
+                encode_command(
+                    threads,
+                    clip,
+                    target,
                     *ENCODE,
                     "--no-audio",
                     "--segment-seconds",
@@ -246,13 +233,10 @@ def step_chains(
     for model in models:
         for name, layout in layouts.items():
             target = out / f"chains_{clip.stem}_{model}_{name.replace(' ', '').replace(',', '_')}.nvc"
-            command = nvc(
-                "--threads",
-                str(threads),
-                "encode",
-                str(clip),
-                "-o",
-                str(target),
+            command = encode_command(
+                threads,
+                clip,
+                target,
                 "--model",
                 model,
                 "--bpp",
