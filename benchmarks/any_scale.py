@@ -19,23 +19,25 @@ Budgets are process-CPU seconds of training on the threads torch is given (``--t
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 
 from nvcodec.api import EncodeSettings, RenderRequest, decode, encode
+from nvcodec.bench.cache import PointCache, point_key
+from nvcodec.bench.environment import environment
 from nvcodec.bench.resample import FILTERS, resample
 from nvcodec.fsutil import atomic_write_bytes
 from nvcodec.io import read_video, sample_clip_path
 from nvcodec.metrics import psnr
+from nvcodec.renderplan import scaled_size
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,10 @@ SCALES = (1.0, 2.0, 1.5, 0.5)
 ALTERNATIVES = {2.0: "bicubic", 1.5: "bicubic", 0.5: "area"}  # the filter each scale must beat (issue 29)
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """(width, height) as ``nvc decode --scale`` computes it."""
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+@functools.lru_cache(maxsize=None)
+def true_frames(source: str, frames: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The source area-downscaled to ``size``: the truth at that size (read once per clip and size)."""
+    return read_video(source, frames=frames, resize=size).frames
 
 
 def measure(clip: ClipChoice, model: str, bpp: float, seed: int, budget: float, options: dict, folder: Path) -> dict:
@@ -91,8 +87,8 @@ def measure(clip: ClipChoice, model: str, bpp: float, seed: int, budget: float, 
     native = decode(path).frames
     scores: dict[str, dict[str, float]] = {}
     for scale in SCALES:
-        width, height = scaled_size(clip.coded_size, scale)
-        truth = read_video(clip.source, frames=clip.frames, resize=(width, height)).frames
+        width, height = scaled_size(*clip.coded_size, scale)
+        truth = true_frames(clip.source, clip.frames, (width, height))
         rendered = native if scale == 1.0 else decode(path, request=RenderRequest(scale=scale)).frames
         row = {"family": psnr(truth, rendered)}
         if scale != 1.0:
@@ -108,16 +104,14 @@ def measure(clip: ClipChoice, model: str, bpp: float, seed: int, budget: float, 
     }
 
 
-def cached_run(folder: Path, identity: dict, run) -> dict:
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    path = (
-        folder / "runs" / f"{identity['model']}_{identity['clip']}_{identity['bpp']:g}_s{identity['seed']}_{key}.json"
-    )
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = {"identity": identity, **run()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(result, indent=1).encode())
+def cached_run(cache: PointCache, identity: dict, run) -> dict:
+    """A run's result from the cache (the RD benchmark's), or measured and stored there."""
+    key = point_key(identity["clip_choice"]["source"], identity)
+    label = f"{identity['model']}_{identity['clip']}_{identity['bpp']:g}_s{identity['seed']}"
+    result = cache.load(key, label)
+    if result is None:
+        result = {"identity": identity, **run()}
+        cache.store(key, label, result)
     return result
 
 
@@ -152,7 +146,7 @@ def summary(results: list[dict]) -> str:
             + " | family - the bar (per seed: mean, min to max) |",
             "|---|" + "---:|" * (2 + 2 * len(FILTERS)),
         ]
-        for scale in runs[0]["scores"]:
+        for scale in (f"x{s:g}" for s in SCALES):  # the cache stores keys sorted
             cells = []
             for column in ["family"] + [f"{m} of {s}" for s in ("native", "uncoded") for m in FILTERS]:
                 got = [r["scores"][scale].get(column) for r in runs]
@@ -179,6 +173,8 @@ def summary(results: list[dict]) -> str:
 def main(out_dir, models, clips, bpps, seeds, budget, threads, options, tag) -> None:
     torch.set_num_threads(threads)
     folder = Path(out_dir)
+    cache = PointCache(folder / "runs")
+    commit = tag or environment()["nvcodec"]["git_commit"]
     objective_options = json.loads(options)
     results = []
     for clip_name in clips.split(","):
@@ -195,11 +191,11 @@ def main(out_dir, models, clips, bpps, seeds, budget, threads, options, tag) -> 
                         "budget": budget,
                         "threads": threads,
                         "options": objective_options,
-                        "commit": tag or commit(),
+                        "commit": commit,
                     }
                     print(f"{model} {clip_name} {bpp:g} bpp seed {seed} ...", file=sys.stderr, flush=True)
                     result = cached_run(
-                        folder,
+                        cache,
                         identity,
                         functools.partial(measure, clip, model, bpp, seed, budget, objective_options, folder),
                     )

@@ -86,11 +86,7 @@ def warm_started(cls: type[Backbone], prior_stream: bytes, video: Video) -> Back
     prior = build_backbone(nvc_format.read(prior_stream))
     if type(prior) is not cls:
         return None
-    config = replace(prior.config, height=video.height, width=video.width, num_frames=video.num_frames)
-    try:
-        model = cls(config)
-    except ValueError:
-        return None
+    model = cls(replace(prior.config, height=video.height, width=video.width, num_frames=video.num_frames))
     theirs, mine = prior.coded_tensors(), model.coded_tensors()
     if [tuple(t.shape) for t in theirs.values()] != [tuple(t.shape) for t in mine.values()]:
         return None

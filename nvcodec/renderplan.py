@@ -25,6 +25,11 @@ class RenderRequest:
     render_options: dict = field(default_factory=dict)
 
 
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of ``--scale``: each side rounded, at least 1."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[float], tuple[int, int], Fraction]:
     """Normalized times, output (height, width) and frame rate; refuse what the file's family cannot do."""
     family = declaration(nvc.arch.family, for_decoding=True)
@@ -58,7 +63,7 @@ def plan_render(nvc: nvc_format.NvcFile, request: RenderRequest) -> tuple[list[f
         else:
             if not request.scale > 0:
                 raise UsageError("--scale must be positive")
-            width, height = max(1, round(h.width * request.scale)), max(1, round(h.height * request.scale))
+            width, height = scaled_size(h.width, h.height, request.scale)
     fps_in = Fraction(h.fps_num, h.fps_den)
     last = max(total - 1, 1)
     if request.fps is None:

@@ -51,10 +51,6 @@ from .source import SourceInfo, read_audio, read_frames, scan
 from .versions import usable_cores
 
 Say = Callable[[str], None]
-# Training time per pixel of a chain's first segment, relative to a warm one. Measured on frames 0:180 of
-# benchmarks/long_video.py's 30-s clip (nerv, 0.05 bpp, 60 CPU-s, two segments in one chain): weights 1 / 1.5 /
-# 2 / 3 gave 29.53 / 29.31 / 29.96 / 29.07 dB, no trend beyond the run-to-run spread (0.4 dB), so an even share.
-COLD_START_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,9 +155,10 @@ def plan_file(
     budgets: list[float | None] = [None] * len(segments)
     if settings.epochs is None:
         whole = settings.train_seconds or PRESETS[settings.preset].train_seconds(source.num_pixels)
-        first = {chain[0] for chain in links}  # a chain's first segment starts from nothing
-        weights = [p * (COLD_START_WEIGHT if i in first else 1.0) for i, p in enumerate(pixels)]
-        budgets = [whole * w / sum(weights) for w in weights]
+        # By pixels, warm or cold: giving a chain's first segment 1.5 / 2 / 3 times the time per pixel of a warm one
+        # measured 29.31 / 29.96 / 29.07 dB against 29.53 dB (frames 0:180 of benchmarks/long_video.py's 30-s clip,
+        # nerv, 0.05 bpp, 60 CPU-s, two segments in one chain): no trend beyond the runs' spread of 0.4 dB.
+        budgets = [whole * p / sum(pixels) for p in pixels]
     per_segment = tuple(replace(settings, bpp=b / p, train_seconds=t) for b, p, t in zip(bits, pixels, budgets))
     work = output.with_name(f".{output.name}.segments")
     return FilePlan(source, tuple(segments), per_segment, work, source.notes, tuple(links))

@@ -21,6 +21,7 @@ from nvcodec.bitstream import format as fmt
 from nvcodec.io import read_video, sample_clip_path
 from nvcodec.metrics import psnr
 from nvcodec.render import build_backbone, to_uint8
+from nvcodec.renderplan import scaled_size
 
 SOURCES = {"bigbuckbunny": sample_clip_path(), "carphone_pristine": sample_clip_path().parent / "carphone_pristine.mp4"}
 BARS = ((2.0, "bicubic"), (1.5, "bicubic"), (0.5, "area"))
@@ -37,7 +38,7 @@ def main(folder: Path) -> None:
         native = decode(path).frames
         times = torch.arange(frames) / max(frames - 1, 1)
         for scale, bar in BARS:
-            w, h = max(1, round(width * scale)), max(1, round(height * scale))
+            w, h = scaled_size(width, height, scale)
             truth = read_video(source, frames=(0, frames), resize=(w, h)).frames
             with torch.inference_mode():
                 points = to_uint8(model.render_grid(times, (h, w)))

@@ -23,6 +23,8 @@ centres (as ``align_corners=False``) and edges replicated.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 LANCZOS_LOBES = 3
@@ -53,8 +55,10 @@ def area_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return (overlap / overlap.sum(1, keepdim=True)).float()
 
 
+@functools.lru_cache(maxsize=16)
 def resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """Lanczos-3 to a larger size, area to a smaller one, identity to the same."""
+    """Lanczos-3 to a larger size, area to a smaller one, identity to the same (built once per
+    pair of sizes: a decode asks for the same few matrices every frame; callers do not modify it)."""
     if n_out == n_in:
         return torch.eye(n_in)
     return lanczos_matrix(n_in, n_out) if n_out > n_in else area_matrix(n_in, n_out)
