@@ -372,7 +372,14 @@ def _encode_settings(options: dict) -> EncodeSettings:
     show_default=True,
     metavar="N",
     help="Segments per chain: each segment of a chain starts from the model of the one before (chains "
-    "restart at scene cuts; 1: every segment starts from nothing). Segments stay independently decodable.",
+    "restart at scene cuts; 1: every segment starts from nothing).",
+)
+@click.option(
+    "--predict/--no-predict",
+    default=FILE.predict,
+    show_default=True,
+    help="Code a chained segment's weights as differences from the previous segment's (fewer bits; "
+    "decoding a segment then reads its chain from the start). --no-predict: every segment decodable alone.",
 )
 @click.option(
     "--audio/--no-audio",
@@ -385,7 +392,19 @@ def _encode_settings(options: dict) -> EncodeSettings:
 @_family_options("encode")
 @click.pass_context
 def encode(
-    ctx, input_path, output, frames, resize, segment_seconds, jobs, chain_length, audio, as_json, quiet, **options
+    ctx,
+    input_path,
+    output,
+    frames,
+    resize,
+    segment_seconds,
+    jobs,
+    chain_length,
+    predict,
+    audio,
+    as_json,
+    quiet,
+    **options,
 ):
     """Fit a model of the chosen family to INPUT and write OUTPUT (.nvc); report what the decoder gets from it."""
     from .fsutil import check_writable
@@ -407,6 +426,7 @@ def encode(
         ctx.parent.params.get("threads"),
         audio,
         chain_length,
+        predict,
     )
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     report = encode_file(input_path, output, settings, options, progress=_progress_printer(quiet), log=log)
@@ -479,9 +499,16 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     line = f"wrote {output}: {done.frames} frames"
     if nvc.segmented:
         used = f"{done.segments[0]}" + (f"-{done.segments[-1]}" if len(done.segments) > 1 else "")
+        before = None if done.chain_from is None else range(done.chain_from, done.segments[0])
+        chain = (
+            f", and the weights of segment{'s' * (len(before) > 1)} "
+            f"{before[0]}{f'-{before[-1]}' if len(before) > 1 else ''} they are predicted from"
+            if before
+            else ""
+        )
         line += (
             f"; read {done.bytes_read} of {done.file_bytes} bytes (segment{'s' * (len(done.segments) > 1)} "
-            f"{used} of {len(nvc.segments)}); audio {done.audio}"
+            f"{used} of {len(nvc.segments)}{chain}); audio {done.audio}"
         )
         if len(nvc.complete()) < len(nvc.segments):
             click.echo(
@@ -516,13 +543,19 @@ def info(input_path, as_json):
 def _segment_lines(data: dict) -> list[str]:
     lines = [
         f"{_count(len(data['segments']) + data['missing_segments'], 'segment')}; video {data['video_bpp']:.4f} bpp",
-        "segment  frames          offset      bytes     bpp  model        decoder MAC/px",
+        "segment  frames          offset      bytes     bpp  model        decoder MAC/px  coded",
     ]
     for s in data["segments"]:
         macs = s["decoder_macs_per_pixel"]
+        coded = (
+            f"against {s['index'] - 1} ({s['residual_tensors']} of {len(s['tensors'])} tensors; decoding it reads "
+            f"segments {s['chain_start']}-{s['index']}, {s['chain_bytes']} bytes)"
+            if s["predicted"]
+            else "alone"
+        )
         lines.append(
             f"{s['index']:7d}  {s['frames'][0]:>6d}:{s['frames'][1]:<6d}  {s['offset']:10d}  {s['bytes']:9d}  "
-            f"{s['bpp']:.4f}  {s['model']['family']:11s}  {'-' if macs is None else f'{macs:.0f}'}"
+            f"{s['bpp']:.4f}  {s['model']['family']:11s}  {'-' if macs is None else f'{macs:.0f}':>14s}  {coded}"
         )
     if data["missing_segments"]:
         lines.append(f"{data['missing_segments']} segment(s) cut off: the file is truncated")

@@ -25,7 +25,7 @@ import torch
 from .bitstream import format as nvc_format
 from .bitstream.container import NvcReader
 from .devices import DECODE_DEVICE, resolve_device
-from .errors import StructureError, UsageError
+from .errors import BitstreamError, StructureError, UsageError
 from .families import backbone_class
 from .fsutil import check_writable
 from .io import (
@@ -39,7 +39,7 @@ from .io import (
 )
 from .metrics import bpp as bits_per_pixel
 from .models.base import Backbone
-from .render import build_backbone, render_frames
+from .render import build_backbone, coded_weights, render_frames
 from .renderplan import RenderRequest, plan_render
 
 ProgressFn = Callable[[int, int, float], None]  # frames done, frames in all, seconds so far
@@ -68,13 +68,53 @@ class RenderPlan:
     fps: Fraction
 
 
-def prepare(source: Source, request: RenderRequest) -> RenderPlan:
-    """read -> build -> plan render of a single-segment stream: everything before the first pixel."""
+def prepare(source: Source, request: RenderRequest, reference: list[np.ndarray] | None = None) -> RenderPlan:
+    """read -> build -> plan render of a single-segment stream: everything before the first pixel.
+
+    ``reference``: for a predicted segment on its own, the weights of the segment before it.
+    """
     nvc = read_nvc(source)
-    model = build_backbone(nvc)
+    return _plan_for(build_backbone(nvc, reference), nvc, request)
+
+
+def _plan_for(model: Backbone, nvc: nvc_format.NvcFile, request: RenderRequest) -> RenderPlan:
     times, size, fps = plan_render(nvc, request)
     model.set_render_options(**request.render_options)
     return RenderPlan(model, times, size, fps)
+
+
+class SegmentModels:
+    """Each segment's model; a predicted segment's rebuilt on the weights of the segment before it.
+
+    The model of a predicted segment needs the weights (not the frames) of every segment back to
+    the start of its chain: they are decoded in order, reading each segment once, and the last
+    weights are kept, so that decoding a file segment after segment decodes each one once.
+    """
+
+    def __init__(self, reader: NvcReader, reference: list[np.ndarray] | None = None) -> None:
+        self.reader = reader
+        # (segment, its decoded weights); a predicted stream given on its own is segment 0 of its reader
+        self._last: tuple[int, list[np.ndarray]] | None = None if reference is None else (-1, reference)
+        self.first_decoded: int | None = None  # the first segment whose weights were decoded
+
+    def _holds(self, index: int) -> bool:
+        return self._last is not None and self._last[0] == index
+
+    def model(self, index: int) -> Backbone:
+        links = [(index, self.reader.read_segment(index))]
+        while links[-1][1].predicted and links[-1][0] > 0 and not self._holds(links[-1][0] - 1):
+            links.append((links[-1][0] - 1, self.reader.read_segment(links[-1][0] - 1)))
+        reference = self._last[1] if self._holds(links[-1][0] - 1) else None
+        for segment, nvc in reversed(links):
+            try:
+                model = build_backbone(nvc, reference)
+            except BitstreamError as exc:
+                raise type(exc)(f"segment {segment}: {exc}") from None
+            reference = coded_weights(model)
+        self._last = (index, reference)
+        first = links[-1][0]
+        self.first_decoded = first if self.first_decoded is None else min(first, self.first_decoded)
+        return model
 
 
 @dataclass(frozen=True)
@@ -129,13 +169,16 @@ class _Rendering:
     size: tuple[int, int]  # (height, width)
     fps: Fraction
     reader: NvcReader | None  # None: a single stream already in memory
-    segments: tuple[int, ...]  # the segments read
+    segments: tuple[int, ...]  # the segments rendered
+    models: SegmentModels | None = None  # which segments' weights were decoded (chains)
 
 
-def _render_source(source: Source, request: RenderRequest, device: torch.device) -> _Rendering:
+def _render_source(
+    source: Source, request: RenderRequest, device: torch.device, reference: list[np.ndarray] | None = None
+) -> _Rendering:
     """One segment's model in memory at a time."""
     if isinstance(source, nvc_format.NvcFile):
-        plan = prepare(source, request)
+        plan = prepare(source, request, reference)
         return _Rendering(
             render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size, plan.fps, None, ()
         )
@@ -143,13 +186,15 @@ def _render_source(source: Source, request: RenderRequest, device: torch.device)
     pieces = plan_pieces(reader, request)
     times, size, fps = plan_render(reader.read_segment(pieces[0].segment), pieces[0].request)
     count = len(times) if len(pieces) == 1 else sum(p.request.frames[1] - p.request.frames[0] for p in pieces)
+    models = SegmentModels(reader, reference)
 
     def batches() -> Iterator[np.ndarray]:
         for piece in pieces:
-            plan = prepare(reader.read_segment(piece.segment), piece.request)
+            nvc = reader.read_segment(piece.segment)  # first: the reader keeps only the segment read last
+            plan = _plan_for(models.model(piece.segment), nvc, piece.request)
             yield from render_frames(plan.model, plan.times, device, plan.size)
 
-    return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces))
+    return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces), models)
 
 
 def decode(
@@ -157,10 +202,14 @@ def decode(
     frames: FrameRange | None = None,
     device: str | torch.device = DECODE_DEVICE,
     request: RenderRequest | None = None,
+    reference: list[np.ndarray] | None = None,
 ) -> Video:
-    """Decode a file (or a frame range of it, or a resampling of it) into memory."""
+    """Decode a file (or a frame range of it, or a resampling of it) into memory.
+
+    ``reference``: for a predicted segment's stream on its own, the weights of the segment before it.
+    """
     device = resolve_device(device) if isinstance(device, str) else device
-    rendering = _render_source(source, request or RenderRequest(frames=frames), device)
+    rendering = _render_source(source, request or RenderRequest(frames=frames), device, reference)
     return Video(np.concatenate(list(rendering.batches)), rendering.fps)
 
 
@@ -173,6 +222,7 @@ class Decoded:
     bytes_read: int | None  # of the .nvc file (None: it was already in memory)
     file_bytes: int | None
     audio: str  # "copied", "none", or why it was left out
+    chain_from: int | None = None  # the first segment whose weights were decoded (before ``segments``: a chain)
 
 
 def decode_to_file(
@@ -204,6 +254,7 @@ def decode_to_file(
         None if reader is None else reader.bytes_read,
         None if reader is None else reader.file_bytes,
         audio_note,
+        None if r.models is None else r.models.first_decoded,
     )
 
 
@@ -277,6 +328,8 @@ def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
         ),
         "decoder_macs_per_pixel": _macs_per_pixel(nvc),
         "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
+        "predicted": nvc.predicted,  # coded against the previous segment's weights (PRED)
+        "residual_tensors": sum(r.residual for r in nvc.tensors),
     }
 
 
@@ -332,12 +385,17 @@ def inspect(path: str | Path) -> dict:
             "metadata": nvc.metadata,
             "skipped_chunks": list(nvc.skipped_chunks),
         }
-    segments = []
+    segments, start = [], 0
     for index in reader.complete():
         e = reader.segments[index]
         summary = _stream_summary(reader.read_segment(index), e.length)
         summary["bpp"] = bits_per_pixel(e.length, h.width, h.height, e.num_frames)
-        segments.append({"index": index, "frames": [e.first_frame, e.stop_frame], "offset": e.offset, **summary})
+        start = start if summary["predicted"] else index
+        # a decoder of this segment reads (and decodes the weights of) every segment from its chain's start
+        chain = {"chain_start": start, "chain_bytes": sum(reader.segments[i].length for i in range(start, index + 1))}
+        segments.append(
+            {"index": index, "frames": [e.first_frame, e.stop_frame], "offset": e.offset, **summary, **chain}
+        )
     missing = len(reader.segments) - len(segments)
     audio = _audio_summary(reader.audio())
     video_bytes = reader.file_bytes - (audio["bytes"] + nvc_format.CHUNK_OVERHEAD if audio else 0)

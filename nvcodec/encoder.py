@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from .metrics import bpp as bits_per_pixel
 from .metrics import ms_ssim, psnr, y_psnr
 from .models.base import Backbone
 from .presets import FINETUNE_SHARE, PRESETS, format_seconds
+from .render import build_backbone, coded_weights
 from .settings import EncodeSettings, check_settings
 from .train.fit import CLOCKS, Progress, TrainConfig, fit
 from .train.rate import RateSettings, RateTerm
@@ -74,16 +75,19 @@ def plan_model(cls: type[Backbone], video: Video, target_bpp: float):
     return RateControl(target_bpp, video.width, video.height, video.num_frames).size_model(cls)
 
 
-def warm_started(cls: type[Backbone], prior_stream: bytes, video: Video) -> Backbone | None:
+def warm_started(cls: type[Backbone], chain: Sequence[bytes], video: Video) -> Backbone | None:
     """The previous segment's decoded model, given this segment's geometry: a chain's warm start.
 
-    Its weights are the ones a decoder gets from that stream, so resuming, or encoding the chain
-    on another worker, starts from the same point. None (the segment starts cold) when the family
-    or a tensor's shape differs (e.g. per-frame embeddings of another frame count).
+    ``chain``: the streams of the chain's segments before this one, in order (a predicted one
+    decodes only on the weights of the one before it). The weights are the ones a decoder gets,
+    so resuming, or encoding the chain on another worker, starts from the same point. None (the
+    segment starts cold) when the family or a tensor's shape differs (e.g. per-frame embeddings
+    of another frame count).
     """
-    from .render import build_backbone
-
-    prior = build_backbone(nvc_format.read(prior_stream))
+    reference = None
+    for stream in chain:
+        prior = build_backbone(nvc_format.read(stream), reference)
+        reference = coded_weights(prior)
     if type(prior) is not cls:
         return None
     model = cls(replace(prior.config, height=video.height, width=video.width, num_frames=video.num_frames))
@@ -194,16 +198,18 @@ def encode(
     progress: Callable[[Progress], None] | None = None,
     log: Callable[[str], None] | None = None,
     metadata: bool = True,
-    warm: bytes | None = None,
+    warm: Sequence[bytes] = (),
+    predict: bool = False,
 ) -> EncodeReport:
     """Fit, compress and write ``output``; then decode it and report what the decoder gives.
 
     ``metadata=False`` leaves out the mETA chunk (a segment of a longer file: the file has one).
-    ``warm``: the stream of the previous segment of a chain, whose decoded model training starts
-    from (``warm_started``).
+    ``warm``: the streams of the chain's segments before this one, whose last decoded model
+    training starts from (``warm_started``). ``predict``: code the weights as differences from
+    that model's (a predicted segment, decodable only after the segment before it).
     """
     say = log or (lambda _msg: None)
-    plan = plan_encode(video, output, settings, say, metadata, warm)
+    plan = plan_encode(video, output, settings, say, metadata, warm, predict)
     model = fit_model(plan, video, progress, say)
     coded = code(plan, model)
     write(plan, coded, video)
@@ -216,7 +222,8 @@ def plan_encode(
     settings: EncodeSettings,
     say: Callable[[str], None],
     metadata: bool = True,
-    warm: bytes | None = None,
+    warm: Sequence[bytes] = (),
+    predict: bool = False,
 ) -> EncodePlan:
     family = check_settings(settings)
     if video.num_frames < 1:
@@ -231,10 +238,15 @@ def plan_encode(
     rate_aware = settings.rate_training and settings.quant_bits is None
     rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
-    model = warm_started(cls, warm, video) if warm is not None else None
+    model = warm_started(cls, warm, video) if warm else None
+    reference = None
     if model is not None:
         config = model.config
-        say(f"{cls.name}: starting from the previous segment's model (a warm chain)")
+        reference = coded_weights(model) if predict else None
+        say(
+            f"{cls.name}: starting from the previous segment's model (a warm chain)"
+            + ("; its weights coded as differences from that model's" if predict else "")
+        )
     else:
         model = cls(config)
     say(f"{cls.name}: timing a few training steps on {device.type} (precision, speed) ...")
@@ -274,6 +286,7 @@ def plan_encode(
         nvc_format.ArchRecord(cls.name, cls.arch_version, config.to_json(), shapes),
         file_metadata(settings) if metadata else None,
         model.context_codec(),
+        reference,
     )
     rate = None
     if rate_aware:
@@ -286,6 +299,7 @@ def plan_encode(
                 target_bits=None if settings.lam else 8 * rate_control.target_bytes,
                 **options,
             ),
+            None if reference is None else dict(zip(model.coded_tensors(), map(torch.from_numpy, reference))),
         )
     checkpoint_path = output.with_name(output.name + ".ckpt.npz")
     for target in (output, checkpoint_path):
@@ -406,7 +420,8 @@ def write(plan: EncodePlan, coded: CodedFile, video: Video) -> None:
     )
 
     def measure(path: Path) -> dict:
-        decoded = decode(path, device=DECODE_DEVICE)  # what `nvc decode` gives by default, not the training device's
+        # what `nvc decode` gives by default, not the training device's
+        decoded = decode(path, device=DECODE_DEVICE, reference=plan.writer.reference)
         return {"psnr": psnr(video.frames, decoded.frames), "ms_ssim": ms_ssim(video.frames, decoded.frames)}
 
     write_measured(plan.output, coded.write, {**plan.writer.metadata, **how}, measure)
@@ -416,7 +431,7 @@ def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:
     """Decode the written file and report what the decoder makes of it."""
     encode_seconds = time.monotonic() - plan.started
     decode_start = time.monotonic()
-    final = decode(plan.output, device=DECODE_DEVICE)
+    final = decode(plan.output, device=DECODE_DEVICE, reference=plan.writer.reference)
     decode_seconds = time.monotonic() - decode_start
     if plan.checkpoint is not None:
         plan.checkpoint.unlink(missing_ok=True)
@@ -445,7 +460,10 @@ def verify(plan: EncodePlan, coded: CodedFile, video: Video) -> EncodeReport:
 
 
 class _FileWriter:
-    """Everything of the file but the tensors is fixed before training: write it around any tensors."""
+    """Everything of the file but the tensors is fixed before training: write it around any tensors.
+
+    With ``reference`` (the previous segment's decoded weights) it writes a predicted segment.
+    """
 
     # mETA as the final rewrite will hold it, for the fixed-size estimate. The creation time is a
     # placeholder too: its digits change how well zstd packs mETA, and a resumed encode must
@@ -463,8 +481,11 @@ class _FileWriter:
         arch: nvc_format.ArchRecord,
         metadata: dict | None,
         context: ContextCodec | None = None,
+        reference: list[np.ndarray] | None = None,
     ) -> None:
         self.header, self.arch, self.metadata, self.context = header, arch, metadata, context
+        self.reference = reference
+        self.reference_sha256 = None if reference is None else nvc_format.weights_digest(reference)
 
     def write(
         self,
@@ -473,12 +494,16 @@ class _FileWriter:
         bits: list[float] | None = None,
         steps: list[np.ndarray] | None = None,
     ) -> bytes:
-        records, digest = compress_tensors(tensors, bits, steps, self.context)
-        return nvc_format.write(nvc_format.NvcFile(self.header, self.arch, records, digest, metadata or {}))
+        records, digest = compress_tensors(tensors, bits, steps, self.context, self.reference)
+        nvc = nvc_format.NvcFile(self.header, self.arch, records, digest, metadata or {}, (), self.reference_sha256)
+        return nvc_format.write(nvc)
 
     def fixed_bytes(self) -> int:
         """Bytes of the file when every symbol is zero: all but the entropy-coded payloads."""
         zeros = [np.zeros(shape, np.float32) for shape in self.arch.shapes]
+        if self.reference is not None:  # a predicted segment: zero differences (context-coded latents: zeros)
+            latent = [self.context is not None and self.context.codes(i) for i in range(len(zeros))]
+            zeros = [z if c else r for z, r, c in zip(zeros, self.reference, latent)]
         metadata = None if self.metadata is None else {**self.metadata, **self.PLACEHOLDERS}
         return len(self.write(zeros, metadata, bits=[8.0] * len(zeros)))
 

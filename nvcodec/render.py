@@ -20,8 +20,11 @@ from .families import backbone_class
 from .models.base import MAX_PARAMS, Backbone
 
 
-def build_backbone(nvc: NvcFile) -> Backbone:
-    """Registry name + validated JSON config -> model with the file's weights loaded."""
+def build_backbone(nvc: NvcFile, reference: list[np.ndarray] | None = None) -> Backbone:
+    """Registry name + validated JSON config -> model with the file's weights loaded.
+
+    ``reference``: the previous segment's decoded weights, which a predicted segment's are coded against.
+    """
     cls = backbone_class(nvc.arch.family, for_decoding=True)
     if nvc.arch.arch_version != cls.arch_version:
         raise ArchitectureError(
@@ -39,13 +42,18 @@ def build_backbone(nvc: NvcFile) -> Backbone:
     if shapes != nvc.arch.shapes:
         raise ArchitectureError("tensor manifest does not match the architecture rebuilt from the config")
     model = cls(config)
-    weights = decompress_tensors(nvc, model.context_codec())
+    weights = decompress_tensors(nvc, model.context_codec(), reference)
     names = list(model.coded_tensors())
     # strict=False: a model may hold encoder-only tensors the file does not carry (see coded_tensors)
     result = model.load_state_dict({n: torch.from_numpy(w) for n, w in zip(names, weights)}, strict=False)
     if result.unexpected_keys or set(result.missing_keys) & set(names):
         raise ArchitectureError("file tensors do not match the model's coded tensors")
     return model.eval()
+
+
+def coded_weights(model: Backbone) -> list[np.ndarray]:
+    """The model's coded tensors as float32 arrays, in manifest order: what a predicted segment after it adds to."""
+    return [t.detach().float().cpu().numpy().copy() for t in model.coded_tensors().values()]
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

@@ -6,8 +6,9 @@
                 budget shared by pixels; the precision decided once, so every worker trains alike
 * ``chain``     consecutive segments form warm chains (``--chain-length``, restarting at scene
                 cuts): a segment's training starts from the model the previous segment's stream
-                decodes to, so it need not learn the content afresh; the streams stay independent
-* ``encode``    each segment an independent stream (encoder.py), read from the input by seeking:
+                decodes to, so it need not learn the content afresh, and its weights are coded as
+                differences from that model's (``--no-predict``: every stream decodable alone)
+* ``encode``    each segment its own stream (encoder.py), read from the input by seeking:
                 memory follows the segment length. Serially, in ``--jobs N`` processes, or one
                 chain per rank under ``torchrun`` (torch.distributed over gloo): a worker takes
                 whole chains, so the bytes do not depend on the number of workers
@@ -61,7 +62,8 @@ class SegmentJob:
     settings: EncodeSettings  # this segment's target and budget
     path: str  # its stream, in the work folder
     threads: int | None
-    warm_from: str | None = None  # the previous segment's stream in its chain (None: the chain's first)
+    warm_from: tuple[str, ...] = ()  # the streams of the chain's segments before this one (none: the chain's first)
+    predict: bool = False  # code the weights against that stream's (a predicted segment)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class FilePlan:
     work: Path  # folder of finished segment streams
     notes: tuple[str, ...]
     chains: tuple[tuple[int, ...], ...]  # segment indices, each chain warm-started in order (scenes.chains)
+    predict: bool = True  # a warm segment's weights coded against the previous segment's (FileOptions.predict)
 
     @property
     def plain(self) -> bool:
@@ -161,7 +164,7 @@ def plan_file(
         budgets = [whole * p / sum(pixels) for p in pixels]
     per_segment = tuple(replace(settings, bpp=b / p, train_seconds=t) for b, p, t in zip(bits, pixels, budgets))
     work = output.with_name(f".{output.name}.segments")
-    return FilePlan(source, tuple(segments), per_segment, work, source.notes, tuple(links))
+    return FilePlan(source, tuple(segments), per_segment, work, source.notes, tuple(links), options.predict)
 
 
 def _check_rates(source: SourceInfo, settings: EncodeSettings, segments: list[Segment], rates: list[float]) -> None:
@@ -221,6 +224,7 @@ def _fingerprint(plan: FilePlan) -> str:
         "mtime": stat.st_mtime_ns,
         "segments": [asdict(s) for s in plan.segments],
         "chains": plan.chains,
+        "predict": plan.predict,
         "settings": [asdict(s) for s in plan.settings],
         "first": plan.source.first_index,
         "resize": plan.source.resize,
@@ -245,7 +249,16 @@ def jobs_for(plan: FilePlan, threads: int | None) -> list[list[SegmentJob]]:
     path = [str(plan.work / f"segment_{i:05d}.nvc") for i in range(len(plan.segments))]
     return [
         [
-            SegmentJob(i, plan.source, plan.segments[i], plan.settings[i], path[i], threads, path[i - 1] if k else None)
+            SegmentJob(
+                i,
+                plan.source,
+                plan.segments[i],
+                plan.settings[i],
+                path[i],
+                threads,
+                tuple(path[j] for j in chain[:k]),
+                plan.predict and k > 0,
+            )
             for k, i in enumerate(chain)
         ]
         for chain in plan.chains
@@ -266,9 +279,11 @@ def encode_segment(job: SegmentJob, progress=None, say: Say | None = None) -> Se
         return SegmentResult(job.index, json.loads(done.read_text()), Path(job.path).read_bytes())
     Path(job.path).parent.mkdir(parents=True, exist_ok=True)  # a torchrun node without the shared folder
     video = read_frames(job.source, job.segment.start, job.segment.stop)
-    warm = Path(job.warm_from).read_bytes() if job.warm_from is not None else None
+    warm = [Path(p).read_bytes() for p in job.warm_from]
     try:
-        report = encode(video, job.path, job.settings, progress=progress, log=say, metadata=False, warm=warm)
+        report = encode(
+            video, job.path, job.settings, progress=progress, log=say, metadata=False, warm=warm, predict=job.predict
+        )
     except RateError as exc:
         raise RateError(f"segment {job.index} (frames {job.segment.start}:{job.segment.stop}): {exc}") from None
     record = asdict(report)
@@ -287,6 +302,7 @@ def _run_serial(chains: list[list[SegmentJob]], say: Say, progress) -> Iterator[
         say(
             f"segment {job.index + 1}: frames {job.segment.start}:{job.segment.stop}, target {job.settings.bpp:.4f} bpp"
             + (", from the previous segment's model" if job.warm_from else "")
+            + (", its weights coded against it" if job.predict else "")
         )
         yield encode_segment(job, progress, say)
 
@@ -432,7 +448,10 @@ def _announce(plan: FilePlan, settings: EncodeSettings, workers: int, threads: i
             for i in chain
         ]
         say(
-            f"  chain {number} (segments {chain[0] + 1}-{chain[-1] + 1}; each from the one before): " + ", ".join(parts)
+            f"  chain {number} (segments {chain[0] + 1}-{chain[-1] + 1}; each from the one before"
+            + (", its weights coded against it" if plan.predict and len(chain) > 1 else "")
+            + "): "
+            + ", ".join(parts)
         )
 
 

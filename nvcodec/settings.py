@@ -52,6 +52,7 @@ class FileOptions:
     threads: int | None = None  # torch threads per process; default: the cores shared out
     audio: bool = True  # carry the input's audio track
     chain_length: int = 4  # segments per warm-started chain (1: every segment trains from nothing)
+    predict: bool = True  # a warm segment's weights coded as differences from the previous segment's
 
 
 def check_settings(settings: EncodeSettings) -> Family:

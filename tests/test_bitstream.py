@@ -93,7 +93,9 @@ def test_on_disk_enums_match_the_spec_tables():
         b"SIDX",
         b"SEGM",
         b"aUDI",
+        b"PRED",
     ]
+    assert {q.name: q.value for q in fmt.QuantType} == {"UNIFORM": 1, "RESIDUAL": 2}
     assert {m.name: m.value for m in ModelId} == {"CATEGORICAL": 0, "GEOMETRIC": 1, "CONTEXT": 2}
     assert {a.name: a.value for a in QuantAxis} == {"PER_CHANNEL": 0, "PER_TENSOR": 255}
     assert {c.name: c.value for c in fmt.ConfigFormat} == {"JSON": 0, "ZSTD_JSON": 1}
@@ -111,6 +113,9 @@ def test_on_disk_enums_match_the_spec_tables():
         "| 1 | GEOMETRIC",
         "| 2 | CONTEXT",
         "| 255 | PER_TENSOR",
+        "| 1 | UNIFORM",
+        "| 2 | RESIDUAL",
+        "`PRED` | 50 52 45 44",
         "| 0 | PER_CHANNEL",
     ]:
         assert text in spec, text

@@ -206,11 +206,12 @@ def test_two_segment_round_trip_with_audio(clip, tmp_path, monkeypatch):
     assert [(e.first_frame, e.stop_frame) for e in reader.segments] == [(0, 8), (8, 16)]
     assert audio_packets(reader.audio()) == audio_packets(clip)
     assert not list(tmp_path.glob(".*"))  # the work folder is gone
-    # a middle range reads only its segment (no audio asked for)
+    # a middle range reads only its segment and, as the two segments form one chain (the scan's thumbnails
+    # see no cut in so small a clip), the one it is predicted from; not the audio or the metadata
     result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "mid.y4m"), "--frames", "9:12"])
-    assert result.exit_code == 0 and "segment 1 of 2" in result.output, result.output
+    assert result.exit_code == 0 and "segment 1 of 2, and the weights of segment 0" in result.output, result.output
     read = int(result.output.split("read ")[1].split(" of")[0])
-    assert read < reader.segments[0].offset + reader.segments[1].length + 2 * fmt.CHUNK_OVERHEAD
+    assert read <= reader.segments[1].end
     # the whole file, with its audio, decodes to what the encoder measured
     result = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "all.mkv")])
     assert result.exit_code == 0 and "audio copied" in result.output, result.output
@@ -364,7 +365,8 @@ def test_chains_restart_at_cuts_and_after_their_length():
 
 def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_path, monkeypatch):
     """One scene in 3 segments: one chain, segments 2 and 3 start from the model before them (same
-    architecture), every segment still decodes on its own; 1 or 2 workers write the same file."""
+    architecture) and their weights are coded against it; 1 or 2 workers write the same file; with
+    --no-predict every segment decodes on its own."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     clip = tmp_path / "pan.mkv"
     write_clip_with_audio(clip, cut_clip(24, 24))
@@ -377,13 +379,14 @@ def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_pa
     reader = NvcReader(out)
     configs = [dict(fmt.read(reader.segment_bytes(i)).arch.config) for i in range(3)]
     assert sum(c.pop("num_frames") for c in configs) == 24 and configs[0] == configs[1] == configs[2]
+    assert [reader.read_segment(i).predicted for i in range(3)] == [False, True, True] and reader.version == "1.2"
     decoded = CliRunner().invoke(main, ["decode", str(out), "-o", str(tmp_path / "all.mkv")])
     assert decoded.exit_code == 0, decoded.output
     from nvcodec.metrics import psnr
 
     measured = reader.metadata()["measured"]["psnr"]
     assert psnr(read_video(clip).frames, read_video(tmp_path / "all.mkv").frames) == pytest.approx(measured, abs=1e-6)
-    # cut inside the third segment: the two before it still decode, each on its own (a chain shares no bytes)
+    # cut inside the third segment: the two before it still decode (the second on the first's weights)
     cut = tmp_path / "cut.nvc"
     cut.write_bytes(out.read_bytes()[: reader.segments[2].offset + 100])
     assert NvcReader(cut).complete() == [0, 1]
@@ -398,3 +401,8 @@ def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_pa
         assert result.exit_code == 0 and "in 2 chain(s)" in result.output, result.output
         outputs.append(path.read_bytes())
     assert outputs[0] == outputs[1]
+    alone = tmp_path / "alone.nvc"
+    result = CliRunner().invoke(main, [*talking, str(clip), "-o", str(alone), "--no-predict"])
+    assert result.exit_code == 0, result.output
+    reader = NvcReader(alone)
+    assert reader.version == "1.1" and not any(reader.read_segment(i).predicted for i in range(3))

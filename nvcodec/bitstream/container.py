@@ -3,7 +3,8 @@
     file  := preamble(minor 1) NHDR SIDX SEGM* [aUDI] [mETA] NEND
     SIDX  := count uleb, then per segment: first_frame u32, num_frames u32, offset u64,
              length u32, crc u32   (offset: the SEGM chunk's first byte; crc: CRC-32 of its payload)
-    SEGM  := a complete single-segment 1.0 stream (format.py) of the segment's frames
+    SEGM  := a complete single-segment stream (format.py) of the segment's frames; from format
+             1.2 it may be predicted: its weights coded against the previous segment's (PRED)
 
 The index sits before the segments, so a reader reads the preamble, NHDR and SIDX and then
 only the segments it needs (``NvcReader.bytes_read`` counts what it read); the audio and the
@@ -70,9 +71,12 @@ def write_segmented(
     audio: bytes | None = None,
     metadata: dict | None = None,
 ) -> bytes:
-    """One file of many single-segment streams (each a complete 1.0 stream of its frames)."""
-    header = replace(header, min_reader_minor=SEGMENTED_MINOR)
-    head = fmt.preamble(SEGMENTED_MINOR) + fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(header))
+    """One file of many single-segment streams (each a complete stream of its frames; one whose
+    weights are coded against the previous segment's makes the file need a 1.2 reader)."""
+    predicted = any(fmt.read(stream).predicted for stream in streams if stream)
+    minor = fmt.PREDICTED_MINOR if predicted else SEGMENTED_MINOR  # what the file needs (section 9, rule 4)
+    header = replace(header, min_reader_minor=minor)
+    head = fmt.preamble(minor) + fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(header))
     placeholder = [SegmentEntry(0, 0, 0, 0, 0)] * len(streams)
     position = len(head) + fmt.CHUNK_OVERHEAD + len(_index_payload(placeholder))
     entries, first = [], 0
@@ -105,6 +109,7 @@ class NvcReader:
         self._last: tuple[int, fmt.NvcFile] | None = None  # the segment read last (planning reads it first)
         preamble = self._read(0, min(fmt.PREAMBLE_SIZE, self.file_bytes))
         fmt.check_preamble(preamble)
+        self.version_minor = int.from_bytes(preamble[10:12], "little")
         kind, payload, after = self._chunk_at(fmt.PREAMBLE_SIZE)
         following = self._peek_type(after)
         if kind != fmt.ChunkType.NHDR.value or following != fmt.ChunkType.SIDX.value:
@@ -191,7 +196,7 @@ class NvcReader:
 
     @property
     def version(self) -> str:
-        return f"{fmt.VERSION_MAJOR}.{SEGMENTED_MINOR if self.segmented else fmt.VERSION_MINOR}"
+        return f"{fmt.VERSION_MAJOR}.{self.version_minor}"
 
     def complete(self) -> list[int]:
         """Indices of the segments whose bytes are all in the file (all of them unless it is truncated)."""
@@ -210,8 +215,14 @@ class NvcReader:
         stream = fmt.read(self.segment_bytes(index), self.limits)
         h, outer = stream.header, self.header
         same = (h.width, h.height, h.fps_num, h.fps_den) == (outer.width, outer.height, outer.fps_num, outer.fps_den)
-        if not same or h.num_frames != e.num_frames or h.min_reader_minor != fmt.VERSION_MINOR:
+        minor = fmt.PREDICTED_MINOR if stream.predicted else fmt.VERSION_MINOR
+        if not same or h.num_frames != e.num_frames or h.min_reader_minor != minor:
             raise StructureError(f"segment {index}: its NHDR does not match the file's (size, rate or frame count)")
+        if stream.predicted and (index == 0 or outer.min_reader_minor < fmt.PREDICTED_MINOR):
+            raise StructureError(
+                f"segment {index} is predicted (PRED), but "
+                + ("the first segment has none before it" if index == 0 else "the file's NHDR does not say so")
+            )
         self._last = (index, stream)
         return stream
 

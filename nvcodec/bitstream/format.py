@@ -2,7 +2,10 @@
 
     file     := signature(8) version_major u16 version_minor u16 preamble_crc u32 chunk*
     chunk    := length u32 | type 4cc | payload(length) | crc u32    (crc over type || payload)
-    order    := NHDR, ARCH, TENS (index 0, 1, ... once each), NEND; ancillary chunks anywhere between
+    order    := NHDR, ARCH, [PRED], TENS (index 0, 1, ... once each), NEND; ancillary chunks anywhere between
+
+A stream with PRED (format 1.2) is a predicted segment of a segmented file: its RESIDUAL
+tensors are differences from the previous segment's decoded weights, whose digest PRED holds.
 
 The reader checks every length and count against ``Limits`` before it allocates, checks
 every CRC, and raises a ``BitstreamError`` subclass naming the problem. Nothing is executed
@@ -17,7 +20,7 @@ import json
 import math
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import zstandard
@@ -39,7 +42,8 @@ from .descriptors import ByteReader, ByteWriter
 SIGNATURE = b"\x8bNVC\r\n\x1a\n"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0  # what a single-segment stream is written as
-READER_MINOR = 1  # the newest minor version this reader reads (1: segmented files, container.py)
+READER_MINOR = 2  # the newest minor version this reader reads (1: segmented files, 2: predicted segments)
+PREDICTED_MINOR = 2  # what a predicted segment (a stream with PRED) is written as, and needs
 PREAMBLE_SIZE = 16
 CHUNK_OVERHEAD = 12  # length + type + crc
 MAX_COUNT = 1 << 40  # one categorical count
@@ -56,8 +60,9 @@ class ChunkType(bytes, enum.Enum):
     WHSH = b"wHSH"
     META = b"mETA"
     SIDX = b"SIDX"  # segmented files (minor 1): the segment index
-    SEGM = b"SEGM"  # one segment: a complete 1.0 stream
+    SEGM = b"SEGM"  # one segment: a complete stream (a 1.0 one, or a predicted 1.2 one)
     AUDI = b"aUDI"  # an audio track carried as is (Matroska)
+    PRED = b"PRED"  # a predicted segment (minor 2): the digest of the weights its RESIDUAL tensors add to
 
 
 class ConfigFormat(enum.IntEnum):
@@ -70,7 +75,8 @@ class ConfigFormat(enum.IntEnum):
 class QuantType(enum.IntEnum):
     """Tensor reconstruction methods (Table A.2)."""
 
-    UNIFORM = 1
+    UNIFORM = 1  # w = q x step
+    RESIDUAL = 2  # w = reference + q x step (minor 2; only in a stream with PRED)
 
 
 class HashAlgorithm(enum.IntEnum):
@@ -132,6 +138,7 @@ class TensorRecord:
     axis: QuantAxis
     steps: np.ndarray  # float16
     coded: CodedSymbols
+    residual: bool = False  # QuantType.RESIDUAL: added to the reference's tensor of the same index
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,11 @@ class NvcFile:
     weights_sha256: bytes | None = None
     metadata: dict = field(default_factory=dict)
     skipped_chunks: tuple[str, ...] = ()  # unknown ancillary chunk types the reader passed over
+    reference_sha256: bytes | None = None  # PRED: a predicted segment, coded against weights of this digest
+
+    @property
+    def predicted(self) -> bool:
+        return self.reference_sha256 is not None
 
 
 def _reject_constant(name: str):
@@ -217,7 +229,7 @@ def _arch_payload(a: ArchRecord) -> bytes:
 def _tensor_payload(t: TensorRecord) -> bytes:
     w = ByteWriter()
     w.uleb(t.index)
-    w.u8(QuantType.UNIFORM)
+    w.u8(QuantType.RESIDUAL if t.residual else QuantType.UNIFORM)
     w.u8(t.axis)
     w.array(t.steps, "<f2")
     c = t.coded
@@ -247,10 +259,16 @@ def metadata_chunk(metadata: dict) -> bytes:
 
 
 def write(nvc: NvcFile) -> bytes:
-    """Serialize a complete file (chunk order as in the module docstring)."""
-    parts = [preamble()]
-    parts.append(chunk(ChunkType.NHDR, header_payload(nvc.header)))
+    """Serialize a complete file (chunk order as in the module docstring); a predicted segment
+    carries PRED and the minor version it needs."""
+    header = nvc.header
+    if nvc.predicted:
+        header = replace(header, min_reader_minor=max(header.min_reader_minor, PREDICTED_MINOR))
+    parts = [preamble(PREDICTED_MINOR if nvc.predicted else VERSION_MINOR)]
+    parts.append(chunk(ChunkType.NHDR, header_payload(header)))
     parts.append(chunk(ChunkType.ARCH, _arch_payload(nvc.arch)))
+    if nvc.predicted:
+        parts.append(chunk(ChunkType.PRED, bytes([HashAlgorithm.SHA256]) + nvc.reference_sha256))
     parts.extend(chunk(ChunkType.TENS, _tensor_payload(t)) for t in nvc.tensors)
     if nvc.weights_sha256 is not None:
         parts.append(chunk(ChunkType.WHSH, bytes([HashAlgorithm.SHA256]) + nvc.weights_sha256))
@@ -345,7 +363,7 @@ def _parse_arch(payload: bytes, limits: Limits) -> ArchRecord:
 
 
 def _parse_tensor(
-    payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_index: int, limits: Limits
+    payload: bytes, shapes: tuple[tuple[int, ...], ...], expected_index: int, limits: Limits, predicted: bool
 ) -> TensorRecord:
     r = ByteReader(payload, f"TENS {expected_index}")
     index = r.uleb(limits.max_tensors)
@@ -354,8 +372,11 @@ def _parse_tensor(
     if index >= len(shapes):
         raise StructureError(f"TENS: tensor {index} is not in the ARCH manifest ({len(shapes)} tensors)")
     shape = shapes[index]
-    if r.u8() != QuantType.UNIFORM:
+    quant_type = r.u8()
+    if quant_type not in (QuantType.UNIFORM, QuantType.RESIDUAL):
         raise StructureError(f"TENS {index}: unknown quantization type")
+    if quant_type == QuantType.RESIDUAL and not predicted:
+        raise StructureError(f"TENS {index}: a RESIDUAL tensor in a stream without PRED (nothing to add it to)")
     try:
         axis = QuantAxis(r.u8())
     except ValueError:
@@ -391,7 +412,8 @@ def _parse_tensor(
                 f"TENS {index}: CONTEXT symbol range [{sym_min}, {sym_max}] wider than {MAX_CONTEXT_REACH}"
             )
     words = r.array(r.uleb(r.remaining // 4), "<u4")
-    return TensorRecord(index, axis, steps, CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words))
+    coded = CodedSymbols(model_id, sym_min, sym_max, counts, geometric, words)
+    return TensorRecord(index, axis, steps, coded, quant_type == QuantType.RESIDUAL)
 
 
 def unzstd(blob: bytes, limit: int, what: str) -> bytes:
@@ -426,7 +448,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
     check_preamble(data)
     header = arch = None
     tensors: list[TensorRecord] = []
-    digest, metadata, skipped = None, {}, []
+    digest, reference, metadata, skipped = None, None, {}, []
     seen_ancillary: set[bytes] = set()
     ended = False
     for kind, payload, pos in _iter_chunks(data):
@@ -446,7 +468,9 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
         elif kind == ChunkType.TENS.value:
             if arch is None:
                 raise StructureError("TENS chunk before ARCH")
-            tensors.append(_parse_tensor(payload, arch.shapes, len(tensors), limits))
+            tensors.append(_parse_tensor(payload, arch.shapes, len(tensors), limits, reference is not None))
+        elif kind == ChunkType.PRED.value:
+            reference = _parse_reference(payload, header, arch, reference, tensors)
         elif kind == ChunkType.NEND.value:
             if payload:
                 raise StructureError("NEND chunk must be empty")
@@ -473,4 +497,19 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
         raise StructureError("no ARCH chunk")
     if len(tensors) != len(arch.shapes):
         raise StructureError(f"{len(tensors)} TENS chunks for {len(arch.shapes)} tensors in the manifest")
-    return NvcFile(header, arch, tuple(tensors), digest, metadata, tuple(skipped))
+    return NvcFile(header, arch, tuple(tensors), digest, metadata, tuple(skipped), reference)
+
+
+def _parse_reference(
+    payload: bytes, header: VideoHeader, arch: ArchRecord | None, seen: bytes | None, tensors: list
+) -> bytes:
+    """PRED's digest, once its place, its size and the stream's version are checked."""
+    if seen is not None:
+        raise StructureError("more than one PRED chunk")
+    if arch is None or tensors:
+        raise StructureError("PRED chunk must come after ARCH and before the first TENS")
+    if len(payload) != 33 or payload[0] != HashAlgorithm.SHA256:
+        raise StructureError("PRED: expected algorithm 1 (SHA-256) and a 32-byte digest")
+    if header.min_reader_minor < PREDICTED_MINOR:
+        raise StructureError(f"a stream with PRED must carry NHDR min_reader_minor {PREDICTED_MINOR}")
+    return bytes(payload[1:])

@@ -99,12 +99,27 @@ class LearnedQuantizer(nn.Module):
         self.log_step = nn.Parameter(torch.zeros(rows, device=weight.device))
         self.row_shape = (rows,) + (1,) * (len(shape) - 1) if len(shape) else ()
         self.mode = ProxyMode.NOISE
+        # what the file codes the difference from (a predicted segment: the previous segment's
+        # decoded tensor); None: zero. Not in a checkpoint: the encoder rebuilds it from that segment.
+        self.register_buffer("origin", None, persistent=False)
         self.reset(weight, init_bits)
+
+    def set_origin(self, origin: torch.Tensor) -> None:
+        self.origin = origin.detach().float().clone()
+
+    def base(self, rows: torch.Tensor | None = None) -> torch.Tensor | float:
+        """The origin (of rows ``rows``), or 0."""
+        if self.origin is None:
+            return 0.0
+        return self.origin if rows is None else self.origin[rows]
+
+    def _from_origin(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.float() - self.base()
 
     @torch.no_grad()
     def reset(self, weight: torch.Tensor, bits: float) -> None:
-        """Each row's step: its range over ``bits`` bits (``quantize.quantize``'s rule)."""
-        max_abs = weight.detach().float().reshape(self.log_step.shape[0], -1).abs().amax(dim=1)
+        """Each row's step: its range (from the origin) over ``bits`` bits (``quantize.quantize``'s rule)."""
+        max_abs = self._from_origin(weight.detach()).reshape(self.log_step.shape[0], -1).abs().amax(dim=1)
         self.log_step.copy_((max_abs / levels_for_bits(max(2.0, bits))).clamp(MIN_STEP * 64, MAX_STEP).log())
 
     def step(self) -> torch.Tensor:
@@ -115,8 +130,8 @@ class LearnedQuantizer(nn.Module):
         return step.reshape(self.row_shape)
 
     def symbols(self, weight: torch.Tensor) -> torch.Tensor:
-        """round(w / step) with straight-through gradients to w and step (what the file codes)."""
-        return round_ste(weight.float() / self.step())
+        """round((w - origin) / step) with straight-through gradients to w and step (what the file codes)."""
+        return round_ste(self._from_origin(weight) / self.step())
 
     def forward(self, weight: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The proxy of ``weight``, or of the rows ``rows`` of the tensor when ``weight`` holds only those."""
@@ -126,7 +141,8 @@ class LearnedQuantizer(nn.Module):
         if rows is not None and self.axis == QuantAxis.PER_CHANNEL:
             step = step[rows]
         if self.mode == ProxyMode.HARD:
-            return (round_ste(weight.float() / step) * step).to(weight.dtype)
+            base = self.base(rows)
+            return (base + round_ste((weight.float() - base) / step) * step).to(weight.dtype)
         return weight + (step * (torch.rand_like(weight, dtype=torch.float32) - 0.5)).to(weight.dtype)
 
     @torch.no_grad()

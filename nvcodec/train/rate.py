@@ -64,7 +64,10 @@ class RateSettings:
 class RateTerm:
     """Learned quantizers on a model's coded tensors, the file's estimated bits and lambda."""
 
-    def __init__(self, model: Backbone, settings: RateSettings) -> None:
+    def __init__(self, model: Backbone, settings: RateSettings, origin: dict[str, torch.Tensor] | None = None) -> None:
+        """``origin``: per coded tensor, what the file will code its difference from (a predicted
+        segment: the previous segment's decoded weights), so that the proxy, the steps and the
+        rate are those of that difference."""
         self.model, self.settings = model, settings
         self.manifest = list(model.coded_tensors())
         # context-coded latents have a fixed step of 1 and their own rate, priced by the family's objective
@@ -79,6 +82,11 @@ class RateTerm:
             LearnedQuantizer(p, model.tensor_bits(n, CONSTANT_LAMBDA_START_BITS)).to(p.device)
             for n, p in zip(self.names, self.params)
         ]
+        self.predicted = bool(origin)
+        for name, param, quantizer in zip(self.names, self.params, self.quantizers):
+            if origin and name in origin:
+                quantizer.set_origin(origin[name].to(param.device))
+                quantizer.reset(param, model.tensor_bits(name, CONSTANT_LAMBDA_START_BITS))
         self.controller = LambdaController(
             settings.target_bits,
             settings.start_lambda(),
@@ -126,9 +134,10 @@ class RateTerm:
                 slope = torch.empty_like(original).uniform_(-0.5, 0.5, generator=generator)  # d proxy / d step
                 param.add_(step * slope)
             else:
-                ratio = original / step
+                base = quantizer.base()
+                ratio = (original - base) / step
                 slope = torch.round(ratio) - ratio
-                param.copy_(torch.round(ratio) * step)
+                param.copy_(base + torch.round(ratio) * step)
             self._swapped.append((original, slope, step))
 
     @torch.no_grad()
@@ -293,6 +302,7 @@ class RateTerm:
             "lam_floor": s.lam_floor,
             "lam_ceiling": s.lam_ceiling,
             "lam_x_bpp": s.lam_x_bpp,
+            **({"predicted": True} if self.predicted else {}),
         }
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from nvcodec.bitstream import format as nvc_format
-from nvcodec.bitstream.tensors import compress_tensors
+from nvcodec.bitstream.container import NvcReader, write_segmented
+from nvcodec.bitstream.tensors import compress_tensors, decompress_tensors
 from nvcodec.compress.quantize import quantize
 from nvcodec.families.grid.model import Grid, GridConfig
 from nvcodec.families.nerv.model import NeRV, NeRVConfig
@@ -54,7 +55,44 @@ VECTORS = {
         "Grid 12x20, 4 frames, 3 latent grids: CONTEXT records (both checkerboard passes, integer and "
         "half-integer centres, many scales), a one-symbol (all-zero) grid, networks with 8-bit steps",
     ),
+    "c4_nerv_chain_8x16x6": (
+        NeRVConfig(
+            height=8, width=16, num_frames=2, mlp_hidden=16, stem_channels=4, strides=(2,), channels=(6,), pe_levels=8
+        ),
+        8.0,
+        "A segmented file (format 1.2) of three NeRV 8x16 segments of 2 frames in one chain: segment 0 "
+        "independent (8-bit steps); segments 1 and 2 predicted (PRED), each one's weights the previous "
+        "segment's decoded weights plus seeded changes, with the steps of the tensors' own 6-bit "
+        "quantization: RESIDUAL records, and one UNIFORM record (the all-zero head bias)",
+    ),
 }
+CHAIN_SEGMENTS = 3
+
+
+def chain_streams() -> list[bytes]:
+    """The chain vector's three segment streams: each predicted one coded against the weights the
+    decoder reconstructs from the one before."""
+    config = VECTORS["c4_nerv_chain_8x16x6"][0]
+    torch.manual_seed(20261207)
+    tensors = [t.detach().numpy().copy() for t in NeRV(config).coded_tensors().values()]
+    arch = nvc_format.ArchRecord(NeRV.name, NeRV.arch_version, config.to_json(), tuple(t.shape for t in tensors))
+    header = nvc_format.VideoHeader(config.width, config.height, config.num_frames, 25, 1)
+    rng = np.random.default_rng(20261207)
+    streams, reference = [], None
+    for _ in range(CHAIN_SEGMENTS):
+        if reference is None:
+            records, digest = compress_tensors(tensors, 8.0)
+        else:  # small seeded changes to every tensor; the last (the head's bias) becomes all zero
+            tensors = [
+                r + np.float32(0.05) * r.std() * rng.standard_normal(r.shape).astype(np.float32) for r in reference
+            ]
+            tensors[-1] = np.zeros_like(tensors[-1])
+            records, digest = compress_tensors(tensors, 6.0, reference=reference)
+        prediction = None if reference is None else nvc_format.weights_digest(reference)
+        stream = nvc_format.write(nvc_format.NvcFile(header, arch, records, digest, {}, (), prediction))
+        streams.append(stream)
+        reference = decompress_tensors(nvc_format.read(stream), reference=reference)
+    return streams
 
 
 def grid_vector() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -95,6 +133,10 @@ def vector_tensors(name: str) -> list[np.ndarray]:
 
 def build_vector(name: str = "c1_nerv_9x17x3") -> bytes:
     config, bits, _ = VECTORS[name]
+    if name.startswith("c4"):
+        header = nvc_format.VideoHeader(config.width, config.height, config.num_frames * CHAIN_SEGMENTS, 25, 1)
+        counts = [config.num_frames] * CHAIN_SEGMENTS
+        return write_segmented(header, chain_streams(), counts, None, {"conformance": name})
     if name.startswith("c3"):
         family = Grid
         tensors, steps = grid_vector()
@@ -122,13 +164,20 @@ def main() -> None:
         path.write_bytes(data)
         frames = decode(path, device="cpu").frames
         (HERE / f"{name}.rgb").write_bytes(frames.tobytes())
-        nvc = nvc_format.read(data)
+        reader = NvcReader(path)
+        streams = [reader.read_segment(i) for i in range(len(reader.segments))]
+        records = {  # a segmented vector lists its segments' records, a single stream its own
+            "weights_sha256": [s.weights_sha256.hex() for s in streams],
+            "entropy_models": [[t.coded.model_id.name for t in s.tensors] for s in streams],
+            "quant_types": [["RESIDUAL" if t.residual else "UNIFORM" for t in s.tensors] for s in streams],
+        }
+        if not reader.segmented:
+            records = {key: value[0] for key, value in records.items() if key != "quant_types"}
         manifest = {
             "id": name,
             "description": description,
             "file_sha256": hashlib.sha256(data).hexdigest(),
-            "weights_sha256": nvc.weights_sha256.hex(),
-            "entropy_models": [t.coded.model_id.name for t in nvc.tensors],
+            **records,
             "frames_shape": list(frames.shape),
             "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
             "frames_tolerance": {"max_abs_diff": 1, "note": "float rendering may differ by one level across machines"},
