@@ -5,7 +5,10 @@ bikes, carphone: each scene one of them, mirrored, reversed or recoloured, 3-9 s
 synthesized AAC tone track, and a clip a quarter as long; then runs every measurement the
 long-video issue asks for, one process at a time, and writes results.md and results.json.
 
-    python benchmarks/long_video.py -o benchmarks/results/long_video [--steps build,full,quarter,jobs,rd,chains]
+    python benchmarks/long_video.py -o benchmarks/results/long_video [--steps build,full,quarter,jobs,rd,chains,...]
+
+Steps: build, full, quarter, jobs, jobs2, rd, x265, x265_full, chains, chains_full, predict_paired,
+random_access (the last reads the chains_full step's files).
 """
 
 from __future__ import annotations
@@ -220,8 +223,14 @@ def step_rd(out: Path, clip: Path, seconds: float, threads: int) -> dict:
 CHAIN_LAYOUTS = {
     "one segment": ["--segment-seconds", "0"],
     "2-4 s, cold": ["--segment-seconds", "4", "--chain-length", "1"],
-    "2-4 s, warm chains": ["--segment-seconds", "4"],
+    "2-4 s, warm chains": ["--segment-seconds", "4", "--no-predict"],
+    "2-4 s, warm chains, predicted": ["--segment-seconds", "4"],
 }
+
+
+def family_command(threads: int, clip: Path, target: Path, model: str, *args: str) -> list[str]:
+    """An encode of ``model`` at 0.05 bpp, JSON report, no audio (the chains steps' runs)."""
+    return encode_command(threads, clip, target, "--model", model, "--bpp", "0.05", "-q", "--json", "--no-audio", *args)
 
 
 def step_chains(
@@ -233,22 +242,8 @@ def step_chains(
     for model in models:
         for name, layout in layouts.items():
             target = out / f"chains_{clip.stem}_{model}_{name.replace(' ', '').replace(',', '_')}.nvc"
-            command = encode_command(
-                threads,
-                clip,
-                target,
-                "--model",
-                model,
-                "--bpp",
-                "0.05",
-                "-q",
-                "--json",
-                "--no-audio",
-                *layout,
-                "--train-time",
-                str(seconds),
-                "--train-clock",
-                "cpu",
+            command = family_command(
+                threads, clip, target, model, *layout, "--train-time", str(seconds), "--train-clock", "cpu"
             )
             key = f"{model}, {name}"
             if records.get(key, {}).get("command") == " ".join(command):
@@ -256,6 +251,70 @@ def step_chains(
             records[key] = encode_record(run(command))
             print(f"{key}: {records[key]['psnr']:.2f} dB, {records[key]['video_bpp']:.4f} bpp", file=sys.stderr)
     return records
+
+
+PAIRED_EPOCHS = {"nerv": 12, "coordflow": 3}  # per segment: about 85 and 550 process-CPU s in all
+
+
+def step_predict_paired(out: Path, clip: Path, threads: int, models: list[str]) -> dict:
+    """Predicted against independent warm chains with the same training steps (frames 0:300 of the
+    30-s clip: 4 segments in one chain; --epochs, --amp): both encodes are deterministic, so the
+    difference is the prediction's alone, free of the run-to-run spread of time budgets."""
+    records = {}
+    for model in models:
+        for predict in ("--predict", "--no-predict"):
+            target = out / f"paired_{model}{predict.replace('--', '_').replace('-', '_')}.nvc"
+            command = family_command(
+                threads,
+                clip,
+                target,
+                model,
+                "--frames",
+                "0:300",
+                *SEGMENTS,
+                "--epochs",
+                str(PAIRED_EPOCHS[model]),
+                "--amp",
+                predict,
+            )
+            result = run(command, {"SOURCE_DATE_EPOCH": "1700000000"})
+            report = json.loads(result["stdout"])
+            records[f"{model}, {predict}"] = {
+                **encode_record(result),
+                "per_segment": [{k: s[k] for k in ("bytes", "bpp", "psnr")} for s in report["segments"]],
+            }
+    return records
+
+
+def step_random_access(out: Path, clip: Path, threads: int, records: dict) -> dict:
+    """60 frames from the middle of each 2-minute file of the chains_full step: bytes read and time
+    (wall, the whole process), cold segments against chains."""
+    frames = int(read_video_frames(clip))
+    middle = f"{frames // 2}:{frames // 2 + 60}"
+    results = {}
+    for key, record in records.items():
+        target = Path(record["command"].split(" -o ")[1].split(" ")[0])
+        result = run(
+            nvc("--threads", str(threads), "decode", str(target), "-o", str(out / "middle.y4m"), "--frames", middle)
+        )
+        (out / "middle.y4m").unlink()
+        line = result["stdout"].strip()
+        results[key] = {
+            "frames": middle,
+            "bytes_read": int(line.split("read ")[1].split(" of")[0]),
+            "file_bytes": int(line.split(" of ")[1].split(" bytes")[0]),
+            "wall_seconds": result["wall_seconds"],
+            "peak_rss_mib": result["peak_rss_mib"],
+            "output": line,
+        }
+    return results
+
+
+def read_video_frames(clip: Path) -> int:
+    import av
+
+    with av.open(str(clip)) as container:
+        return sum(1 for _ in container.decode(video=0))
 
 
 def write_markdown(results: dict, out: Path) -> None:
@@ -355,13 +414,47 @@ def write_markdown(results: dict, out: Path) -> None:
             f"## Warm chains ({title}, --bpp 0.05, 2 threads)",
             "",
             "Each segment of a warm chain starts from the model the previous segment's stream decodes to; "
-            "chains restart at scene cuts (these clips have one every 3-9 s) and after 4 segments.",
+            "chains restart at scene cuts (these clips have one every 3-9 s) and after 4 segments. "
+            "Predicted: its weights are also coded as differences from that model's (format 1.2); the "
+            "rows without it were encoded with --no-predict (their streams decode alone).",
             "",
             "| family, layout | segments | video bpp | PSNR dB | MS-SSIM | encode wall s | x265-medium bpp at that PSNR "
             "| bits vs x265 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         lines += _rd_rows(results[key], anchor, memory=False)
+        lines.append("")
+    if "predict_paired" in results:
+        lines += [
+            "## Predicted against independent chains at equal training steps (30-s clip, frames 0:300)",
+            "",
+            "4 segments in one chain, --bpp 0.05, --epochs 12 (nerv) or 3 (coordflow) per segment, --amp, "
+            "2 threads: deterministic encodes, so the difference is the prediction's.",
+            "",
+            "| family, chain | file bytes | PSNR dB | per segment: bytes / PSNR dB |",
+            "|---|---:|---:|---|",
+        ]
+        lines += [
+            f"| {name} | {r['file_bytes']} | {r['psnr']:.2f} | "
+            + ", ".join(f"{s['bytes']} / {s['psnr']:.2f}" for s in r["per_segment"])
+            + " |"
+            for name, r in results["predict_paired"].items()
+        ]
+        lines.append("")
+    if "random_access" in results:
+        lines += [
+            "## Random access with chains (2-minute clip, 60 frames from the middle, 2 threads)",
+            "",
+            "A predicted segment is decoded after the weights of the segments before it in its chain.",
+            "",
+            "| file | frames | bytes read | of file bytes | decode wall s (process) | peak RSS MiB |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | {r['frames']} | {r['bytes_read']} | {r['file_bytes']} | {r['wall_seconds']} | "
+            f"{r['peak_rss_mib']} |"
+            for name, r in results["random_access"].items()
+        ]
         lines.append("")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
@@ -456,6 +549,10 @@ def main() -> None:
                 results.get("chains_full", {}),
                 {k: v for k, v in CHAIN_LAYOUTS.items() if k != "one segment"},
             )
+        elif step == "predict_paired":
+            results["predict_paired"] = step_predict_paired(out, clips["quarter"], args.threads, args.models.split(","))
+        elif step == "random_access":
+            results["random_access"] = step_random_access(out, clips["full"], args.threads, results["chains_full"])
         elif step == "rd":
             results["rd"] = step_rd(out, clips["quarter"], args.rd_seconds, args.threads)
         print(f"{step}: {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -1,11 +1,14 @@
 """Would coding a warm segment's weights as the difference from the previous segment's pay? (issue 28)
 
+The estimate that led to predicted segments (format 1.2, built since); it reads a file written
+with ``--no-predict``, whose segments decode alone.
+
 Offline, with the real entropy coder: for each segment of a segmented file whose tensors have the
 previous segment's shapes, the bytes of its tensor records as written, against the bytes of
 round((w - w_prev) / step) under the same steps (w, w_prev: the decoded weights). No retraining,
 so it is the saving a writer alone would get.
 
-    python benchmarks/experiments/chain_delta_estimate.py benchmarks/results/long_video/chains_coordflow_2-4s_warmchains.nvc
+    python benchmarks/experiments/chain_delta_estimate.py benchmarks/results/long_video/chains_long_30s_coordflow_2-4s_warmchains.nvc
 """
 
 from __future__ import annotations
