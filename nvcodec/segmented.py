@@ -265,6 +265,20 @@ def jobs_for(plan: FilePlan, threads: int | None) -> list[list[SegmentJob]]:
     ]
 
 
+def deal_chains(plan: FilePlan, workers: int) -> list[list[int]]:
+    """Chain indices per worker (torchrun ranks: each takes its share at the start): the longest
+    chain first, each to the worker with the fewest frames so far (ties: the lower rank). Fixed by
+    the plan, and the bytes do not depend on it (chains share nothing), only the wall time."""
+    frames = [sum(plan.segments[i].num_frames for i in chain) for chain in plan.chains]
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for index in sorted(range(len(frames)), key=lambda i: (-frames[i], i)):
+        worker = min(range(workers), key=lambda w: (load[w], w))
+        shares[worker].append(index)
+        load[worker] += frames[index]
+    return [sorted(share) for share in shares]
+
+
 # ------------------------------------------------------------------------------------ running
 
 
@@ -582,7 +596,7 @@ def _encode_distributed(
     world: int,
     local_world: int,
 ) -> FileReport | None:
-    """One process per torchrun rank: rank 0 plans and writes, every rank encodes every world-th segment.
+    """One process per torchrun rank: rank 0 plans and writes, every rank encodes its share of the chains.
 
     Results are Python objects (plans, reports, streams) and travel over gloo whatever the
     training device: NCCL moves tensors between GPUs, refuses two ranks on one GPU, and has no
@@ -605,7 +619,8 @@ def _encode_distributed(
         plan, threads = shared[0]
         if plan.plain:  # a plain file, as without torchrun
             return _encode_single(plan, output, settings, None, say, started) if rank == 0 else None
-        mine = [chain for index, chain in enumerate(jobs_for(plan, threads)) if index % world == rank]
+        chains = jobs_for(plan, threads)
+        mine = [chains[index] for index in deal_chains(plan, world)[rank]]
         done = [result for chain in mine for result in encode_chain(chain)]
         gathered: list | None = [None] * world if rank == 0 else None
         dist.gather_object(done, gathered, dst=0)

@@ -406,3 +406,23 @@ def test_a_warm_chain_round_trip_with_the_same_bytes_for_any_worker_count(tmp_pa
     assert result.exit_code == 0, result.output
     reader = NvcReader(alone)
     assert reader.version == "1.1" and not any(reader.read_segment(i).predicted for i in range(3))
+
+
+def test_torchrun_ranks_get_even_shares_of_the_chains():
+    """Longest chain first to the least loaded rank: chains of 4, 2, 4 and 2 segments give each of 2
+    ranks 6 (index mod world gave 8 and 4); every chain dealt once, each rank's in the plan's order."""
+    from nvcodec.segmented import FilePlan, deal_chains
+
+    def plan(*lengths: int) -> FilePlan:
+        segments, chains, first = [], [], 0
+        for length in lengths:
+            chains.append(tuple(range(len(segments), len(segments) + length)))
+            segments += [Segment(first + 10 * k, first + 10 * (k + 1)) for k in range(length)]
+            first += 10 * length
+        return FilePlan(None, tuple(segments), (), Path("."), (), tuple(chains))
+
+    assert deal_chains(plan(4, 2, 4, 2), 2) == [[0, 1], [2, 3]]
+    assert deal_chains(plan(4, 4, 2), 2) == [[0, 2], [1]]
+    assert deal_chains(plan(1), 3) == [[0], [], []]
+    shares = deal_chains(plan(3, 1, 2, 2, 4, 1), 3)
+    assert sorted(i for share in shares for i in share) == list(range(6))
