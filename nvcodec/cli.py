@@ -497,6 +497,8 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
         click.echo(f"wrote {segmentation}: {done.frames} frames")
     done = decode_to_file(nvc, output, request, device, lossless, _decode_printer(), audio)
     line = f"wrote {output}: {done.frames} frames"
+    if done.synthesized is not None and done.synthesized != done.frames:
+        line += f" ({done.synthesized} synthesized: a predicted frame needs those of its group before it)"
     if nvc.segmented:
         used = f"{done.segments[0]}" + (f"-{done.segments[-1]}" if len(done.segments) > 1 else "")
         before = None if done.chain_from is None else range(done.chain_from, done.segments[0])
@@ -594,8 +596,15 @@ def _stream_lines(data: dict) -> list[str]:
             f"({100 * networks / data['bytes']:.1f} %), header and container "
             f"{data['bytes'] - data['payload_bytes']} bytes"
         )
+    if data["motion_bytes"]:
+        lines.append(
+            f"  of the latents, motion {data['motion_bytes']} bytes ({100 * data['motion_bytes'] / data['bytes']:.1f} %)"
+        )
     if data["decoder_macs_per_pixel"] is not None:
-        lines.append(f"decoder: {data['decoder_macs_per_pixel']:.0f} multiply-adds per pixel")
+        split = ", ".join(f"{part} {value:.0f}" for part, value in data["decoder_macs_split"].items())
+        lines.append(
+            f"decoder: {data['decoder_macs_per_pixel']:.0f} multiply-adds per pixel" + (f" ({split})" if split else "")
+        )
     return lines
 
 

@@ -14,7 +14,7 @@ Imports nothing from ``nvcodec.train``: decoding never needs the encoder.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -171,6 +171,12 @@ class _Rendering:
     reader: NvcReader | None  # None: a single stream already in memory
     segments: tuple[int, ...]  # the segments rendered
     models: SegmentModels | None = None  # which segments' weights were decoded (chains)
+    rendered_by: list[Backbone] = field(default_factory=list)  # the models that rendered, as they are used
+
+    def synthesized(self) -> int | None:
+        """Frames the models made, the references of predicted frames included (None: no such family)."""
+        counts = [m.frames_rendered for m in self.rendered_by if hasattr(m, "frames_rendered")]
+        return sum(counts) if counts else None
 
 
 def _render_source(
@@ -180,21 +186,29 @@ def _render_source(
     if isinstance(source, nvc_format.NvcFile):
         plan = prepare(source, request, reference)
         return _Rendering(
-            render_frames(plan.model, plan.times, device, plan.size), len(plan.times), plan.size, plan.fps, None, ()
+            render_frames(plan.model, plan.times, device, plan.size),
+            len(plan.times),
+            plan.size,
+            plan.fps,
+            None,
+            (),
+            rendered_by=[plan.model],
         )
     reader = source if isinstance(source, NvcReader) else NvcReader(source)
     pieces = plan_pieces(reader, request)
     times, size, fps = plan_render(reader.read_segment(pieces[0].segment), pieces[0].request)
     count = len(times) if len(pieces) == 1 else sum(p.request.frames[1] - p.request.frames[0] for p in pieces)
     models = SegmentModels(reader, reference)
+    used: list[Backbone] = []
 
     def batches() -> Iterator[np.ndarray]:
         for piece in pieces:
             nvc = reader.read_segment(piece.segment)  # first: the reader keeps only the segment read last
             plan = _plan_for(models.model(piece.segment), nvc, piece.request)
+            used.append(plan.model)
             yield from render_frames(plan.model, plan.times, device, plan.size)
 
-    return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces), models)
+    return _Rendering(batches(), count, size, fps, reader, tuple(p.segment for p in pieces), models, used)
 
 
 def decode(
@@ -223,6 +237,7 @@ class Decoded:
     file_bytes: int | None
     audio: str  # "copied", "none", or why it was left out
     chain_from: int | None = None  # the first segment whose weights were decoded (before ``segments``: a chain)
+    synthesized: int | None = None  # frames made, references of predicted frames included (None: no such family)
 
 
 def decode_to_file(
@@ -255,6 +270,7 @@ def decode_to_file(
         None if reader is None else reader.file_bytes,
         audio_note,
         None if r.models is None else r.models.first_decoded,
+        r.synthesized(),
     )
 
 
@@ -283,12 +299,17 @@ def _reporting(batches: Iterator[np.ndarray], total: int, progress: ProgressFn |
             progress(done, total, time.monotonic() - started)
 
 
-def _macs_per_pixel(nvc: nvc_format.NvcFile) -> float | None:
-    """The family's stated decoder cost, from the config alone (a model built on the meta device)."""
+def _family_facts(nvc: nvc_format.NvcFile) -> tuple[float | None, dict[str, float], set[int]]:
+    """From the config alone (a model built on the meta device): the family's stated decoder cost per
+    pixel, its parts where the family splits it (motion, residual, synthesis), and the indices of the
+    tensors that code motion."""
     cls = backbone_class(nvc.arch.family, for_decoding=True)
     with torch.device("meta"):
-        macs = cls(cls.config_cls.from_json(nvc.arch.config)).macs_per_pixel()
-    return None if macs is None else round(macs, 1)
+        model = cls(cls.config_cls.from_json(nvc.arch.config))
+        macs, split = model.macs_per_pixel(), model.macs_split()
+        names = list(model.coded_tensors())
+        motion = {names.index(name) for name in model.motion_tensors()}
+    return None if macs is None else round(macs, 1), {k: round(v, 1) for k, v in split.items()}, motion
 
 
 def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
@@ -312,6 +333,7 @@ def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
             }
         )
     h = nvc.header
+    macs, macs_split, motion = _family_facts(nvc)
     return {
         "bytes": size,
         "bpp": bits_per_pixel(size, h.width, h.height, h.num_frames),
@@ -326,7 +348,11 @@ def _stream_summary(nvc: nvc_format.NvcFile, size: int) -> dict:
         "latent_bytes": sum(
             t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors if t["model"] == "context"
         ),
-        "decoder_macs_per_pixel": _macs_per_pixel(nvc),
+        "motion_bytes": sum(
+            t["payload_bytes"] + t["table_bytes"] + t["step_bytes"] for t in tensors if t["index"] in motion
+        ),
+        "decoder_macs_per_pixel": macs,
+        "decoder_macs_split": macs_split,
         "weights_sha256": nvc.weights_sha256.hex() if nvc.weights_sha256 else None,
         "predicted": nvc.predicted,  # coded against the previous segment's weights (PRED)
         "residual_tensors": sum(r.residual for r in nvc.tensors),

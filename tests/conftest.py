@@ -44,6 +44,7 @@ TINY_ENCODES: dict[str, EncodeSettings] = {
     "coordflow": EncodeSettings(model="coordflow", bpp=2.0, epochs=30, device="cpu", amp=False, resume=False),
     "siren": EncodeSettings(model="siren", bpp=3.0, epochs=60, device="cpu", amp=False, resume=False),
     "grid": EncodeSettings(model="grid", bpp=1.5, epochs=100, device="cpu", resume=False),
+    "mcgrid": EncodeSettings(model="mcgrid", bpp=1.5, epochs=150, device="cpu", resume=False),
 }
 TRAINING_FIXTURES = {"tiny_encode", "encoded", "rate_encoded"}  # fixtures that run an encode
 

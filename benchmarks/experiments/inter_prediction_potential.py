@@ -20,11 +20,10 @@ spend in all: 0.05 bpp is 360 bytes per 320x180 frame.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from nvcodec.bench.clips import ClipSpec, load_clip
+from nvcodec.families.mcgrid.motion import block_field  # one vector per block, quarter pixels
 from nvcodec.io import sample_clip_path
 from nvcodec.metrics import psnr
 
@@ -41,15 +40,6 @@ def flows_to_previous(frames: np.ndarray, step: int) -> list[np.ndarray]:
     if step > 0:
         return [dis.calc(grey[t], grey[t - step], None) for t in range(step, len(frames))]
     return [dis.calc(grey[t], grey[t - step], None) for t in range(len(frames) + step)]
-
-
-def block_field(flow: np.ndarray, block: int) -> np.ndarray:
-    """One vector per block (the mean flow over it), in quarter pixels: int [rows, cols, 2]."""
-    height, width = flow.shape[:2]
-    rows, cols = math.ceil(height / block), math.ceil(width / block)
-    padded = np.pad(flow, ((0, rows * block - height), (0, cols * block - width), (0, 0)), mode="edge")
-    means = padded.reshape(rows, block, cols, block, 2).mean(axis=(1, 3))
-    return np.rint(means * QUARTER).astype(np.int64)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

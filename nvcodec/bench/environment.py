@@ -6,6 +6,7 @@ similar hardware, so every output states both. Anything undiscoverable is report
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -38,7 +39,9 @@ def _cpu_model() -> str | None:
 
 
 def _git_commit() -> str | None:
-    """The nvcodec source commit (with ``+dirty`` for uncommitted changes), if run from a checkout."""
+    """The nvcodec source commit, if run from a checkout; with uncommitted changes ``+dirty.`` and
+    8 hex digits of their SHA-256 (the diff and the untracked files), so that the point cache never
+    hands a changed tree the points of another (it did: a run after a fix reused the broken build's)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
@@ -48,13 +51,16 @@ def _git_commit() -> str | None:
         )
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+        def git(*args: str) -> bytes:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=5).stdout
+
+        changes = hashlib.sha256(git("diff", "HEAD", "--binary"))
+        for name in sorted(git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")):
+            if name and (root / name.decode()).is_file():
+                changes.update(name + (root / name.decode()).read_bytes())
+        dirty = bool(git("status", "--porcelain"))
+        return commit.stdout.strip() + (f"+dirty.{changes.hexdigest()[:8]}" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -73,8 +73,9 @@ def write_segmented(
 ) -> bytes:
     """One file of many single-segment streams (each a complete stream of its frames; one whose
     weights are coded against the previous segment's makes the file need a 1.2 reader)."""
-    predicted = any(fmt.read(stream).predicted for stream in streams if stream)
-    minor = fmt.PREDICTED_MINOR if predicted else SEGMENTED_MINOR  # what the file needs (section 9, rule 4)
+    parsed = [fmt.read(stream) for stream in streams if stream]
+    # what the file needs (section 9, rule 4): its streams' features, and segments (1.1)
+    minor = max([SEGMENTED_MINOR] + [fmt.stream_minor(s.predicted, s.arch.family) for s in parsed])
     header = replace(header, min_reader_minor=minor)
     head = fmt.preamble(minor) + fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(header))
     placeholder = [SegmentEntry(0, 0, 0, 0, 0)] * len(streams)
@@ -215,9 +216,11 @@ class NvcReader:
         stream = fmt.read(self.segment_bytes(index), self.limits)
         h, outer = stream.header, self.header
         same = (h.width, h.height, h.fps_num, h.fps_den) == (outer.width, outer.height, outer.fps_num, outer.fps_den)
-        minor = fmt.PREDICTED_MINOR if stream.predicted else fmt.VERSION_MINOR
-        if not same or h.num_frames != e.num_frames or h.min_reader_minor != minor:
-            raise StructureError(f"segment {index}: its NHDR does not match the file's (size, rate or frame count)")
+        minor = fmt.stream_minor(stream.predicted, stream.arch.family)
+        if not same or h.num_frames != e.num_frames or h.min_reader_minor != minor or outer.min_reader_minor < minor:
+            raise StructureError(
+                f"segment {index}: its NHDR does not match the file's (size, rate, frame count or version)"
+            )
         if stream.predicted and (index == 0 or outer.min_reader_minor < fmt.PREDICTED_MINOR):
             raise StructureError(
                 f"segment {index} is predicted (PRED), but "

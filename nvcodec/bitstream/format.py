@@ -42,8 +42,9 @@ from .descriptors import ByteReader, ByteWriter
 SIGNATURE = b"\x8bNVC\r\n\x1a\n"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0  # what a single-segment stream is written as
-READER_MINOR = 2  # the newest minor version this reader reads (1: segmented files, 2: predicted segments)
+READER_MINOR = 3  # the newest minor version this reader reads (1: segmented files, 2: predicted segments, 3: mcgrid)
 PREDICTED_MINOR = 2  # what a predicted segment (a stream with PRED) is written as, and needs
+FAMILY_MINOR = {"mcgrid": 3}  # families registered after 1.0 (Annex A.5): the minor version their streams need
 PREAMBLE_SIZE = 16
 CHUNK_OVERHEAD = 12  # length + type + crc
 MAX_COUNT = 1 << 40  # one categorical count
@@ -258,13 +259,18 @@ def metadata_chunk(metadata: dict) -> bytes:
     return chunk(ChunkType.META, meta)
 
 
+def stream_minor(predicted: bool, family: str) -> int:
+    """The minor version a single-segment stream is written as and needs (section 9, rule 4): what
+    its features were added in (PRED: 2; a family registered later: FAMILY_MINOR)."""
+    return max(VERSION_MINOR, PREDICTED_MINOR if predicted else 0, FAMILY_MINOR.get(family, 0))
+
+
 def write(nvc: NvcFile) -> bytes:
-    """Serialize a complete file (chunk order as in the module docstring); a predicted segment
-    carries PRED and the minor version it needs."""
-    header = nvc.header
-    if nvc.predicted:
-        header = replace(header, min_reader_minor=max(header.min_reader_minor, PREDICTED_MINOR))
-    parts = [preamble(PREDICTED_MINOR if nvc.predicted else VERSION_MINOR)]
+    """Serialize a complete file (chunk order as in the module docstring), carrying the minor
+    version its features need (a predicted segment: PRED and 1.2)."""
+    minor = stream_minor(nvc.predicted, nvc.arch.family)
+    header = replace(nvc.header, min_reader_minor=max(nvc.header.min_reader_minor, minor))
+    parts = [preamble(minor)]
     parts.append(chunk(ChunkType.NHDR, header_payload(header)))
     parts.append(chunk(ChunkType.ARCH, _arch_payload(nvc.arch)))
     if nvc.predicted:
@@ -465,6 +471,9 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
             if arch is not None:
                 raise StructureError("more than one ARCH chunk")
             arch = _parse_arch(payload, limits)
+            needed = FAMILY_MINOR.get(arch.family, 0)
+            if header.min_reader_minor < needed:
+                raise StructureError(f"a {arch.family} stream must carry NHDR min_reader_minor {needed}")
         elif kind == ChunkType.TENS.value:
             if arch is None:
                 raise StructureError("TENS chunk before ARCH")

@@ -31,6 +31,7 @@ FAMILY_FOLDERS: dict[str, str] = {
     "coordflow": "coordflow",
     "siren": "siren",
     "grid": "grid",
+    "mcgrid": "mcgrid",
 }
 
 

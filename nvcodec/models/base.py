@@ -151,6 +151,14 @@ class Backbone(nn.Module):
         """The decoder's multiply-adds per output pixel, where the family states it (``nvc info``)."""
         return None
 
+    def macs_split(self) -> dict[str, float]:
+        """``macs_per_pixel`` in parts (e.g. motion, residual, synthesis), where the family splits it."""
+        return {}
+
+    def motion_tensors(self) -> tuple[str, ...]:
+        """Coded tensors that hold motion (``nvc info`` counts their bytes apart)."""
+        return ()
+
     def tensor_bits(self, name: str, bits: float) -> float:
         """Bit depth for tensor ``name`` when weights get ``bits`` (e.g. embeddings: bits - 2)."""
         return bits

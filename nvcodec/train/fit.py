@@ -409,6 +409,7 @@ class _Loop:
         for group in self.opt.param_groups:
             group["lr"] = _lr_at(fraction, stage.lr, self.cfg.warmup) * group.get("lr_scale", 1.0)
         self.rate.schedule(stage.name, fraction)
+        self.objective.schedule(stage.name, fraction)
         loss, mse, bits = _eager_on_error(
             self.objective,
             self.say,

@@ -100,6 +100,9 @@ class Objective:
     def start(self, stage: str) -> None:
         """A stage ("train", "finetune") begins or resumes."""
 
+    def schedule(self, stage: str, fraction: float) -> None:
+        """Before each step: how far the stage has gone (0 to 1, by steps or by the time budget)."""
+
     def finish(self, stage: str) -> None:
         """A stage ended: runs before its checkpoint and before pruning (e.g. write embeddings into the model)."""
 

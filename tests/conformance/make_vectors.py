@@ -22,6 +22,7 @@ from nvcodec.bitstream.container import NvcReader, write_segmented
 from nvcodec.bitstream.tensors import compress_tensors, decompress_tensors
 from nvcodec.compress.quantize import quantize
 from nvcodec.families.grid.model import Grid, GridConfig
+from nvcodec.families.mcgrid.model import MCGrid, MCGridConfig
 from nvcodec.families.nerv.model import NeRV, NeRVConfig
 
 HERE = Path(__file__).parent
@@ -54,6 +55,14 @@ VECTORS = {
         8.0,
         "Grid 12x20, 4 frames, 3 latent grids: CONTEXT records (both checkerboard passes, integer and "
         "half-integer centres, many scales), a one-symbol (all-zero) grid, networks with 8-bit steps",
+    ),
+    "c5_mcgrid_16x24x6": (
+        MCGridConfig(
+            height=16, width=24, num_frames=6, levels=2, synthesis_width=8, context_width=8, gop=6, block=8, finest=2
+        ),
+        8.0,
+        "MC-grid 16x24, 6 frames in one group: an intra frame and five predicted frames (bicubic warps "
+        "along non-zero quarter-pixel motion, edges replicated), latents and motion as CONTEXT records",
     ),
     "c4_nerv_chain_8x16x6": (
         NeRVConfig(
@@ -95,22 +104,28 @@ def chain_streams() -> list[bytes]:
     return streams
 
 
-def grid_vector() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Seeded network weights and Laplace-distributed integer latents (the coarsest grid all zero)."""
-    config = VECTORS["c3_grid_12x20x4"][0]
+def grid_vector(name: str = "c3_grid_12x20x4") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Seeded network weights and Laplace-distributed integer latents (the coarsest grid all zero);
+    for mcgrid also motion of up to 3 pixels in the predicted frames."""
+    config = VECTORS[name][0]
     torch.manual_seed(20261202)
-    model = Grid(config)
+    model = (MCGrid if isinstance(config, MCGridConfig) else Grid)(config)
     with torch.no_grad():
         for layer in model.context[::2]:  # weights large enough to spread the centres and scales
             layer.weight.mul_(4.0)
         model.context[-1].bias.copy_(torch.tensor([0.3, 20.0]))
-        for conv in model.refine:  # trained ones are not zero
+        for conv in [*model.refine, *getattr(model, "predicted", [])[-1:]]:  # trained ones are not zero
             conv.weight.normal_(0.0, 0.1)
     tensors = {k: v.detach().numpy().copy() for k, v in model.coded_tensors().items()}
     rng = np.random.default_rng(20261202)
     for level in range(1, config.levels):
-        name = f"latents.{level}"
-        tensors[name] = np.rint(rng.laplace(0.0, 1.5, tensors[name].shape)).astype(np.float32)
+        key = f"latents.{level}"
+        tensors[key] = np.rint(rng.laplace(0.0, 1.5, tensors[key].shape)).astype(np.float32)
+    if isinstance(model, MCGrid):
+        for level in model.motion_levels():
+            key = f"latents.{level}"
+            tensors[key] = np.rint(rng.uniform(-12, 12, tensors[key].shape)).astype(np.float32)
+            tensors[key][0] = 0  # the intra frame
     steps = [
         np.ones(1, np.float16) if name.startswith("latents.") else quantize(t, 8.0).steps for name, t in tensors.items()
     ]
@@ -119,8 +134,8 @@ def grid_vector() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def vector_tensors(name: str) -> list[np.ndarray]:
     """Seeded weights; in c2 the head bias is zeroed to give a one-symbol alphabet."""
-    if name.startswith("c3"):
-        return grid_vector()[0]
+    if name.startswith(("c3", "c5")):
+        return grid_vector(name)[0]
     config, _, _ = VECTORS[name]
     torch.manual_seed(20261122)
     model = NeRV(config)
@@ -137,10 +152,10 @@ def build_vector(name: str = "c1_nerv_9x17x3") -> bytes:
         header = nvc_format.VideoHeader(config.width, config.height, config.num_frames * CHAIN_SEGMENTS, 25, 1)
         counts = [config.num_frames] * CHAIN_SEGMENTS
         return write_segmented(header, chain_streams(), counts, None, {"conformance": name})
-    if name.startswith("c3"):
-        family = Grid
-        tensors, steps = grid_vector()
-        records, digest = compress_tensors(tensors, steps=steps, context=Grid(config).context_codec())
+    if name.startswith(("c3", "c5")):
+        family = MCGrid if name.startswith("c5") else Grid
+        tensors, steps = grid_vector(name)
+        records, digest = compress_tensors(tensors, steps=steps, context=family(config).context_codec())
     else:
         family = NeRV
         tensors = vector_tensors(name)

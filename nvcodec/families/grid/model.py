@@ -35,6 +35,7 @@ from ...compress.entropy import (
     ConditionalDecoder,
     ConditionalEncoder,
     ModelId,
+    conditional_code_length,
 )
 from ...errors import PayloadError, UsageError
 from ...models.base import MAX_PARAMS, Backbone, BackboneConfig
@@ -48,11 +49,12 @@ MAX_TENSOR_ELEMENTS = 1 << 26  # a decoder's limit on one tensor (bitstream_spec
 
 
 @dataclass(frozen=True)
-class GridConfig(BackboneConfig):
+class LatentGridConfig(BackboneConfig):
+    """What every latent-grid family has: L grids, a synthesis and a context MLP of these widths."""
+
     levels: int = 7
     synthesis_width: int = 16
     context_width: int = 16
-    finest_frames_per_slice: int = 1  # temporal step of the finest grid (each coarser grid doubles it)
 
     def validate(self) -> None:
         super().validate()
@@ -60,10 +62,18 @@ class GridConfig(BackboneConfig):
             raise ValueError("levels must be between 1 and 12")
         if not (1 <= self.synthesis_width <= 64 and 1 <= self.context_width <= 32):
             raise ValueError("synthesis_width must be in 1..64 and context_width in 1..32")
-        if not 1 <= self.finest_frames_per_slice <= 64:
-            raise ValueError("finest_frames_per_slice must be in 1..64")
         if self.height * self.width > MAX_FRAME_PIXELS:
             raise ValueError(f"frames of {self.width}x{self.height} exceed {MAX_FRAME_PIXELS} pixels")
+
+
+@dataclass(frozen=True)
+class GridConfig(LatentGridConfig):
+    finest_frames_per_slice: int = 1  # temporal step of the finest grid (each coarser grid doubles it)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 1 <= self.finest_frames_per_slice <= 64:
+            raise ValueError("finest_frames_per_slice must be in 1..64")
 
     def frames_per_slice(self, k: int) -> int:
         """Frames one slice of grid k spans (k = 0 is the coarsest)."""
@@ -92,13 +102,15 @@ def context_features(
     slices: torch.Tensor,
     offset: int = 0,
     coarser_offset: int = 0,
+    time_ratio: int = 2,
 ) -> torch.Tensor:
     """The context model's inputs for every position of ``slices`` of ``grid``: [n, H, W, 13].
 
     Neighbours outside the grid are 0; the six same-grid neighbours are 0 at first-pass positions.
     ``grid`` and ``coarser`` may be windows of whole grids starting at slice ``offset`` and
     ``coarser_offset`` (training reads only the slices it needs; a window ends at the grid's edge
-    or one slice beyond those asked for).
+    or one slice beyond those asked for). ``coarser`` has half the rows and columns of ``grid`` and
+    one slice per ``time_ratio`` of its slices (grid: 2; per-frame latents: 1).
     """
     _, height, width = grid.shape
     slices = slices.to(grid.device)
@@ -120,7 +132,7 @@ def context_features(
     if coarser is None:
         around = torch.zeros(same.shape[:-1] + (5,), dtype=grid.dtype, device=grid.device)
     else:
-        plane = F.pad(coarser, (1, 1, 1, 1))[(slices + offset) // 2 - coarser_offset]  # [n, H'+2, W'+2]
+        plane = F.pad(coarser, (1, 1, 1, 1))[(slices + offset) // time_ratio - coarser_offset]  # [n, H'+2, W'+2]
         ys = torch.arange(height, device=grid.device) // 2 + 1
         xs = torch.arange(width, device=grid.device) // 2 + 1
 
@@ -162,13 +174,19 @@ class Grid(Backbone):
         self.slice_estimates: list[torch.Tensor] | None = (
             None  # bits per slice of each grid (training's running estimate)
         )
-        if not self.context[-1].weight.is_meta:
-            with torch.no_grad():  # start predicting small scales: untrained latents are all zero
-                self.context[-1].weight.mul_(0.1)
-                self.context[-1].bias.copy_(torch.tensor([0.0, 8.0]))
-                for conv in self.refine:
-                    conv.weight.zero_()
-                    conv.bias.zero_()
+        self.start_small(*self.refine)
+
+    def start_small(self, *zeroed: nn.Module) -> None:
+        """The context model starts predicting small scales (untrained latents are all zero), and the
+        ``zeroed`` layers (corrections on top of a first guess) start as nothing."""
+        if self.context[-1].weight.is_meta:
+            return
+        with torch.no_grad():
+            self.context[-1].weight.mul_(0.1)
+            self.context[-1].bias.copy_(torch.tensor([0.0, 8.0]))
+            for layer in zeroed:
+                layer.weight.zero_()
+                layer.bias.zero_()
 
     # --- sizing -------------------------------------------------------------------------
     @classmethod
@@ -176,25 +194,35 @@ class Grid(Backbone):
         """One size for every rate: lambda, not the parameter count, sets what the latents spend."""
         if height * width > MAX_FRAME_PIXELS:
             raise UsageError(
-                f"--model grid takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
+                f"--model {cls.name} takes frames of at most {MAX_FRAME_PIXELS} pixels (1920x1088), not "
                 f"{width}x{height}: scale the input down with --resize, or use another --model"
             )
-        config = GridConfig(height, width, num_frames)
-        latents = sum(math.prod(config.level_shape(k)) for k in range(config.levels))
+        config = cls.config_cls(height, width, num_frames)
+        latents = cls.latent_count(config)
         finest = math.prod(config.level_shape(config.levels - 1))
         if latents > MAX_PARAMS // 2 or finest > MAX_TENSOR_ELEMENTS:
             raise UsageError(
-                f"--model grid would hold {latents} latents for {num_frames} frames of {width}x{height}, "
+                f"--model {cls.name} would hold {latents} latents for {num_frames} frames of {width}x{height}, "
                 f"above the decoder's limit: encode fewer frames (--frames) or a smaller size (--resize)"
             )
         return config
 
     @classmethod
+    def latent_count(cls, config: GridConfig) -> int:
+        return sum(math.prod(config.level_shape(k)) for k in range(config.levels))
+
+    @classmethod
     def network_params(cls, config: GridConfig) -> int:
-        return cls.count_params(config) - sum(math.prod(config.level_shape(k)) for k in range(config.levels))
+        return cls.count_params(config) - cls.latent_count(config)
 
     def context_coded(self) -> tuple[str, ...]:
-        return tuple(f"latents.{k}" for k in range(self.config.levels))
+        return tuple(f"latents.{k}" for k in range(len(self.latents)))
+
+    time_ratio = 2  # slices of a grid per slice of its coarser grid
+
+    def coarser_of(self, level: int) -> int | None:
+        """The grid whose values around a latent are context for it (half the rows and columns)."""
+        return level - 1 if level > 0 else None
 
     def context_inputs(self) -> tuple[str, ...]:
         """The context MLP's tensors (weight, bias per layer): what the latents' tables are computed from."""
@@ -256,9 +284,10 @@ class Grid(Backbone):
         context model, one sum per slice [n]; differentiable in the values and the context MLP.
         ``grids`` may be windows starting at ``offsets``; ``slices`` index the window. ``reach``:
         the level's ``level_reach`` when the caller already has it."""
-        coarser = grids[level - 1] if level > 0 else None
-        offset, coarser_offset = (offsets[level], offsets[level - 1] if level else 0) if offsets else (0, 0)
-        features = context_features(grids[level], coarser, level, slices, offset, coarser_offset)
+        up = self.coarser_of(level)
+        coarser = None if up is None else grids[up]
+        offset, coarser_offset = (offsets[level], 0 if up is None else offsets[up]) if offsets else (0, 0)
+        features = context_features(grids[level], coarser, level, slices, offset, coarser_offset, self.time_ratio)
         outputs = self.context(features)
         reach = self.level_reach(level) if reach is None else reach
         bits = laplace_bits(grids[level][slices], outputs[..., 0], outputs[..., 1], reach)
@@ -298,8 +327,14 @@ class LatentCodec:
 
     def __init__(self, model: Grid) -> None:
         names = list(model.coded_tensors())
-        self.levels = {names.index(name): level for level, name in enumerate(model.context_coded())}
-        self.shapes = {index: model.config.level_shape(level) for index, level in self.levels.items()}
+        coded = [names.index(name) for name in model.context_coded()]
+        self.levels = {index: level for level, index in enumerate(coded)}
+        self.shapes = {index: tuple(model.latents[level].shape) for index, level in self.levels.items()}
+        self.coarser = {
+            index: None if model.coarser_of(k) is None else coded[model.coarser_of(k)]
+            for index, k in self.levels.items()
+        }
+        self.time_ratio = model.time_ratio
         self.context = [names.index(name) for name in model.context_inputs()]
         self._coded: dict[bytes, CodedSymbols] = {}
 
@@ -311,7 +346,7 @@ class LatentCodec:
         if index not in self.levels:
             return None
         # everything the tables depend on: the context MLP, the coarser grid (a context input) and the symbols
-        inputs = self.context + ([index - 1] if self.levels[index] > 0 else [])
+        inputs = self.context + ([] if self.coarser[index] is None else [self.coarser[index]])
         key = hashlib.sha256(
             b"".join(np.ascontiguousarray(decoded[i], "<f4").tobytes() for i in inputs)
             + symbols.astype("<i8").tobytes()
@@ -345,17 +380,43 @@ class LatentCodec:
         decoder.finish()
         return grid.reshape(-1).numpy().astype(np.int64)
 
+    def slice_bits(self, index: int, symbols: np.ndarray, decoded: list[np.ndarray]) -> np.ndarray:
+        """The ideal bits of each slice of latent grid ``index`` under its tables (for reports: e.g.
+        an mcgrid file's intra frames against its predicted ones); zeros for a one-symbol grid."""
+        grid = torch.from_numpy(symbols.astype(np.float64).reshape(self.shapes[index]))
+        bits = np.zeros(grid.shape[0])
+        sym_min, sym_max = int(symbols.min()), int(symbols.max())
+        if sym_min == sym_max:
+            return bits
+        up = self.coarser[index]
+        coarser = None if up is None else torch.from_numpy(decoded[up].astype(np.float64))
+        tensors = [fixed_point(decoded[i]) for i in self.context]
+        layers = list(zip(tensors[0::2], tensors[1::2]))
+        plane = grid.shape[1] * grid.shape[2]
+        for parity in (0, 1):
+            where, centres2, scales = self._tables(
+                layers, grid, coarser, self.levels[index], parity, sym_min, sym_max, self.time_ratio
+            )
+            values, slices = grid.view(-1)[where].numpy().astype(np.int64), (where // plane).numpy()
+            for t in np.unique(slices):
+                chosen = slices == t
+                bits[t] += conditional_code_length(values[chosen], centres2[chosen], scales[chosen], sym_max - sym_min)
+        return bits
+
     def _passes(
         self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], coder, sym_min: int, sym_max: int
     ) -> None:
         """The two checkerboard passes over one grid: the encoder codes ``grid``, the decoder fills it in."""
         level = self.levels[index]
-        coarser = torch.from_numpy(decoded[index - 1].astype(np.float64)) if level > 0 else None
+        up = self.coarser[index]
+        coarser = None if up is None else torch.from_numpy(decoded[up].astype(np.float64))
         tensors = [fixed_point(decoded[i]) for i in self.context]
         layers = list(zip(tensors[0::2], tensors[1::2]))
         flat = grid.view(-1)
         for parity in (0, 1):
-            where, centres2, scales = self._tables(layers, grid, coarser, level, parity, sym_min, sym_max)
+            where, centres2, scales = self._tables(
+                layers, grid, coarser, level, parity, sym_min, sym_max, self.time_ratio
+            )
             if isinstance(coder, ConditionalEncoder):
                 coder.encode(flat[where].numpy().astype(np.int64), centres2, scales)
             else:
@@ -363,13 +424,20 @@ class LatentCodec:
 
     @staticmethod
     def _tables(
-        layers, grid: torch.Tensor, coarser: torch.Tensor | None, level: int, parity: int, sym_min: int, sym_max: int
+        layers,
+        grid: torch.Tensor,
+        coarser: torch.Tensor | None,
+        level: int,
+        parity: int,
+        sym_min: int,
+        sym_max: int,
+        time_ratio: int,
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """(flat positions, doubled centres, scale indices) of one pass, in raster order (t, y, x)."""
         positions, centres, scales = [], [], []
         plane = grid.shape[1] * grid.shape[2]
         for slices in _chunks(grid):
-            features = context_features(grid, coarser, level, slices)
+            features = context_features(grid, coarser, level, slices, time_ratio=time_ratio)
             chosen = (features[..., CONTEXT_INPUTS - 2] == parity).reshape(-1)
             c, s = tables_from_outputs(
                 integer_mlp(features.reshape(-1, CONTEXT_INPUTS)[chosen], layers), sym_min, sym_max

@@ -39,6 +39,7 @@ LATENT_LR_SCALE = 3.0
 
 class GridObjective(FrameObjective):
     model: Grid
+    latent_lr_scale = LATENT_LR_SCALE
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -71,7 +72,7 @@ class GridObjective(FrameObjective):
             first[window].lerp_(leaf.grad, 1 - BETAS[0])
             second[window].mul_(BETAS[1]).addcmul_(leaf.grad, leaf.grad, value=1 - BETAS[1])
             denominator = (second[window] / correction2).sqrt_().add_(EPS)
-            grid[window].addcdiv_(first[window], denominator, value=-LATENT_LR_SCALE * lr / correction1)
+            grid[window].addcdiv_(first[window], denominator, value=-self.latent_lr_scale * lr / correction1)
         self.leaves = []
 
     def proxy(self, grid: torch.Tensor, mode: ProxyMode, generator: torch.Generator) -> torch.Tensor:

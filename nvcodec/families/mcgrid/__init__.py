@@ -1,0 +1,32 @@
+"""MC-grid (after Cool-chic video): each frame's own 2-D multi-resolution latents under the grid
+family's context model; in a closed group of pictures the first frame is intra and every other
+frame is predicted from the decoded frame before it (block motion, bicubic warp), its latents
+coding what the prediction misses.
+
+The motion is two more context-coded grids (quarter pixels per block), started from OpenCV DIS's
+optical flow and refined by the rate-distortion loss; its bits are priced like the latents'.
+"""
+
+from ...models.capabilities import FRAMEWISE
+from .. import Family
+from ..grid import GRID
+
+
+def objective():
+    from .objective import MCGridObjective
+
+    return MCGridObjective
+
+
+MCGRID = Family(
+    "mcgrid",
+    "frame-wise: per-frame latent grids + context model, P frames motion-compensated (Cool-chic video class)",
+    frozenset({FRAMEWISE}),
+    objective,
+    # grid's recipe (C3: Adam 1e-2 with cosine decay, a short hard-rounding phase at 1e-3, fp32);
+    # a step trains one whole group of pictures, whatever batch_frames says
+    train_overrides={"lr": 1e-2, "finetune_lr": 1e-3, "warmup": 0.02, "amp": False},
+    rate_overrides=GRID.rate_overrides,
+    requires_rate_training=True,
+)
+DECLARATIONS = (MCGRID,)

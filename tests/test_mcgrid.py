@@ -1,0 +1,134 @@
+"""The mcgrid family: intra and predicted frames, motion coded under the context model, random access."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nvcodec import errors
+from nvcodec.api import decode, inspect
+from nvcodec.bitstream import format as fmt
+from nvcodec.bitstream.tensors import CONTEXT_LIMIT, compress_tensors, decompress_tensors
+from nvcodec.cli import main
+from nvcodec.compress.entropy import MAX_CONTEXT_REACH
+from nvcodec.families.mcgrid.model import MCGrid, MCGridConfig
+from nvcodec.families.mcgrid.motion import initial_motion
+from nvcodec.metrics import psnr
+
+from .conftest import CONFORMANCE
+from .test_grid import _corrupt_latent_words
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_encode):
+    return tiny_encode("mcgrid")
+
+
+def _model(nvc: fmt.NvcFile) -> MCGrid:
+    return MCGrid(MCGridConfig.from_json(nvc.arch.config))
+
+
+def test_tiny_round_trip_with_predicted_frames(encoded, tiny_clip):
+    path, report = encoded
+    nvc = fmt.read(path.read_bytes())
+    config = MCGridConfig.from_json(nvc.arch.config)
+    assert config.num_frames == 8 and config.gop > 1  # frame 0 intra, frames 1-7 predicted
+    frames = decode(path).frames
+    assert report.psnr == psnr(tiny_clip.frames, frames)
+    # 150 steps of the 8-frame group (64x36, 1.5 bpp) measured 22.2 dB, every frame 21.8-22.5 dB; grey
+    # scores about 12 dB: the intra frame and the predictions from it must do clearly better
+    assert report.psnr > 19
+    assert all(psnr(tiny_clip.frames[t : t + 1], frames[t : t + 1]) > 17 for t in range(1, 8))
+    info = inspect(path)
+    assert [t["model"] for t in info["tensors"]][-(config.levels + 2) :] == ["context"] * (config.levels + 2)
+
+
+def test_motion_is_coded_and_the_context_model_gives_the_same_symbols_on_inter_frames(encoded):
+    """The motion of the predicted frames (non-zero, started from optical flow) and their latents:
+    the tables computed from the encoder's whole grid code the same words as the decoder's."""
+    nvc = fmt.read(encoded[0].read_bytes())
+    codec = _model(nvc).context_codec()
+    decoded = decompress_tensors(nvc, codec)
+    motion = sorted(codec.levels)[-2:]
+    assert any(np.abs(decoded[i][1:]).max() > 0 for i in motion)  # predicted frames move
+    assert all(np.abs(decoded[i][0]).max() == 0 for i in motion)  # the intra frame has none
+    for index in codec.levels:
+        symbols = decoded[index].astype(np.int64).reshape(-1)
+        again = _model(nvc).context_codec().encode(index, symbols, decoded[:index])
+        assert np.array_equal(again.words, nvc.tensors[index].coded.words)
+
+
+def test_corrupt_motion_payload_is_a_one_line_error(encoded, runner, tmp_path):
+    path = tmp_path / "bad.nvc"
+    path.write_bytes(_corrupt_latent_words(encoded[0].read_bytes()))  # the last record: vertical motion
+    result = runner.invoke(main, ["decode", str(path), "-o", str(tmp_path / "out.mp4")])
+    assert result.exit_code == errors.PayloadError.exit_code
+    assert len(result.stderr.strip().splitlines()) == 1 and "nvc" in result.stderr
+
+
+def test_random_access_renders_only_the_frames_a_range_needs(encoded):
+    nvc = fmt.read(encoded[0].read_bytes())
+    whole = decode(encoded[0]).frames
+    assert np.array_equal(decode(encoded[0], frames=(5, 7)).frames, whole[5:7])
+    model = MCGrid(MCGridConfig(36, 64, 40, gop=8))
+    with torch.no_grad():
+        model.synthesize(torch.arange(17, 20))  # group 16..23: frames 16 (intra) to 19
+        assert model.frames_rendered == 4
+        model.synthesize(torch.arange(20, 22))  # goes on from frame 19, rendered last
+        assert model.frames_rendered == 6
+    assert nvc.arch.family == "mcgrid"
+
+
+def test_initial_motion_finds_a_shift():
+    """DIS flow, one vector per block in quarter pixels: a picture moved 3 pixels right comes from x - 3."""
+    rng = np.random.default_rng(0)
+    base = (rng.random((48, 80, 3)) * 255).astype(np.uint8)
+    base = np.repeat(np.repeat(base[::4, ::4], 4, 0), 4, 1)[:48, :80]
+    frames = np.stack([base, np.roll(base, 3, axis=1)])
+    motion = initial_motion(frames, gop=8, block=16)
+    assert motion.shape == (2, 2, 3, 5) and not motion[0].any()
+    assert np.median(motion[1, 0, :, 1:-1]) == -12 and np.median(motion[1, 1]) == 0
+
+
+def test_decoder_cost_is_stated_and_within_the_budget():
+    split = MCGrid(MCGridConfig(180, 320, 32)).macs_split()
+    assert set(split) == {"motion", "residual", "synthesis"} and sum(split.values()) <= 2000
+
+
+VECTOR = CONFORMANCE / "c5_mcgrid_16x24x6.nvc"
+
+
+def test_streams_of_the_family_need_a_1_3_reader():
+    """Registered in minor version 3: written as 1.3, and a stream that claims a lower minimum is refused."""
+    data = VECTOR.read_bytes()
+    nvc = fmt.read(data)
+    assert int.from_bytes(data[10:12], "little") == 3 and nvc.header.min_reader_minor == 3
+    length = int.from_bytes(data[fmt.PREAMBLE_SIZE : fmt.PREAMBLE_SIZE + 4], "little")
+    rest = data[fmt.PREAMBLE_SIZE + fmt.CHUNK_OVERHEAD + length :]
+    forged = fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(replace(nvc.header, min_reader_minor=2)))
+    with pytest.raises(errors.StructureError, match="mcgrid stream must carry NHDR min_reader_minor 3"):
+        fmt.read(data[: fmt.PREAMBLE_SIZE] + forged + rest)
+
+
+def test_a_latent_and_motion_range_wider_than_the_coder_is_written_and_decoded():
+    """Whatever training produced is written: latents and motion spanning +-40,000 are clamped to
+    +-CONTEXT_LIMIT (CONTEXT allows R <= 32765) and the file reads and decodes."""
+    nvc = fmt.read(VECTOR.read_bytes())
+    model = _model(nvc)
+    codec = model.context_codec()
+    tensors = [np.asarray(t, np.float32) for t in decompress_tensors(nvc, codec)]
+    wide = sorted(codec.levels)[-3:]  # the finest latents and both motion grids
+    for index in wide:
+        tensors[index] = np.linspace(-40_000, 40_000, tensors[index].size, dtype=np.float32).reshape(
+            tensors[index].shape
+        )
+    steps = [record.steps for record in nvc.tensors]
+    records, digest = compress_tensors(tensors, steps=steps, context=model.context_codec())
+    again = fmt.read(fmt.write(fmt.NvcFile(nvc.header, nvc.arch, records, digest, {})))
+    decoded = decompress_tensors(again, _model(nvc).context_codec())
+    for index in wide:
+        assert np.array_equal(decoded[index], np.clip(np.rint(tensors[index]), -CONTEXT_LIMIT, CONTEXT_LIMIT))
+        assert records[index].coded.sym_max - records[index].coded.sym_min <= MAX_CONTEXT_REACH
