@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...models.base import Backbone
 from .. import register_backbone
 from ..grid.model import CONTEXT_INPUTS, Grid, LatentGridConfig, upsample_bilinear
 from . import MCGRID
@@ -78,8 +79,7 @@ class MCGrid(Grid):
     time_ratio = 1  # a latent's coarser grid is the same frame's
 
     def __init__(self, config: MCGridConfig) -> None:
-        nn.Module.__init__(self)
-        self.config = config
+        Backbone.__init__(self, config)  # not Grid's: the layers differ
         width, channels, levels = config.context_width, config.synthesis_width, config.levels
         self.context = nn.Sequential(
             nn.Linear(CONTEXT_INPUTS, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 2)
