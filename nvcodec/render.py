@@ -116,7 +116,8 @@ class _GroupCache:
     def frame(self, index: int) -> np.ndarray:
         group = index // self.batch
         if group != self.group:
-            members = [min(k, self.last) for k in range(group * self.batch, (group + 1) * self.batch)]
+            final = self.model.config.num_frames - 1  # = last, but for a one-frame model (last is then 1)
+            members = [min(k, final) for k in range(group * self.batch, (group + 1) * self.batch)]
             self.group, self.frames = (
                 group,
                 _render(self.model, [k / self.last for k in members], self.device, self.size),

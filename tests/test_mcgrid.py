@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from nvcodec import errors
-from nvcodec.api import decode, inspect
+from nvcodec.api import EncodeSettings, decode, encode, inspect
 from nvcodec.bitstream import format as fmt
 from nvcodec.bitstream.tensors import CONTEXT_LIMIT, compress_tensors, decompress_tensors
 from nvcodec.cli import main
 from nvcodec.compress.entropy import MAX_CONTEXT_REACH
 from nvcodec.families.mcgrid.model import MCGrid, MCGridConfig
 from nvcodec.families.mcgrid.motion import initial_motion
+from nvcodec.io import Video
 from nvcodec.metrics import psnr
 
 from .conftest import CONFORMANCE
@@ -132,3 +133,11 @@ def test_a_latent_and_motion_range_wider_than_the_coder_is_written_and_decoded()
     for index in wide:
         assert np.array_equal(decoded[index], np.clip(np.rint(tensors[index]), -CONTEXT_LIMIT, CONTEXT_LIMIT))
         assert records[index].coded.sym_max - records[index].coded.sym_min <= MAX_CONTEXT_REACH
+
+
+def test_a_one_frame_clip_is_an_intra_frame_that_decodes(tiny_clip, tmp_path):
+    """The decoder renders coded frames in padded groups: a one-frame file must not ask for frame 1."""
+    one = Video(tiny_clip.frames[:1], tiny_clip.fps)
+    report = encode(one, tmp_path / "one.nvc", EncodeSettings(model="mcgrid", bpp=30.0, epochs=3, resume=False))
+    assert decode(tmp_path / "one.nvc").frames.shape == (1, 36, 64, 3)
+    assert report.psnr == psnr(one.frames, decode(tmp_path / "one.nvc").frames)
