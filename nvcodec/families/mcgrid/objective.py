@@ -39,8 +39,9 @@ class MCGridObjective(GridObjective):
         self.batch: list[int] = []  # the frames of the coming step
         self.loss_fn = self.weighted(self.loss_fn)
         motion = [self.model.latents[k] for k in self.model.motion_levels()]
-        fresh = motion[0].device.type != "meta" and not any(bool(m.detach().any()) for m in motion)
-        if fresh:  # a resumed model loads its own motion later; a model on "meta" has no values
+        # always (a warm-started segment holds the motion of the segment before; a resumed encode loads its
+        # own from the checkpoint after this); a model on "meta" has no values to start from
+        if motion[0].device.type != "meta":
             frames = self.target.permute(0, 2, 3, 1).numpy()
             estimate = torch.from_numpy(initial_motion(frames, config.gop, config.block))
             with torch.no_grad():
