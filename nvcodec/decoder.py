@@ -175,7 +175,7 @@ class _Rendering:
 
     def synthesized(self) -> int | None:
         """Frames the models made, the references of predicted frames included (None: no such family)."""
-        counts = [m.frames_rendered for m in self.rendered_by if hasattr(m, "frames_rendered")]
+        counts = [m.frames_rendered for m in self.rendered_by if m.frames_rendered is not None]
         return sum(counts) if counts else None
 
 

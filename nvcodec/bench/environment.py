@@ -55,12 +55,15 @@ def _git_commit() -> str | None:
         def git(*args: str) -> bytes:
             return subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=5).stdout
 
-        changes = hashlib.sha256(git("diff", "HEAD", "--binary"))
-        for name in sorted(git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")):
-            if name and (root / name.decode()).is_file():
+        diff = git("diff", "HEAD", "--binary")
+        untracked = [n for n in sorted(git("ls-files", "--others", "--exclude-standard", "-z").split(b"\0")) if n]
+        if not diff and not untracked:
+            return commit.stdout.strip()
+        changes = hashlib.sha256(diff)
+        for name in untracked:
+            if (root / name.decode()).is_file():
                 changes.update(name + (root / name.decode()).read_bytes())
-        dirty = bool(git("status", "--porcelain"))
-        return commit.stdout.strip() + (f"+dirty.{changes.hexdigest()[:8]}" if dirty else "")
+        return f"{commit.stdout.strip()}+dirty.{changes.hexdigest()[:8]}"
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -88,6 +88,9 @@ class Backbone(nn.Module):
     # the declaration itself (nvcodec.families.Family, set when the class registers): training finds the
     # family's objective and options here, so that nvcodec.train never imports nvcodec.families
     declaration: ClassVar[Any] = None
+    # frames made since the model was built, where a family makes frames from others it decodes first
+    # (mcgrid's references); None for the others, which make just the frames asked for
+    frames_rendered: int | None = None
 
     def __init__(self, config: BackboneConfig) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -260,7 +261,10 @@ class Grid(Backbone):
             if plane.shape[-2:] != (cfg.height, cfg.width):
                 plane = upsample_bilinear(plane, (cfg.height, cfg.width))
             planes.append(plane)
-        x = torch.stack(planes, dim=1)
+        return self.picture(torch.stack(planes, dim=1))
+
+    def picture(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent planes at full size [B, L, H, W] -> RGB [B, 3, H, W] (unclamped): synthesis, refinements."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.synthesis(x) + 0.5
@@ -388,15 +392,8 @@ class LatentCodec:
         sym_min, sym_max = int(symbols.min()), int(symbols.max())
         if sym_min == sym_max:
             return bits
-        up = self.coarser[index]
-        coarser = None if up is None else torch.from_numpy(decoded[up].astype(np.float64))
-        tensors = [fixed_point(decoded[i]) for i in self.context]
-        layers = list(zip(tensors[0::2], tensors[1::2]))
         plane = grid.shape[1] * grid.shape[2]
-        for parity in (0, 1):
-            where, centres2, scales = self._tables(
-                layers, grid, coarser, self.levels[index], parity, sym_min, sym_max, self.time_ratio
-            )
+        for where, centres2, scales in self._pass_tables(index, grid, decoded, sym_min, sym_max):
             values, slices = grid.view(-1)[where].numpy().astype(np.int64), (where // plane).numpy()
             for t in np.unique(slices):
                 chosen = slices == t
@@ -407,20 +404,24 @@ class LatentCodec:
         self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], coder, sym_min: int, sym_max: int
     ) -> None:
         """The two checkerboard passes over one grid: the encoder codes ``grid``, the decoder fills it in."""
-        level = self.levels[index]
-        up = self.coarser[index]
-        coarser = None if up is None else torch.from_numpy(decoded[up].astype(np.float64))
-        tensors = [fixed_point(decoded[i]) for i in self.context]
-        layers = list(zip(tensors[0::2], tensors[1::2]))
         flat = grid.view(-1)
-        for parity in (0, 1):
-            where, centres2, scales = self._tables(
-                layers, grid, coarser, level, parity, sym_min, sym_max, self.time_ratio
-            )
+        for where, centres2, scales in self._pass_tables(index, grid, decoded, sym_min, sym_max):
             if isinstance(coder, ConditionalEncoder):
                 coder.encode(flat[where].numpy().astype(np.int64), centres2, scales)
             else:
                 flat[where] = torch.from_numpy(coder.decode(centres2, scales).astype(np.float64))
+
+    def _pass_tables(
+        self, index: int, grid: torch.Tensor, decoded: list[np.ndarray], sym_min: int, sym_max: int
+    ) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+        """The tables of pass 0, then of pass 1, over one grid, each computed when asked for: a decoder
+        fills in pass 0's positions before pass 1's tables read them."""
+        up = self.coarser[index]
+        coarser = None if up is None else torch.from_numpy(decoded[up].astype(np.float64))
+        tensors = [fixed_point(decoded[i]) for i in self.context]
+        layers = list(zip(tensors[0::2], tensors[1::2]))
+        for parity in (0, 1):
+            yield self._tables(layers, grid, coarser, self.levels[index], parity, sym_min, sym_max, self.time_ratio)
 
     @staticmethod
     def _tables(

@@ -191,11 +191,7 @@ class MCGrid(Grid):
         """One frame [1, 3, H, W] from its latent planes ``x`` [1, L, H, W]: intra (``previous`` None),
         or predicted from the decoded ``previous`` frame along ``flow`` [2, H, W]."""
         if previous is None:
-            if x.device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            z = self.synthesis(x) + 0.5
-            z = z + self.refine[0](z)
-            return z + self.refine[1](F.gelu(z))
+            return self.picture(x)  # as a grid frame
         prediction = warp(previous.clamp(0.0, 1.0), flow)
         x = torch.cat([x, prediction], dim=1)
         if x.device.type == "cpu":
