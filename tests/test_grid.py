@@ -303,3 +303,21 @@ def test_a_latent_range_wider_than_the_coder_and_a_too_fine_step_are_written_and
     assert records[finest].coded.sym_max - records[finest].coded.sym_min <= MAX_CONTEXT_REACH
     assert records[weight].coded.sym_max - records[weight].coded.sym_min < MAX_ALPHABET
     assert np.abs(decoded[weight] - tensors[weight]).max() <= 0.005 / MAX_SYMBOL
+
+
+def test_the_dead_zone_is_the_mildest_that_fits_and_never_zeroes_what_rounds_beyond_1():
+    """Real sizes need not fall with the zone: the search takes the first zone that fits, from
+    below; and it stops at MAX_DEAD_ZONE, leaving the file over its target, rather than zero
+    every latent."""
+    from nvcodec.compress.ratecontrol import MAX_DEAD_ZONE, PLAIN_ROUNDING, RateControl
+
+    control = RateControl(1.0, 80, 10, 1)  # a target of 100 bytes
+    bumpy = {0.5: 120}  # fits from 0.8 on, but a bisection's first probe (20.25) also "fits" far away
+
+    def size_at(zone: float) -> int:
+        return bumpy.get(zone, 120 if zone < 0.8 else 99)
+
+    zone = control.latent_dead_zone(size_at, largest=40.0)
+    assert 0.8 <= zone < 0.8 * 1.15
+    assert control.latent_dead_zone(lambda zone: 90, largest=40.0) == PLAIN_ROUNDING
+    assert control.latent_dead_zone(lambda zone: 150, largest=40.0) == MAX_DEAD_ZONE
