@@ -6,6 +6,7 @@ a ``BenchConfig`` and errors into exit codes (``nvcodec/cli.py`` adds it to the 
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -108,6 +109,12 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
     help="Reuse the nvcodec rows of this rd_points.csv (same clip) instead of encoding; with --anchors-only "
     "this re-measures only the anchors.",
 )
+@click.option(
+    "--model-options",
+    default="{}",
+    show_default=True,
+    help="The families' encode options as JSON, e.g. '{\"gop\": 1}' (an ablation: part of each point's curve name).",
+)
 @click.option("--fresh", is_flag=True, help="Ignore cached points and measure everything again.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
 def bench(**opts: object) -> None:
@@ -160,7 +167,18 @@ def _config(opts: dict[str, object]) -> BenchConfig:
         resume=not opts["fresh"],
         plot=not opts["no_plot"],
         nvcodec_points=opts["nvcodec_points"],
+        model_options=_json_object(str(opts["model_options"])),
     )
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--model-options") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--model-options")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:

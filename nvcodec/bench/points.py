@@ -169,6 +169,7 @@ class NvcodecJob:
     train_seconds: float | None = None  # equal training time per point instead of the preset's epochs
     train_clock: str = "wall"  # of train_seconds: "wall" or "cpu" (process CPU seconds)
     rate_training: bool = True  # False: the post-training quantization pipeline (the ablation)
+    options: tuple[tuple[str, object], ...] = ()  # the family's encode options (sorted), e.g. (("gop", 1),)
 
     codec = "nvcodec"
     stream_suffix = ".nvc"
@@ -178,7 +179,8 @@ class NvcodecJob:
         length = f"{self.train_seconds:g}s" if self.train_seconds else self.preset
         if self.train_seconds and self.train_clock == "cpu":
             length += " cpu"
-        return f"nvcodec {self.model} {length}" + ("" if self.rate_training else RATE_TRAINING_OFF)
+        options = "".join(f" {k}={v}" for k, v in self.options)
+        return f"nvcodec {self.model} {length}{options}" + ("" if self.rate_training else RATE_TRAINING_OFF)
 
     @property
     def knob(self) -> tuple[str, float]:
@@ -195,6 +197,8 @@ class NvcodecJob:
             "train_seconds": self.train_seconds,
             "train_clock": self.train_clock,
             "rate_training": self.rate_training,
+            # only when set: the cache identity of a point without options stays what it was
+            **({"objective_options": dict(self.options)} if self.options else {}),
         }
 
     def identity(self) -> dict[str, object]:

@@ -52,6 +52,7 @@ class BenchConfig:
     resume: bool = True  # reuse cached points
     plot: bool = True
     nvcodec_points: str | None = None  # an rd_points.csv whose nvcodec rows are reused instead of encoding
+    model_options: dict = field(default_factory=dict)  # the families' encode options (ablations)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def _nvcodec_jobs(config: BenchConfig, nvcodec_version: str) -> tuple[list[Job],
             config.train_seconds,
             config.train_clock,
             rate_aware,
+            tuple(sorted(config.model_options.items())),
         )
         for m in dict.fromkeys(config.models)
         for rate_aware in config.rate_training
