@@ -498,7 +498,7 @@ def decode(input_path, output, frames, device, lossless, scale, size, fps, segme
     done = decode_to_file(nvc, output, request, device, lossless, _decode_printer(), audio)
     line = f"wrote {output}: {done.frames} frames"
     if done.synthesized is not None and done.synthesized != done.frames:
-        line += f" ({done.synthesized} synthesized: a predicted frame needs those of its group before it)"
+        line += f" ({done.synthesized} synthesized: a predicted frame needs the frames it is made from)"
     if nvc.segmented:
         used = f"{done.segments[0]}" + (f"-{done.segments[-1]}" if len(done.segments) > 1 else "")
         before = None if done.chain_from is None else range(done.chain_from, done.segments[0])

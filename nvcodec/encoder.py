@@ -31,7 +31,7 @@ from .compress.ratecontrol import MAX_BITS, MIN_BITS, PLAIN_ROUNDING, RateContro
 from .decoder import decode
 from .devices import DECODE_DEVICE, reproducible, resolve_device
 from .errors import InputError
-from .families import backbone_class
+from .families import backbone_class, configured
 from .fsutil import atomic_path, check_writable, remove_stale_temporaries, write_measured
 from .io import Colour, Video
 from .metrics import bpp as bits_per_pixel
@@ -238,6 +238,7 @@ def plan_encode(
     rate_aware = settings.rate_training and settings.quant_bits is None
     rate_control = RateControl(settings.bpp, video.width, video.height, video.num_frames)
     config = rate_control.size_model(cls)  # rate-aware or not: a larger start measured worse per step
+    config = configured(family, config, settings.objective_options)  # e.g. mcgrid's --gop
     model = warm_started(cls, warm, video) if warm else None
     reference = None
     if model is not None:

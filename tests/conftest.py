@@ -45,6 +45,10 @@ TINY_ENCODES: dict[str, EncodeSettings] = {
     "siren": EncodeSettings(model="siren", bpp=3.0, epochs=60, device="cpu", amp=False, resume=False),
     "grid": EncodeSettings(model="grid", bpp=1.5, epochs=100, device="cpu", resume=False),
     "mcgrid": EncodeSettings(model="mcgrid", bpp=1.5, epochs=150, device="cpu", resume=False),
+    # random access: frame 7 a P frame, frames 1-6 hierarchical B frames
+    "mcgrid_ra": EncodeSettings(
+        model="mcgrid", bpp=1.5, epochs=150, device="cpu", resume=False, objective_options={"order": 1}
+    ),
 }
 TRAINING_FIXTURES = {"tiny_encode", "encoded", "rate_encoded"}  # fixtures that run an encode
 

@@ -44,7 +44,7 @@ def insert_before_end(data: bytes, chunk: bytes) -> bytes:
 # ---------------------------------------------------------------- conformance (Annex B)
 
 
-VECTOR_NAMES = ["c1_nerv_9x17x3", "c2_nerv_36x64x2", "c3_grid_12x20x4", "c5_mcgrid_16x24x6"]
+VECTOR_NAMES = ["c1_nerv_9x17x3", "c2_nerv_36x64x2", "c3_grid_12x20x4", "c5_mcgrid_16x24x6", "c6_mcgrid_ra_16x24x6"]
 
 
 def manifest_of(name: str) -> dict:

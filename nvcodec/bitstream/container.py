@@ -75,7 +75,7 @@ def write_segmented(
     weights are coded against the previous segment's makes the file need a 1.2 reader)."""
     parsed = [fmt.read(stream) for stream in streams if stream]
     # what the file needs (section 9, rule 4): its streams' features, and segments (1.1)
-    minor = max([SEGMENTED_MINOR] + [fmt.stream_minor(s.predicted, s.arch.family) for s in parsed])
+    minor = max([SEGMENTED_MINOR] + [fmt.stream_minor(s.predicted, s.arch) for s in parsed])
     header = replace(header, min_reader_minor=minor)
     head = fmt.preamble(minor) + fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(header))
     placeholder = [SegmentEntry(0, 0, 0, 0, 0)] * len(streams)
@@ -216,7 +216,7 @@ class NvcReader:
         stream = fmt.read(self.segment_bytes(index), self.limits)
         h, outer = stream.header, self.header
         same = (h.width, h.height, h.fps_num, h.fps_den) == (outer.width, outer.height, outer.fps_num, outer.fps_den)
-        minor = fmt.stream_minor(stream.predicted, stream.arch.family)
+        minor = fmt.stream_minor(stream.predicted, stream.arch)
         if not same or h.num_frames != e.num_frames or h.min_reader_minor != minor or outer.min_reader_minor < minor:
             raise StructureError(
                 f"segment {index}: its NHDR does not match the file's (size, rate, frame count or version)"

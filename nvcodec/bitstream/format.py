@@ -42,9 +42,12 @@ from .descriptors import ByteReader, ByteWriter
 SIGNATURE = b"\x8bNVC\r\n\x1a\n"
 VERSION_MAJOR = 1
 VERSION_MINOR = 0  # what a single-segment stream is written as
-READER_MINOR = 3  # the newest minor version this reader reads (1: segmented files, 2: predicted segments, 3: mcgrid)
+READER_MINOR = 4  # the newest minor version this reader reads (1: segmented files, 2: predicted segments, 3: mcgrid,
+# 4: mcgrid's random-access order)
 PREDICTED_MINOR = 2  # what a predicted segment (a stream with PRED) is written as, and needs
 FAMILY_MINOR = {"mcgrid": 3}  # families registered after 1.0 (Annex A.5): the minor version their streams need
+# configurations added to a family later (Annex A.5): (family, config key, value) -> the minor version they need
+CONFIG_MINOR = {("mcgrid", "order", 1): 4}
 PREAMBLE_SIZE = 16
 CHUNK_OVERHEAD = 12  # length + type + crc
 MAX_COUNT = 1 << 40  # one categorical count
@@ -259,16 +262,25 @@ def metadata_chunk(metadata: dict) -> bytes:
     return chunk(ChunkType.META, meta)
 
 
-def stream_minor(predicted: bool, family: str) -> int:
+def arch_minor(arch: ArchRecord) -> int:
+    """The minor version the architecture needs: its family's (FAMILY_MINOR) or a configuration's
+    added later (CONFIG_MINOR)."""
+    later = [
+        m for (family, key, value), m in CONFIG_MINOR.items() if family == arch.family and arch.config.get(key) == value
+    ]
+    return max([FAMILY_MINOR.get(arch.family, 0), *later])
+
+
+def stream_minor(predicted: bool, arch: ArchRecord) -> int:
     """The minor version a single-segment stream is written as and needs (section 9, rule 4): what
-    its features were added in (PRED: 2; a family registered later: FAMILY_MINOR)."""
-    return max(VERSION_MINOR, PREDICTED_MINOR if predicted else 0, FAMILY_MINOR.get(family, 0))
+    its features were added in (PRED: 2; a family or configuration registered later: ``arch_minor``)."""
+    return max(VERSION_MINOR, PREDICTED_MINOR if predicted else 0, arch_minor(arch))
 
 
 def write(nvc: NvcFile) -> bytes:
     """Serialize a complete file (chunk order as in the module docstring), carrying the minor
     version its features need (a predicted segment: PRED and 1.2)."""
-    minor = stream_minor(nvc.predicted, nvc.arch.family)
+    minor = stream_minor(nvc.predicted, nvc.arch)
     header = replace(nvc.header, min_reader_minor=max(nvc.header.min_reader_minor, minor))
     parts = [preamble(minor)]
     parts.append(chunk(ChunkType.NHDR, header_payload(header)))
@@ -471,7 +483,7 @@ def read(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NvcFile:
             if arch is not None:
                 raise StructureError("more than one ARCH chunk")
             arch = _parse_arch(payload, limits)
-            needed = FAMILY_MINOR.get(arch.family, 0)
+            needed = arch_minor(arch)
             if header.min_reader_minor < needed:
                 raise StructureError(f"a {arch.family} stream must carry NHDR min_reader_minor {needed}")
         elif kind == ChunkType.TENS.value:

@@ -41,6 +41,20 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def soft_round(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A differentiable rounding (Agustsson & Theis 2020): ``round(x)`` as the temperature goes to 0,
+    ``x`` as it grows (C3's and Cool-chic's latent proxy)."""
+    floor = torch.floor(x)
+    return floor + 0.5 + 0.5 * torch.tanh((x - floor - 0.5) / temperature) / np.tanh(0.5 / temperature)
+
+
+def kumaraswamy_noise(uniform: torch.Tensor, a: float) -> torch.Tensor:
+    """Noise in (-1/2, 1/2) from ``uniform`` in [0, 1): Kumaraswamy(a, b) with b set so that its mode is
+    1/2 (C3): a = 1 is uniform, larger ``a`` gathers it toward 0."""
+    b = (2**a * (a - 1) + 1) / a
+    return (1 - (1 - uniform) ** (1 / b)) ** (1 / a) - 0.5
+
+
 def to_binary16_ste(x: torch.Tensor) -> torch.Tensor:
     """The binary16 value the file will store, as float32; gradient 1."""
     return x + (x.to(torch.float16).to(x.dtype) - x).detach()

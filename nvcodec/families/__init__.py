@@ -44,6 +44,7 @@ class Option:
     default: float | int | bool = 0.0
     low: float | None = None  # inclusive range checked before any work
     high: float | None = None
+    config: bool = False  # a field of the model's config (in the file), not a knob of the objective
 
     @property
     def flag(self) -> str:
@@ -116,6 +117,23 @@ class Family:
         for o in self.encode_options:
             o.check(merged[o.name])
         return merged
+
+
+def configured(family: Family, config, options: dict):
+    """``config`` with the family's config options among ``options`` (those given) set; UsageError
+    naming the option when the result is not a valid config."""
+    import dataclasses
+
+    chosen = {o.name: options[o.name] for o in family.encode_options if o.config and o.name in options}
+    if not chosen:
+        return config
+    config = dataclasses.replace(config, **chosen)
+    try:
+        config.validate()
+    except ValueError as exc:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+        raise UsageError(f"--model {family.name} {flags}: {exc}") from None
+    return config
 
 
 def frames_objective() -> type["Objective"]:

@@ -22,7 +22,8 @@ from nvcodec.bitstream.container import NvcReader, write_segmented
 from nvcodec.bitstream.tensors import compress_tensors, decompress_tensors
 from nvcodec.compress.quantize import quantize
 from nvcodec.families.grid.model import Grid, GridConfig
-from nvcodec.families.mcgrid.model import MCGrid, MCGridConfig
+from nvcodec.families.mcgrid.model import RANDOM_ACCESS, MCGrid, MCGridConfig
+from nvcodec.families.mcgrid.motion import unused_motion
 from nvcodec.families.nerv.model import NeRV, NeRVConfig
 
 HERE = Path(__file__).parent
@@ -63,6 +64,23 @@ VECTORS = {
         8.0,
         "MC-grid 16x24, 6 frames in one group: an intra frame and five predicted frames (bicubic warps "
         "along non-zero quarter-pixel motion, edges replicated), latents and motion as CONTEXT records",
+    ),
+    "c6_mcgrid_ra_16x24x6": (
+        MCGridConfig(
+            height=16,
+            width=24,
+            num_frames=6,
+            levels=2,
+            synthesis_width=8,
+            context_width=8,
+            gop=6,
+            block=8,
+            finest=2,
+            order=RANDOM_ACCESS,
+        ),
+        8.0,
+        "MC-grid 16x24, 6 frames in one random-access group (format 1.4): intra frame 0, P frame 5, "
+        "B frames 2, 1, 3, 4 bi-predicted from decoded frames on both sides, blended per pixel",
     ),
     "c4_nerv_chain_8x16x6": (
         NeRVConfig(
@@ -125,7 +143,8 @@ def grid_vector(name: str = "c3_grid_12x20x4") -> tuple[list[np.ndarray], list[n
         for level in model.motion_levels():
             key = f"latents.{level}"
             tensors[key] = np.rint(rng.uniform(-12, 12, tensors[key].shape)).astype(np.float32)
-            tensors[key][0] = 0  # the intra frame
+            slot = (level - config.levels) // 2
+            tensors[key][unused_motion(config)[:, slot]] = 0  # the intra frame's, a P frame's second
     steps = [
         np.ones(1, np.float16) if name.startswith("latents.") else quantize(t, 8.0).steps for name, t in tensors.items()
     ]
@@ -134,7 +153,7 @@ def grid_vector(name: str = "c3_grid_12x20x4") -> tuple[list[np.ndarray], list[n
 
 def vector_tensors(name: str) -> list[np.ndarray]:
     """Seeded weights; in c2 the head bias is zeroed to give a one-symbol alphabet."""
-    if name.startswith(("c3", "c5")):
+    if name.startswith(("c3", "c5", "c6")):
         return grid_vector(name)[0]
     config, _, _ = VECTORS[name]
     torch.manual_seed(20261122)
@@ -152,8 +171,8 @@ def build_vector(name: str = "c1_nerv_9x17x3") -> bytes:
         header = nvc_format.VideoHeader(config.width, config.height, config.num_frames * CHAIN_SEGMENTS, 25, 1)
         counts = [config.num_frames] * CHAIN_SEGMENTS
         return write_segmented(header, chain_streams(), counts, None, {"conformance": name})
-    if name.startswith(("c3", "c5")):
-        family = MCGrid if name.startswith("c5") else Grid
+    if name.startswith(("c3", "c5", "c6")):
+        family = MCGrid if isinstance(config, MCGridConfig) else Grid
         tensors, steps = grid_vector(name)
         records, digest = compress_tensors(tensors, steps=steps, context=family(config).context_codec())
     else:

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ...compress.proxy import ProxyMode, round_ste
+from ...compress.proxy import ProxyMode, kumaraswamy_noise, round_ste, soft_round
 from ...devices import to_device
 from ...train.objectives import FrameObjective, error_255
 from .model import Grid
@@ -37,15 +37,31 @@ BETAS, EPS = (0.9, 0.999), 1e-8  # Adam's defaults (C3 trains with them)
 LATENT_LR_SCALE = 3.0
 
 
+# C3's soft rounding over the noise stage (Cool-chic 5's temperatures): the latents are seen through
+# soft_round(soft_round(x, T) + n, T), T annealed from the first value to the second, and the noise
+# n from uniform toward the centre (Kumaraswamy a from 1 to 2); the hard-rounding stage follows.
+SOFT_TEMPERATURE = (0.35, 0.08)
+KUMARASWAMY_A = (1.0, 2.0)
+
+
+def _anneal(ends: tuple[float, float], fraction: float) -> float:
+    return ends[0] + (ends[1] - ends[0]) * min(max(fraction, 0.0), 1.0)
+
+
 class GridObjective(FrameObjective):
     model: Grid
     latent_lr_scale = LATENT_LR_SCALE
+    soft_rounding = False  # the noise stage's proxy: plain uniform noise, or C3's annealed soft rounding
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in self.model.latents]
         self.updates = 0
         self.leaves: list[tuple[torch.Tensor, int]] = []  # this step's windows (leaf tensors) and where they start
+        self.phase = ("", 0.0)  # (stage, fraction) of the coming step
+
+    def schedule(self, stage: str, fraction: float) -> None:
+        self.phase = (stage, fraction)
 
     def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
         """``batch_frames`` consecutive frames (runs of a seeded random order of runs): a step then
@@ -56,6 +72,10 @@ class GridObjective(FrameObjective):
             self._order_epoch = epoch
         start = int(self._order[index]) * self.batch_frames
         return torch.arange(start, min(start + self.batch_frames, self.num_frames))  # host indices
+
+    def frames_read(self, frames: torch.Tensor) -> torch.Tensor:
+        """The frames whose latents rendering ``frames`` reads (mcgrid: with their references)."""
+        return frames
 
     def own_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.latents)
@@ -76,9 +96,16 @@ class GridObjective(FrameObjective):
         self.leaves = []
 
     def proxy(self, grid: torch.Tensor, mode: ProxyMode, generator: torch.Generator) -> torch.Tensor:
-        """What the decoder will see of ``grid``: uniform noise of one step, or rounding (straight-through)."""
+        """What the decoder will see of ``grid``: uniform noise of one step (or C3's annealed soft
+        rounding), or rounding (straight-through)."""
         if mode == ProxyMode.NOISE:
-            return grid + (torch.rand(grid.shape, generator=generator, device=grid.device) - 0.5)
+            uniform = torch.rand(grid.shape, generator=generator, device=grid.device)
+            if not self.soft_rounding:
+                return grid + (uniform - 0.5)
+            fraction = self.phase[1]
+            temperature = _anneal(SOFT_TEMPERATURE, fraction)
+            noise = kumaraswamy_noise(uniform, _anneal(KUMARASWAMY_A, fraction))
+            return soft_round(soft_round(grid, temperature) + noise, temperature)
         if mode == ProxyMode.HARD:
             return round_ste(grid)
         return grid
@@ -92,8 +119,9 @@ class GridObjective(FrameObjective):
         # per grid: the slices the frames read (rate), and a window one slice wider (synthesis, context)
         read, windows, offsets = [], [], []
         self.leaves = []
+        needed = self.frames_read(frames)
         for level, grid in enumerate(model.latents):
-            slices = torch.unique(frames // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
+            slices = torch.unique(needed // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
             low, high = max(0, int(slices[0]) - 1), min(len(grid) - 1, int(slices[-1]) + 1)
             leaf = grid.detach()[low : high + 1].clone().requires_grad_(True)
             self.leaves.append((leaf, low))

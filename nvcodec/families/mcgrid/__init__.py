@@ -8,7 +8,7 @@ optical flow and refined by the rate-distortion loss; its bits are priced like t
 """
 
 from ...models.capabilities import FRAMEWISE
-from .. import Family
+from .. import Family, Option
 from ..grid import GRID
 
 
@@ -31,5 +31,38 @@ MCGRID = Family(
     # lambda 0.2 / 0.1 / 0.05 would have met (docs/results.md, "Predicted frames")
     rate_overrides={**GRID.rate_overrides, "lam_x_bpp": 0.01},
     requires_rate_training=True,
+    encode_options=(
+        Option(
+            "gop",
+            "frames per closed group: an intra frame, then predicted ones (1: every frame intra)",
+            16,
+            1,
+            256,
+            config=True,
+        ),
+        Option(
+            "order",
+            "0: low delay (each frame from the one before); 1: random access (the group's last frame, "
+            "then hierarchical B frames from the decoded frames on both sides)",
+            0,
+            0,
+            1,
+            config=True,
+        ),
+        Option("block", "pixels per side of a motion block (4, 8, 16, 32 or 64)", 16, 4, 64, config=True),
+        Option(
+            "intra_share",
+            "share of training spent first on each group's intra frame and the first frame made from it",
+            0.3,
+            0.0,
+            1.0,
+        ),
+        Option(
+            "soft_round",
+            "train the latents through C3's annealed soft rounding instead of plain uniform noise (for "
+            "ablations: it measured worse at CPU budgets)",
+            False,
+        ),
+    ),
 )
 DECLARATIONS = (MCGRID,)

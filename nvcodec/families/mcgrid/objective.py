@@ -14,7 +14,7 @@ import torch
 
 from ..grid.objective import GridObjective
 from .model import MCGrid
-from .motion import initial_motion
+from .motion import initial_motion, unused_motion
 
 
 class MCGridObjective(GridObjective):
@@ -23,63 +23,91 @@ class MCGridObjective(GridObjective):
     # within +-2 and drowned in the quantization noise: 20x measured 21.0 dB against 17.1 (intra
     # weight 8, lambda 0.3, 160 steps), 40x 20.9 dB.
     latent_lr_scale = 20.0
-    # The share of the training stage spent first on the intra frames (and the frame after each).
+    # The share of the training stage spent first on each group's first two frames in coding order.
     intra_share = 0.3
-    # How many times an intra frame's error counts (None: the group's length), since its decoded
-    # picture is what the rest of its group is predicted from: 16 measured 21.5 dB at 0.049 bpp,
-    # 8 21.0 at 0.040, 4 20.6 at 0.034 (lambda 0.3, 160 steps, 16-frame groups).
-    intra_weight: float | None = None
+    # How much a frame's error counts. An intra frame: its group's length (16 measured 21.5 dB at 0.049
+    # bpp, 8 21.0 at 0.040, 4 20.6 at 0.034; lambda 0.3, 160 steps, 16-frame groups of P frames). A
+    # predicted frame: 1 + propagation x the frames made from it, directly or through others (lambda
+    # per depth: a reference's error reaches all of them).
+    propagation = 0.0
 
-    def __init__(self, *args) -> None:
+    def __init__(self, *args, options: dict | None = None) -> None:
         super().__init__(*args)
         config = self.model.config
+        self.take_options(options)
+        self.intra_share = float(self.options["intra_share"])
+        self.soft_rounding = bool(self.options["soft_round"])
         self.batch_frames = config.gop  # runs of batch_frames from multiples of it: exactly the groups
         self.steps_per_epoch = math.ceil(self.num_frames / config.gop)
-        self.phase = ("", 0.0)  # (stage, fraction) of the coming step
         self.batch: list[int] = []  # the frames of the coming step
+        self.weights = self.frame_weights()
         self.loss_fn = self.weighted(self.loss_fn)
         motion = [self.model.latents[k] for k in self.model.motion_levels()]
+        # where a frame has no such reference (intra frames, a P frame's second), motion stays 0
+        self.idle_motion = torch.from_numpy(unused_motion(config))
         # always (a warm-started segment holds the motion of the segment before; a resumed encode loads its
         # own from the checkpoint after this); a model on "meta" has no values to start from
         if motion[0].device.type != "meta":
             frames = self.target.permute(0, 2, 3, 1).numpy()
-            estimate = torch.from_numpy(initial_motion(frames, config.gop, config.block))
+            estimate = torch.from_numpy(initial_motion(frames, config))
             with torch.no_grad():
                 for axis, grid in enumerate(motion):
                     grid[: len(estimate)] = estimate[:, axis].to(grid.device)  # a timing trial has fewer frames
 
+    def frame_weights(self) -> list[float]:
+        """Every frame's weight in the loss (``propagation``)."""
+        config = self.model.config
+        made_from: dict[int, set[int]] = {}  # frame -> every frame it is made from, directly or not
+        for start in range(0, config.num_frames, config.gop):
+            for f in config.coding_order(start):
+                made_from[f] = {a for r in config.references(f) for a in made_from[r] | {r}}
+        followers = [0] * config.num_frames
+        for ancestors in made_from.values():
+            for a in ancestors:
+                followers[a] += 1
+        return [
+            float(followers[f] + 1) if config.is_intra(f) else 1.0 + self.propagation * followers[f]
+            for f in range(config.num_frames)
+        ]
+
     def weighted(self, loss_fn: Callable) -> Callable:
-        """``loss_fn`` per frame of the batch, an intra frame's counted ``intra_weight`` times."""
+        """``loss_fn`` per frame of the batch, each counted as ``frame_weights`` says."""
 
         def loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-            intra = self.intra_weight or float(self.model.config.gop)
-            weights = [intra if self.model.config.is_intra(f) else 1.0 for f in self.batch]
+            weights = [self.weights[f] for f in self.batch]
             return sum(w * loss_fn(pred[n : n + 1], gt[n : n + 1]) for n, w in enumerate(weights)) / len(weights)
 
         return loss
 
-    def schedule(self, stage: str, fraction: float) -> None:
-        self.phase = (stage, fraction)
-
     def frame_batch(self, epoch: int, index: int) -> torch.Tensor:
-        """A group of pictures; first, for ``intra_share`` of the training stage, the intra frames
-        with the frame after each (where the group has one): the intra frames are what the rest is
-        predicted from, at a fraction of a group's cost, and the predicted frames' networks then
-        learn from the start (a first Adam step of full size on untrained ones took every predicted
-        frame to 7-10 dB)."""
+        """A group of pictures; first, for ``intra_share`` of the training stage, each group's first
+        two frames in coding order (the intra frame and the first predicted from it): the intra frames
+        are what the rest is predicted from, at a fraction of a group's cost, and the predicted frames'
+        networks then learn from the start (a first Adam step of full size on untrained ones took every
+        predicted frame to 7-10 dB)."""
         if self.phase[0] == "train" and self.phase[1] < self.intra_share:
-            gop = self.model.config.gop
-            firsts = torch.arange(0, self.num_frames, gop)
-            seconds = firsts[firsts + 1 < torch.clamp(firsts + gop, max=self.num_frames)] + 1
-            batch = torch.sort(torch.cat([firsts, seconds])).values
+            config = self.model.config
+            starts = range(0, self.num_frames, config.gop)
+            batch = torch.tensor(sorted(f for s in starts for f in config.coding_order(s)[:2] if f < self.num_frames))
         else:
             batch = super().frame_batch(epoch, index)
         self.batch = batch.tolist()
         return batch
 
+    def frames_read(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames`` and every frame they are made from (random access: later frames of the group too)."""
+        config, needed, todo = self.model.config, set(), frames.tolist()
+        while todo:
+            frame = todo.pop()
+            if frame not in needed:
+                needed.add(frame)
+                todo += config.references(frame)
+        return torch.tensor(sorted(needed))
+
     @torch.no_grad()
     def update(self, lr: float) -> None:
-        """Grid's lazy Adam; intra frames' motion stays 0 (unused, it would only follow the rate term)."""
+        """Grid's lazy Adam; motion a frame does not use stays 0 (it would only follow the rate term)."""
         super().update(lr)
-        for k in self.model.motion_levels():
-            self.model.latents[k][:: self.model.config.gop] = 0.0
+        for slot, k in enumerate(self.model.motion_levels()):
+            grid = self.model.latents[k]
+            grid[self.idle_motion[: len(grid), slot // 2].to(grid.device)] = 0.0
