@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +109,17 @@ class MCGridConfig(LatentGridConfig):
             return 0.0
         a, b = references
         return (b - frame) / (frame - a)
+
+    def made_from(self, frames: Iterable[int], have: Container[int] = ()) -> set[int]:
+        """``frames`` and every frame they are made from, directly or not, but those in ``have``."""
+        needed: set[int] = set()
+        todo = [f for f in frames if f not in have]
+        while todo:
+            frame = todo.pop()
+            if frame not in needed:
+                needed.add(frame)
+                todo += [r for r in self.references(frame) if r not in have]
+        return needed
 
     def coding_order(self, frame: int) -> list[int]:
         """The frames of ``frame``'s group in the order they are made (each after its references)."""
@@ -222,16 +234,7 @@ class MCGrid(Grid):
         rendered: dict[int, torch.Tensor] = {}
         if self._cache is not None and self._cache[0] == key:
             rendered.update(self._cache[1])
-        needed: set[int] = set()
-
-        def need(i: int) -> None:
-            if i not in rendered and i not in needed:
-                needed.add(i)
-                for r in cfg.references(i):
-                    need(r)
-
-        for i in wanted:
-            need(i)
+        needed = cfg.made_from(wanted, have=rendered)
         groups = sorted({i - i % cfg.gop for i in needed})
         todo = [j for g in groups for j in cfg.coding_order(g) if j in needed]  # each after its references
         if todo:

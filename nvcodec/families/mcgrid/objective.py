@@ -57,14 +57,10 @@ class MCGridObjective(GridObjective):
     def frame_weights(self) -> list[float]:
         """Every frame's weight in the loss (``propagation``)."""
         config = self.model.config
-        made_from: dict[int, set[int]] = {}  # frame -> every frame it is made from, directly or not
-        for start in range(0, config.num_frames, config.gop):
-            for f in config.coding_order(start):
-                made_from[f] = {a for r in config.references(f) for a in made_from[r] | {r}}
-        followers = [0] * config.num_frames
-        for ancestors in made_from.values():
-            for a in ancestors:
-                followers[a] += 1
+        followers = [0] * config.num_frames  # the frames made from each frame, directly or not
+        for frame in range(config.num_frames):
+            for ancestor in config.made_from(config.references(frame)):
+                followers[ancestor] += 1
         return [
             float(followers[f] + 1) if config.is_intra(f) else 1.0 + self.propagation * followers[f]
             for f in range(config.num_frames)
@@ -96,12 +92,7 @@ class MCGridObjective(GridObjective):
 
     def frames_read(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` and every frame they are made from (random access: later frames of the group too)."""
-        config, needed, todo = self.model.config, set(), frames.tolist()
-        while todo:
-            frame = todo.pop()
-            if frame not in needed:
-                needed.add(frame)
-                todo += config.references(frame)
+        needed = self.model.config.made_from(frames.tolist())
         return torch.tensor(sorted(needed))
 
     @torch.no_grad()
