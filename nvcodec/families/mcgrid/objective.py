@@ -44,7 +44,7 @@ class MCGridObjective(GridObjective):
         self.loss_fn = self.weighted(self.loss_fn)
         motion = [self.model.latents[k] for k in self.model.motion_levels()]
         # where a frame has no such reference (intra frames, a P frame's second), motion stays 0
-        self.idle_motion = torch.from_numpy(unused_motion(config))
+        self.idle_motion = torch.from_numpy(unused_motion(config)).to(self.device)
         # always (a warm-started segment holds the motion of the segment before; a resumed encode loads its
         # own from the checkpoint after this); a model on "meta" has no values to start from
         if motion[0].device.type != "meta":
@@ -101,4 +101,4 @@ class MCGridObjective(GridObjective):
         super().update(lr)
         for slot, k in enumerate(self.model.motion_levels()):
             grid = self.model.latents[k]
-            grid[self.idle_motion[: len(grid), slot // 2].to(grid.device)] = 0.0
+            grid[self.idle_motion[: len(grid), slot // 2]] = 0.0
