@@ -58,6 +58,13 @@ MCGRID = Family(
             1.0,
         ),
         Option(
+            "propagation",
+            "a predicted frame's error counts 1 + this x the frames made from it (lambda per depth)",
+            0.0,
+            0.0,
+            4.0,
+        ),
+        Option(
             "soft_round",
             "train the latents through C3's annealed soft rounding instead of plain uniform noise (for "
             "ablations: it measured worse at CPU budgets)",

@@ -37,6 +37,7 @@ class MCGridObjective(GridObjective):
         self.take_options(options)
         self.intra_share = float(self.options["intra_share"])
         self.soft_rounding = bool(self.options["soft_round"])
+        self.propagation = float(self.options["propagation"])
         self.batch_frames = config.gop  # runs of batch_frames from multiples of it: exactly the groups
         self.steps_per_epoch = math.ceil(self.num_frames / config.gop)
         self.batch: list[int] = []  # the frames of the coming step
