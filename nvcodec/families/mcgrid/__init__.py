@@ -60,7 +60,7 @@ MCGRID = Family(
         Option(
             "propagation",
             "a predicted frame's error counts 1 + this x the frames made from it (lambda per depth)",
-            0.0,
+            0.25,
             0.0,
             4.0,
         ),
