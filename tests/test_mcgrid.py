@@ -143,27 +143,19 @@ def test_decoder_cost_is_stated_and_within_the_budget():
 VECTOR = CONFORMANCE / "c5_mcgrid_16x24x6.nvc"
 
 
-def test_random_access_streams_need_a_1_4_reader():
-    """Added in minor version 4: written as 1.4, and a stream that claims 3 is refused."""
-    data = (CONFORMANCE / "c6_mcgrid_ra_16x24x6.nvc").read_bytes()
+@pytest.mark.parametrize(
+    "vector, minor",
+    [("c5_mcgrid_16x24x6", 3), ("c6_mcgrid_ra_16x24x6", 4)],  # the family (1.3), its random-access order (1.4)
+)
+def test_streams_carry_the_minor_version_their_features_were_added_in(vector, minor):
+    """Written as 1.<minor>, and a stream that claims a lower minimum is refused."""
+    data = (CONFORMANCE / f"{vector}.nvc").read_bytes()
     nvc = fmt.read(data)
-    assert int.from_bytes(data[10:12], "little") == 4 and nvc.header.min_reader_minor == 4
+    assert int.from_bytes(data[10:12], "little") == minor and nvc.header.min_reader_minor == minor
     length = int.from_bytes(data[fmt.PREAMBLE_SIZE : fmt.PREAMBLE_SIZE + 4], "little")
     rest = data[fmt.PREAMBLE_SIZE + fmt.CHUNK_OVERHEAD + length :]
-    forged = fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(replace(nvc.header, min_reader_minor=3)))
-    with pytest.raises(errors.StructureError, match="mcgrid stream must carry NHDR min_reader_minor 4"):
-        fmt.read(data[: fmt.PREAMBLE_SIZE] + forged + rest)
-
-
-def test_streams_of_the_family_need_a_1_3_reader():
-    """Registered in minor version 3: written as 1.3, and a stream that claims a lower minimum is refused."""
-    data = VECTOR.read_bytes()
-    nvc = fmt.read(data)
-    assert int.from_bytes(data[10:12], "little") == 3 and nvc.header.min_reader_minor == 3
-    length = int.from_bytes(data[fmt.PREAMBLE_SIZE : fmt.PREAMBLE_SIZE + 4], "little")
-    rest = data[fmt.PREAMBLE_SIZE + fmt.CHUNK_OVERHEAD + length :]
-    forged = fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(replace(nvc.header, min_reader_minor=2)))
-    with pytest.raises(errors.StructureError, match="mcgrid stream must carry NHDR min_reader_minor 3"):
+    forged = fmt.chunk(fmt.ChunkType.NHDR, fmt.header_payload(replace(nvc.header, min_reader_minor=minor - 1)))
+    with pytest.raises(errors.StructureError, match=f"mcgrid stream must carry NHDR min_reader_minor {minor}"):
         fmt.read(data[: fmt.PREAMBLE_SIZE] + forged + rest)
 
 

@@ -12,7 +12,7 @@ Names are what the .nvc file stores (ARCH.family); they never change once releas
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, TypedDict
 
 from ..errors import ArchitectureError, UsageError
@@ -122,12 +122,10 @@ class Family:
 def configured(family: Family, config, options: dict):
     """``config`` with the family's config options among ``options`` (those given) set; UsageError
     naming the option when the result is not a valid config."""
-    import dataclasses
-
     chosen = {o.name: options[o.name] for o in family.encode_options if o.config and o.name in options}
     if not chosen:
         return config
-    config = dataclasses.replace(config, **chosen)
+    config = replace(config, **chosen)
     try:
         config.validate()
     except ValueError as exc:
