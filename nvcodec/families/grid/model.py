@@ -452,11 +452,12 @@ class LatentCodec:
 def upsample_bilinear(planes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Planes [B, h, w] -> [B, H, W], bilinear with half-pixel centres (``align_corners=False``).
 
-    F.interpolate's backward on CUDA adds with atomics, which deterministic mode refuses; there,
-    while training, the same interpolation runs as two products with interpolation matrices
-    (deterministic GEMMs). The decoder, which needs no gradient, always runs F.interpolate.
+    While training, the same interpolation runs as two products with interpolation matrices:
+    F.interpolate's backward scatters (on CPU 3-8x slower than the GEMMs: 14 ms against 1.7-5.6 ms for
+    16 planes to 320x180 on 2 threads; on CUDA it adds with atomics, which deterministic mode refuses).
+    The decoder, which needs no gradient, always runs F.interpolate (the two differ by float rounding).
     """
-    if not (planes.is_cuda and torch.is_grad_enabled() and torch.are_deterministic_algorithms_enabled()):
+    if not torch.is_grad_enabled():
         return F.interpolate(planes[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     rows = _interpolation_matrix(size[0], planes.shape[-2], planes.device, planes.dtype)
     cols = _interpolation_matrix(size[1], planes.shape[-1], planes.device, planes.dtype)

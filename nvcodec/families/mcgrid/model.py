@@ -239,7 +239,9 @@ class MCGrid(Grid):
         todo = [j for g in groups for j in cfg.coding_order(g) if j in needed]  # each after its references
         if todo:
             indices = torch.tensor(todo, device=grids[0].device)
-            latents, flows = self._planes(indices, grids, offsets)
+            # per frame by unbind, not by slicing: a slice's backward fills a zero tensor the size of all
+            # the frames' planes, once per frame (a quarter of a step's time on 16-frame groups)
+            latents, flows = (planes.unbind(0) for planes in self._planes(indices, grids, offsets))
             for n, j in enumerate(todo):
                 # training: a frame learns to predict from its references, not to change them (as Cool-chic
                 # trains a frame once those it refers to are final); a gradient down the chain made the first
@@ -248,7 +250,7 @@ class MCGrid(Grid):
                 flow = flows[n]
                 if len(references) == 2:  # the second field codes the difference from linear motion
                     flow = torch.cat([flow[0:2], flow[2:4] - cfg.backward_ratio(j) * flow[0:2]])
-                rendered[j] = self._frame(latents[n : n + 1], references, flow)
+                rendered[j] = self._frame(latents[n][None], references, flow)
             self.frames_rendered += len(todo)
         if key is not None and wanted:
             self._cache = (key, self._still_referred(rendered, wanted[-1]))

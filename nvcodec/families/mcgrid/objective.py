@@ -74,7 +74,9 @@ class MCGridObjective(GridObjective):
 
         def loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
             weights = [self.weights[f] for f in self.batch]
-            return sum(w * loss_fn(pred[n : n + 1], gt[n : n + 1]) for n, w in enumerate(weights)) / len(weights)
+            # unbind, not slices: each slice's backward would fill a zero tensor of the whole batch
+            pairs = zip(pred.unbind(0), gt.unbind(0))
+            return sum(w * loss_fn(p[None], g[None]) for (p, g), w in zip(pairs, weights)) / len(weights)
 
         return loss
 
