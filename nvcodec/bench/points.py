@@ -221,6 +221,7 @@ class NvcodecJob:
                 "psnr": float(report.psnr),
                 "decode_seconds": float(report.decode_seconds),
                 "estimated_bytes": getattr(report, "estimated_bytes", None),
+                "lambda": getattr(report, "lam", None),  # where training's rate control ended (None: no rate term)
             }
         else:
             decode_seconds = float(report.decode_seconds)
