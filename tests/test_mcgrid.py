@@ -198,3 +198,33 @@ def test_gop_and_order_are_options_of_the_command_line_stored_in_the_file(runner
     assert (config.gop, config.order) == (3, RANDOM_ACCESS)
     result = runner.invoke(main, [*args[:-6], "--model", "grid", "--gop", "3"])
     assert result.exit_code != 0 and "--gop is not an option of grid; it applies to --model mcgrid" in result.stderr
+
+
+def test_lambda_is_not_steered_while_only_the_intra_frames_train():
+    """The intra phase's rate estimate counts predicted frames whose latents are still zero: steering by
+    it drove lambda to its floor before the whole groups started (their rate then grew unpriced)."""
+    from nvcodec.compress.ratecontrol import LambdaController
+    from nvcodec.train.objectives import objective_for
+
+    config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    objective = objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, {"intra_share": 0.5})
+    objective.schedule("train", 0.2)
+    assert objective.frame_batch(0, 0).tolist() == [0, 1] and not objective.steers_lambda()
+    objective.schedule("train", 0.6)
+    assert objective.frame_batch(0, 0).tolist() == [0, 1, 2, 3] and objective.steers_lambda()
+    objective.schedule("finetune", 0.0)
+    assert objective.steers_lambda()
+
+    class Rate:  # RateTerm.observe on a bare controller
+        from nvcodec.train.rate import RateTerm
+
+        observe = RateTerm.observe
+        controller = LambdaController(target_bits=100.0, lam=1.0)
+        settings = type("S", (), {"num_pixels": 10})()
+
+    rate = Rate()
+    rate.observe(torch.tensor(10.0), steer=False)
+    assert rate.controller.lam == 1.0
+    rate.observe(torch.tensor(10.0))
+    assert rate.controller.lam < 1.0

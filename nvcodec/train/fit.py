@@ -427,7 +427,7 @@ class _Loop:
         if self.masks:
             apply_masks(self.model, self.masks)
         if bits is not None:  # the controller runs on the host, every rate.settings.every steps
-            self.last_bpp = self.rate.observe(bits)
+            self.last_bpp = self.rate.observe(bits, steer=self.objective.steers_lambda())
         self.step += 1
         self.last_losses = (loss, mse)
 

@@ -78,6 +78,11 @@ class Objective:
     def step(self, epoch: int, index: int, autocast) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def steers_lambda(self) -> bool:
+        """Whether this step's rate estimate describes the file being trained, so that lambda may be
+        steered by it (mcgrid: not while only the intra frames train and the rest are still zero)."""
+        return True
+
     def kernel(self, name: str, fn: Callable) -> Callable:
         """``fn``, compiled on first use when ``compile`` is set: a pure tensor function of the step."""
         kernels = self.__dict__.setdefault("_kernels", {})

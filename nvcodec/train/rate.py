@@ -222,10 +222,12 @@ class RateTerm:
             else:
                 lo = mid
 
-    def observe(self, bits: torch.Tensor) -> float:
-        """A step's estimate to the lambda controller (on the host); the estimate in bits per pixel."""
+    def observe(self, bits: torch.Tensor, steer: bool = True) -> float:
+        """A step's estimate to the lambda controller (on the host; not when ``steer`` is False);
+        the estimate in bits per pixel."""
         estimate = float(bits)
-        self.controller.update(estimate)
+        if steer:
+            self.controller.update(estimate)
         return estimate / self.settings.num_pixels
 
     def state(self) -> dict:

@@ -86,7 +86,7 @@ class MCGridObjective(GridObjective):
         are what the rest is predicted from, at a fraction of a group's cost, and the predicted frames'
         networks then learn from the start (a first Adam step of full size on untrained ones took every
         predicted frame to 7-10 dB)."""
-        if self.phase[0] == "train" and self.phase[1] < self.intra_share:
+        if self.intra_phase():
             config = self.model.config
             starts = range(0, self.num_frames, config.gop)
             batch = torch.tensor(sorted(f for s in starts for f in config.coding_order(s)[:2] if f < self.num_frames))
@@ -94,6 +94,16 @@ class MCGridObjective(GridObjective):
             batch = super().frame_batch(epoch, index)
         self.batch = batch.tolist()
         return batch
+
+    def intra_phase(self) -> bool:
+        """Whether the coming step is in the first ``intra_share`` of the training stage."""
+        return self.phase[0] == "train" and self.phase[1] < self.intra_share
+
+    def steers_lambda(self) -> bool:
+        """Not in the intra phase: its estimate counts the predicted frames' latents, still near zero,
+        so lambda fell to its floor there (0.01 x its start, BBB 0.1 bpp, 600 CPU-s) and took half
+        of the whole-group steps to climb back while the rate grew to 2.3x its target unpriced."""
+        return not self.intra_phase()
 
     def frames_read(self, frames: torch.Tensor) -> torch.Tensor:
         """``frames`` and every frame they are made from (random access: later frames of the group too)."""
