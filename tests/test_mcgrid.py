@@ -188,14 +188,16 @@ def test_a_one_frame_clip_is_an_intra_frame_that_decodes(tiny_clip, tmp_path):
     assert report.psnr == psnr(one.frames, decode(tmp_path / "one.nvc").frames)
 
 
-def test_gop_and_order_are_options_of_the_command_line_stored_in_the_file(runner, sample_path, tmp_path):
+def test_gop_order_and_finest_are_options_of_the_command_line_stored_in_the_file(runner, sample_path, tmp_path):
     out = tmp_path / "g.nvc"
     args = ["encode", str(sample_path), "-o", str(out), "--frames", "0:6", "--resize", "32x18", "--bpp", "20"]
     args += ["--epochs", "2", "--no-resume", "--no-audio", "-q", "--model", "mcgrid", "--gop", "3", "--order", "1"]
-    result = runner.invoke(main, args)
+    result = runner.invoke(main, [*args, "--finest", "2"])
     assert result.exit_code == 0, result.output
     config = MCGridConfig.from_json(fmt.read(out.read_bytes()).arch.config)
-    assert (config.gop, config.order) == (3, RANDOM_ACCESS)
+    assert (config.gop, config.order, config.finest) == (3, RANDOM_ACCESS, 2)
+    result = runner.invoke(main, [*args, "--finest", "3"])
+    assert result.exit_code != 0 and "finest" in result.stderr
     result = runner.invoke(main, [*args[:-6], "--model", "grid", "--gop", "3"])
     assert result.exit_code != 0 and "--gop is not an option of grid; it applies to --model mcgrid" in result.stderr
 

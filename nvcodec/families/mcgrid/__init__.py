@@ -53,6 +53,7 @@ MCGRID = Family(
             config=True,
         ),
         Option("block", "pixels per side of a motion block (4, 8, 16, 32 or 64)", 16, 4, 64, config=True),
+        Option("finest", "pixels per side of a finest latent (1, 2 or 4)", 4, 1, 4, config=True),
         Option(
             "intra_share",
             "share of training spent first on each group's intra frame and the first frame made from it",
