@@ -31,7 +31,8 @@ MCGRID = Family(
     # lambda 0.2 / 0.1 / 0.05 would have met (docs/results.md, "Predicted frames"). Lambda stays within grid's
     # [0.01, 2] x its start: 8x measured 25.23 dB @ 0.2506 against 24.84 @ 0.2418 on carphone 176x144x96 at
     # 0.2 bpp (900 CPU-s; both over target), but 22.42 dB @ 0.0414 against 22.98 @ 0.0423 on BBB 320x180x32
-    # at 0.05 bpp (300 CPU-s, back to back): it winds lambda up when the whole groups start
+    # at 0.05 bpp (300 CPU-s, back to back); both measured while the intra phase still steered lambda
+    # (objective.py, steers_lambda), which is what had sent the rate over target
     rate_overrides={**GRID.rate_overrides, "lam_x_bpp": 0.01},
     requires_rate_training=True,
     encode_options=(
