@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,10 +15,13 @@ from nvcodec.bitstream import format as fmt
 from nvcodec.bitstream.tensors import CONTEXT_LIMIT, compress_tensors, decompress_tensors
 from nvcodec.cli import main
 from nvcodec.compress.entropy import MAX_CONTEXT_REACH
+from nvcodec.compress.ratecontrol import LambdaController
 from nvcodec.families.mcgrid.model import RANDOM_ACCESS, MCGrid, MCGridConfig
 from nvcodec.families.mcgrid.motion import initial_motion
 from nvcodec.io import Video
 from nvcodec.metrics import psnr
+from nvcodec.train.objectives import objective_for
+from nvcodec.train.rate import RateTerm
 
 from .conftest import CONFORMANCE
 from .test_grid import _corrupt_latent_words
@@ -205,9 +209,6 @@ def test_gop_order_and_finest_are_options_of_the_command_line_stored_in_the_file
 def test_lambda_is_not_steered_while_only_the_intra_frames_train():
     """The intra phase's rate estimate counts predicted frames whose latents are still zero: steering by
     it drove lambda to its floor before the whole groups started (their rate then grew unpriced)."""
-    from nvcodec.compress.ratecontrol import LambdaController
-    from nvcodec.train.objectives import objective_for
-
     config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
     frames = np.zeros((4, 16, 16, 3), np.uint8)
     objective = objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, {"intra_share": 0.5})
@@ -218,15 +219,11 @@ def test_lambda_is_not_steered_while_only_the_intra_frames_train():
     objective.schedule("finetune", 0.0)
     assert objective.steers_lambda()
 
-    class Rate:  # RateTerm.observe on a bare controller
-        from nvcodec.train.rate import RateTerm
-
-        observe = RateTerm.observe
-        controller = LambdaController(target_bits=100.0, lam=1.0)
-        settings = type("S", (), {"num_pixels": 10})()
-
-    rate = Rate()
-    rate.observe(torch.tensor(10.0), steer=False)
+    # RateTerm.observe on a bare controller
+    rate = SimpleNamespace(
+        controller=LambdaController(target_bits=100.0, lam=1.0), settings=SimpleNamespace(num_pixels=10)
+    )
+    RateTerm.observe(rate, torch.tensor(10.0), steer=False)
     assert rate.controller.lam == 1.0
-    rate.observe(torch.tensor(10.0))
+    RateTerm.observe(rate, torch.tensor(10.0))
     assert rate.controller.lam < 1.0
