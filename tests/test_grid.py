@@ -307,8 +307,8 @@ def test_a_latent_range_wider_than_the_coder_and_a_too_fine_step_are_written_and
 
 def test_the_dead_zone_is_the_mildest_that_fits_and_never_zeroes_what_rounds_beyond_1():
     """Real sizes need not fall with the zone: the search takes the first zone that fits, from
-    below; and it stops at MAX_DEAD_ZONE, leaving the file over its target, rather than zero
-    every latent."""
+    below; and it stops at MAX_DEAD_ZONE rather than zero every latent: a file that no zone up to
+    that lands keeps plain rounding (over its target, at the quality it trained to)."""
     from nvcodec.compress.ratecontrol import MAX_DEAD_ZONE, PLAIN_ROUNDING, RateControl
 
     control = RateControl(1.0, 80, 10, 1)  # a target of 100 bytes
@@ -320,4 +320,5 @@ def test_the_dead_zone_is_the_mildest_that_fits_and_never_zeroes_what_rounds_bey
     zone = control.latent_dead_zone(size_at, largest=40.0)
     assert 0.8 <= zone < 0.8 * 1.15
     assert control.latent_dead_zone(lambda zone: 90, largest=40.0) == PLAIN_ROUNDING
-    assert control.latent_dead_zone(lambda zone: 150, largest=40.0) == MAX_DEAD_ZONE
+    assert control.latent_dead_zone(lambda zone: 150, largest=40.0) == PLAIN_ROUNDING
+    assert MAX_DEAD_ZONE <= control.latent_dead_zone(lambda zone: 99 if zone >= MAX_DEAD_ZONE else 150, 40.0)
