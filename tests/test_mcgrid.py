@@ -227,3 +227,16 @@ def test_lambda_is_not_steered_while_only_the_intra_frames_train():
     assert rate.controller.lam == 1.0
     RateTerm.observe(rate, torch.tensor(10.0))
     assert rate.controller.lam < 1.0
+
+
+def test_frame_weights_count_the_frames_made_from_each():
+    """Low delay, a group of 4: the intra frame counts 1 + its 3 followers, P frame f 1 + propagation
+    x the frames after it in the group (lambda per depth)."""
+    config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+
+    def weights(options: dict) -> list[float]:
+        return objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, options).weights
+
+    assert weights({"propagation": 0.25}) == [4.0, 1.5, 1.25, 1.0]
+    assert weights({"propagation": 0.0}) == [4.0, 1.0, 1.0, 1.0]
