@@ -206,12 +206,17 @@ def test_gop_order_and_finest_are_options_of_the_command_line_stored_in_the_file
     assert result.exit_code != 0 and "--gop is not an option of grid; it applies to --model mcgrid" in result.stderr
 
 
+def _group_of_four(options: dict):
+    """The mcgrid objective of one low-delay group of four black 16x16 frames."""
+    config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    return objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, options)
+
+
 def test_lambda_is_not_steered_while_only_the_intra_frames_train():
     """The intra phase's rate estimate counts predicted frames whose latents are still zero: steering by
     it drove lambda to its floor before the whole groups started (their rate then grew unpriced)."""
-    config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
-    frames = np.zeros((4, 16, 16, 3), np.uint8)
-    objective = objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, {"intra_share": 0.5})
+    objective = _group_of_four({"intra_share": 0.5})
     objective.schedule("train", 0.2)
     assert objective.frame_batch(0, 0).tolist() == [0, 1] and not objective.steers_lambda()
     objective.schedule("train", 0.6)
@@ -232,11 +237,5 @@ def test_lambda_is_not_steered_while_only_the_intra_frames_train():
 def test_frame_weights_count_the_frames_made_from_each():
     """Low delay, a group of 4: the intra frame counts 1 + its 3 followers, P frame f 1 + propagation
     x the frames after it in the group (lambda per depth)."""
-    config = MCGridConfig(height=16, width=16, num_frames=4, gop=4)
-    frames = np.zeros((4, 16, 16, 3), np.uint8)
-
-    def weights(options: dict) -> list[float]:
-        return objective_for(MCGrid(config), frames, torch.device("cpu"), "l2", 0, 4, options).weights
-
-    assert weights({"propagation": 0.25}) == [4.0, 1.5, 1.25, 1.0]
-    assert weights({"propagation": 0.0}) == [4.0, 1.0, 1.0, 1.0]
+    assert _group_of_four({"propagation": 0.25}).weights == [4.0, 1.5, 1.25, 1.0]
+    assert _group_of_four({"propagation": 0.0}).weights == [4.0, 1.0, 1.0, 1.0]
