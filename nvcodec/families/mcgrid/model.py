@@ -301,7 +301,9 @@ class MCGrid(Grid):
         if len(predictions) == 2:  # bi-prediction: a per-pixel blend of the two
             blend = torch.sigmoid(out[:, 3:4])
             prediction = predictions[1] + blend * (predictions[0] - predictions[1])
-        z = prediction + out[:, :3]
+        # out first: the sum takes its memory layout (channels last on the CPU), where the 3x3 refinement
+        # trains 3.5x faster than on the warp's contiguous layout (fwd + bwd 2.0 against 7.1 ms, 320x180)
+        z = out[:, :3] + prediction
         return z + self.predicted_refine(F.gelu(z))
 
 
