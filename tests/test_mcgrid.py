@@ -239,3 +239,33 @@ def test_frame_weights_count_the_frames_made_from_each():
     x the frames after it in the group (lambda per depth)."""
     assert _group_of_four({"propagation": 0.25}).weights == [4.0, 1.5, 1.25, 1.0]
     assert _group_of_four({"propagation": 0.0}).weights == [4.0, 1.0, 1.0, 1.0]
+
+
+def test_a_step_moves_only_the_latents_of_the_frames_it_renders_and_prices():
+    """The slice before a group is context for the group's intra frame, read as a constant: trained on
+    that frame's rate alone (Adam turns any gradient into a full step), a group's last predicted frame
+    grew to 10-15x the size of its group's others and decoded below its own prediction."""
+    import contextlib
+
+    from nvcodec.compress.proxy import ProxyMode
+
+    config = MCGridConfig(height=16, width=16, num_frames=4, gop=2)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    model = MCGrid(config)
+    with torch.no_grad():
+        for grid in model.latents[: config.levels]:
+            grid.normal_(0.0, 3.0)  # large latents: the rate has a gradient everywhere
+    objective = objective_for(model, frames, torch.device("cpu"), "l2", 0, 2, {"intra_share": 0.0})
+    objective.rate = SimpleNamespace(
+        mode=ProxyMode.NOISE, controller=SimpleNamespace(lam=1.0), settings=SimpleNamespace(num_pixels=4 * 256)
+    )
+    objective.schedule("train", 0.5)
+    index = next(i for i in range(2) if objective.frame_batch(0, i).tolist() == [2, 3])
+    before = [grid.detach().clone() for grid in model.latents]
+    loss, _ = objective.step(0, index, contextlib.nullcontext())
+    loss.backward()
+    objective.update(1e-2)
+    for level in range(config.levels):
+        latents = model.latents[level].detach()
+        assert torch.equal(latents[:2], before[level][:2]), level  # frame 1 was read, as context only
+        assert not torch.equal(latents[2:], before[level][2:]), level

@@ -44,6 +44,13 @@ SOFT_TEMPERATURE = (0.35, 0.08)
 KUMARASWAMY_A = (1.0, 2.0)
 
 
+def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, stop) of every run of True in a 1-D bool ``mask``."""
+    edges = torch.diff(torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).to(torch.int8))
+    starts, stops = torch.nonzero(edges == 1).flatten().tolist(), torch.nonzero(edges == -1).flatten().tolist()
+    return list(zip(starts, stops))
+
+
 def _anneal(ends: tuple[float, float], fraction: float) -> float:
     return ends[0] + (ends[1] - ends[0]) * min(max(fraction, 0.0), 1.0)
 
@@ -57,7 +64,8 @@ class GridObjective(FrameObjective):
         super().__init__(*args)
         self.moments = [(torch.zeros_like(g), torch.zeros_like(g)) for g in self.model.latents]
         self.updates = 0
-        self.leaves: list[tuple[torch.Tensor, int]] = []  # this step's windows (leaf tensors) and where they start
+        # this step's windows (leaf tensors), where they start, and which of their slices it trains
+        self.leaves: list[tuple[torch.Tensor, int, torch.Tensor]] = []
         self.phase = ("", 0.0)  # (stage, fraction) of the coming step
 
     def schedule(self, stage: str, fraction: float) -> None:
@@ -77,6 +85,11 @@ class GridObjective(FrameObjective):
         """The frames whose latents rendering ``frames`` reads (mcgrid: with their references)."""
         return frames
 
+    def trained_slices(self, read: torch.Tensor, count: int) -> torch.Tensor:
+        """bool [count]: the slices of a window of ``count`` that a step trains, given the slices ``read``
+        whose rate it prices: here all (a frame's synthesis also reads the slice after its own)."""
+        return torch.ones(count, dtype=torch.bool)
+
     def own_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.latents)
 
@@ -85,14 +98,15 @@ class GridObjective(FrameObjective):
         """Adam on the slices this step read; the other slices and their moments stay as they are."""
         self.updates += 1
         correction1, correction2 = 1 - BETAS[0] ** self.updates, 1 - BETAS[1] ** self.updates
-        for grid, (first, second), (leaf, low) in zip(self.model.latents, self.moments, self.leaves):
+        for grid, (first, second), (leaf, low, trained) in zip(self.model.latents, self.moments, self.leaves):
             if leaf.grad is None:
                 continue
-            window = slice(low, low + len(leaf))
-            first[window].lerp_(leaf.grad, 1 - BETAS[0])
-            second[window].mul_(BETAS[1]).addcmul_(leaf.grad, leaf.grad, value=1 - BETAS[1])
-            denominator = (second[window] / correction2).sqrt_().add_(EPS)
-            grid[window].addcdiv_(first[window], denominator, value=-self.latent_lr_scale * lr / correction1)
+            for start, stop in _runs(trained):
+                window, grad = slice(low + start, low + stop), leaf.grad[start:stop]
+                first[window].lerp_(grad, 1 - BETAS[0])
+                second[window].mul_(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
+                denominator = (second[window] / correction2).sqrt_().add_(EPS)
+                grid[window].addcdiv_(first[window], denominator, value=-self.latent_lr_scale * lr / correction1)
         self.leaves = []
 
     def proxy(self, grid: torch.Tensor, mode: ProxyMode, generator: torch.Generator) -> torch.Tensor:
@@ -117,16 +131,19 @@ class GridObjective(FrameObjective):
         mode = ProxyMode.OFF if self.rate is None else self.rate.mode
         generator = torch.Generator(device=gt.device).manual_seed((self.seed * 100003 + epoch) * 1000003 + index)
         # per grid: the slices the frames read (rate), and a window one slice wider (synthesis, context)
-        read, windows, offsets = [], [], []
+        read, inputs, windows, offsets = [], [], [], []
         self.leaves = []
         needed = self.frames_read(frames)
         for level, grid in enumerate(model.latents):
             slices = torch.unique(needed // model.config.frames_per_slice(level)).clamp_max(len(grid) - 1)
             low, high = max(0, int(slices[0]) - 1), min(len(grid) - 1, int(slices[-1]) + 1)
             leaf = grid.detach()[low : high + 1].clone().requires_grad_(True)
-            self.leaves.append((leaf, low))
+            trained = self.trained_slices(slices - low, len(leaf))
+            self.leaves.append((leaf, low, trained))
             read.append(slices - low)
-            windows.append(self.proxy(leaf, mode, generator))
+            # the slices a step does not train are read as constants (context only)
+            inputs.append(leaf if bool(trained.all()) else torch.where(trained[:, None, None], leaf, leaf.detach()))
+            windows.append(self.proxy(inputs[-1], mode, generator))
             offsets.append(low)
         with autocast:
             pred = model.synthesize(to_device(frames, self.device), windows, offsets)
@@ -137,7 +154,7 @@ class GridObjective(FrameObjective):
             model.latent_bits()  # the running estimate exists from here on
             # the rate of the rounded latents (straight-through), as the file codes them: under the
             # noise proxy small-scale latents would be priced far above what they will cost
-            rounded = [round_ste(leaf) for leaf, _ in self.leaves]
+            rounded = [round_ste(values) for values in inputs]
             bits = torch.zeros((), device=gt.device)
             for level, (slices, low) in enumerate(zip(read, offsets)):
                 per_slice = model.slice_bits(rounded, level, slices, offsets)
