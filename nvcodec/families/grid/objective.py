@@ -95,7 +95,7 @@ class GridObjective(FrameObjective):
 
     @torch.no_grad()
     def update(self, lr: float) -> None:
-        """Adam on the slices this step read; the other slices and their moments stay as they are."""
+        """Adam on the slices this step trains; the other slices and their moments stay as they are."""
         self.updates += 1
         correction1, correction2 = 1 - BETAS[0] ** self.updates, 1 - BETAS[1] ** self.updates
         for grid, (first, second), (leaf, low, trained) in zip(self.model.latents, self.moments, self.leaves):
@@ -142,7 +142,10 @@ class GridObjective(FrameObjective):
             self.leaves.append((leaf, low, trained))
             read.append(slices - low)
             # the slices a step does not train are read as constants (context only)
-            inputs.append(leaf if bool(trained.all()) else torch.where(trained[:, None, None], leaf, leaf.detach()))
+            if bool(trained.all()):
+                inputs.append(leaf)
+            else:
+                inputs.append(torch.where(trained.to(leaf.device)[:, None, None], leaf, leaf.detach()))
             windows.append(self.proxy(inputs[-1], mode, generator))
             offsets.append(low)
         with autocast:
