@@ -87,7 +87,8 @@ class GridObjective(FrameObjective):
 
     def trained_slices(self, read: torch.Tensor, count: int) -> torch.Tensor:
         """bool [count]: the slices of a window of ``count`` that a step trains, given the slices ``read``
-        whose rate it prices: here all (a frame's synthesis also reads the slice after its own)."""
+        whose rate it prices: here all (a frame's synthesis reads its time between two slices, one of
+        them beside its own)."""
         return torch.ones(count, dtype=torch.bool)
 
     def own_parameters(self) -> list[torch.nn.Parameter]:
